@@ -1,0 +1,226 @@
+"""The gridworld engine: pure JAX functions over (batches of) levels.
+
+A level is a finite deterministic MDP (SPEC.md section 1): a grid of walls, an agent, and typed objects.
+Every function here works on one level and one state; batch with `jax.vmap` (over levels, over
+environments, over seeds). The same `step` drives the simulator, PPO and the exact tabular view
+(`mesascope.levels.tabular`), so the MDP that is solved exactly is the one the agent was trained in.
+
+Objects and what entering their cell does (an object is inert once consumed):
+
+==========  ==========  ========  ============================================
+kind        consumed    terminal  note
+==========  ==========  ========  ============================================
+cheese      yes         yes       the goal of the cheese mazes
+coin        yes         yes       the goal at the end of coin-run levels
+key         yes         no        adds one key to the inventory
+chest       if a key    no        opens (uses a key) only when a key is held
+lava        no          no        a terrain the intended objective may forbid
+door_*      yes         yes       coloured exits / markers
+==========  ==========  ========  ============================================
+
+Features `phi(s, a, s')` (SPEC.md section 1) are, in order: one per object kind (1 when that kind's
+interaction fires on this transition), `step` (1 on every transition out of a live state), then one per
+scenario region (1 when the agent is in that region after the transition). Objectives are weights over
+these names (`mesascope.types.Objective`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "ACTIONS",
+    "ACTION_DELTAS",
+    "GridSpec",
+    "Level",
+    "OBJECT_KINDS",
+    "State",
+    "feature_names",
+    "observe",
+    "reset",
+    "step",
+]
+
+OBJECT_KINDS: tuple[str, ...] = (
+    "none",
+    "cheese",
+    "coin",
+    "key",
+    "chest",
+    "lava",
+    "door_red",
+    "door_green",
+    "door_blue",
+    "door_yellow",
+)
+"""Object kinds; index 0 marks an empty object slot."""
+
+KIND_INDEX = {name: i for i, name in enumerate(OBJECT_KINDS)}
+
+ACTIONS: tuple[str, ...] = ("up", "right", "down", "left")
+ACTION_DELTAS = np.array([[-1, 0], [0, 1], [1, 0], [0, -1]], dtype=np.int32)
+
+_TERMINAL = np.array([k in ("cheese", "coin") or k.startswith("door_") for k in OBJECT_KINDS])
+_CONSUMABLE = np.array([k in ("cheese", "coin", "key", "chest") or k.startswith("door_") for k in OBJECT_KINDS])
+_KEY = KIND_INDEX["key"]
+_CHEST = KIND_INDEX["chest"]
+N_KINDS = len(OBJECT_KINDS) - 1  # feature / channel count for object kinds ("none" excluded)
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Static shape of a family of levels (hashable; used as a jit static argument).
+
+    Attributes:
+        height: Grid rows `H` (walls included).
+        width: Grid columns `W`.
+        n_objects: Object slots `N` per level (unused slots have kind "none").
+        n_tracked: The first `n_tracked` object slots have their consumed bit in the tabular state.
+            Objects that are never consumed without ending the episode (cheese, coins, doors, lava) need
+            no bit, which keeps the enumerable state space small.
+        max_inventory: Keys the agent can hold (0 when a scenario has no keys).
+        regions: Names of the scenario's location features (e.g. ``("corner",)``).
+        gamma: Discount of the MDP.
+        max_steps: Episode length limit used by the simulator and PPO (the exact solver is
+            infinite-horizon discounted).
+    """
+
+    height: int
+    width: int
+    n_objects: int
+    n_tracked: int = 0
+    max_inventory: int = 0
+    regions: tuple[str, ...] = ()
+    gamma: float = 0.99
+    max_steps: int = 256
+
+    @property
+    def n_states(self) -> int:
+        """Size `S` of the enumerable state space, including the absorbing terminal state (last)."""
+        return self.height * self.width * (2**self.n_tracked) * (self.max_inventory + 1) + 1
+
+    @property
+    def n_actions(self) -> int:
+        return len(ACTIONS)
+
+    @property
+    def n_channels(self) -> int:
+        """Observation channels: wall, agent, one per object kind, inventory."""
+        return 2 + N_KINDS + 1
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.n_channels)
+
+
+def feature_names(spec: GridSpec) -> tuple[str, ...]:
+    """Names of the `K` transition features of levels with this spec, in order."""
+    return OBJECT_KINDS[1:] + ("step",) + tuple(spec.regions)
+
+
+class Level(NamedTuple):
+    """One level (or a batch of levels, with a leading `[L]` axis on every field).
+
+    Attributes:
+        walls: bool `[H, W]`.
+        obj_kind: int32 `[N]`, index into `OBJECT_KINDS` (0 = empty slot).
+        obj_pos: int32 `[N, 2]`, (row, col) of each object.
+        start: int32 `[2]`, the agent's start cell.
+        regions: bool `[R, H, W]`, the scenario's named location features.
+    """
+
+    walls: jax.Array
+    obj_kind: jax.Array
+    obj_pos: jax.Array
+    start: jax.Array
+    regions: jax.Array
+
+
+class State(NamedTuple):
+    """Dynamic state of one episode.
+
+    Attributes:
+        pos: int32 `[2]`, agent (row, col).
+        consumed: bool `[N]`.
+        inventory: int32 scalar, keys held.
+        done: bool scalar, the episode reached a terminal object.
+    """
+
+    pos: jax.Array
+    consumed: jax.Array
+    inventory: jax.Array
+    done: jax.Array
+
+
+def reset(level: Level) -> State:
+    """The start state of `level`."""
+    n = level.obj_kind.shape[-1]
+    return State(
+        pos=jnp.asarray(level.start, jnp.int32),
+        consumed=jnp.zeros((n,), bool),
+        inventory=jnp.zeros((), jnp.int32),
+        done=jnp.zeros((), bool),
+    )
+
+
+def step(spec: GridSpec, level: Level, state: State, action: jax.Array) -> tuple[State, jax.Array]:
+    """One deterministic transition.
+
+    Args:
+        spec: Static level shape.
+        level: One level.
+        state: Current state.
+        action: int scalar in `[0, 4)`, index into `ACTIONS`.
+
+    Returns:
+        `(next_state, phi)` with `phi` float32 `[K]`, the transition features (all zero out of a
+        terminal state, which is absorbing).
+    """
+    target = state.pos + jnp.asarray(ACTION_DELTAS)[action]
+    inside = (target >= 0).all() & (target[0] < spec.height) & (target[1] < spec.width)
+    safe = jnp.clip(target, 0, jnp.array([spec.height - 1, spec.width - 1]))
+    blocked = ~inside | level.walls[safe[0], safe[1]]
+    pos = jnp.where(blocked, state.pos, safe)
+
+    kind = level.obj_kind
+    here = (level.obj_pos == pos).all(-1) & ~state.consumed & (kind > 0)
+    has_key = state.inventory > 0
+    fires = here & ((kind != _CHEST) | has_key)
+    consumable = jnp.asarray(_CONSUMABLE)[kind]
+    terminal = (fires & jnp.asarray(_TERMINAL)[kind]).any()
+    gained = (fires & (kind == _KEY)).sum() - (fires & (kind == _CHEST)).sum()
+    inventory = jnp.clip(state.inventory + gained, 0, spec.max_inventory).astype(jnp.int32)
+
+    kind_feats = jnp.zeros((len(OBJECT_KINDS),), jnp.float32).at[kind].add(fires.astype(jnp.float32))[1:]
+    region_feats = level.regions[:, pos[0], pos[1]].astype(jnp.float32)
+    phi = jnp.concatenate([kind_feats, jnp.ones((1,), jnp.float32), region_feats])
+
+    live = ~state.done
+    nxt = State(
+        pos=jnp.where(live, pos, state.pos),
+        consumed=jnp.where(live, state.consumed | (fires & consumable), state.consumed),
+        inventory=jnp.where(live, inventory, state.inventory),
+        done=state.done | terminal,
+    )
+    return nxt, phi * live
+
+
+def observe(spec: GridSpec, level: Level, state: State) -> jax.Array:
+    """Symbolic observation: float32 `[H, W, C]` with one channel per cell property.
+
+    Channels: 0 walls, 1 agent, `2 .. 2+N_KINDS-1` present (unconsumed) objects by kind, last the
+    inventory as a fraction of `max_inventory`, broadcast over the grid.
+    """
+    h, w = spec.height, spec.width
+    walls = level.walls.astype(jnp.float32)
+    agent = jnp.zeros((h, w), jnp.float32).at[state.pos[0], state.pos[1]].set(1.0)
+    present = (level.obj_kind > 0) & ~state.consumed
+    objs = jnp.zeros((h, w, len(OBJECT_KINDS)), jnp.float32)
+    objs = objs.at[level.obj_pos[:, 0], level.obj_pos[:, 1], level.obj_kind].add(present.astype(jnp.float32))
+    inv = jnp.full((h, w, 1), state.inventory / max(spec.max_inventory, 1), jnp.float32)
+    return jnp.concatenate([walls[..., None], agent[..., None], objs[..., 1:], inv], axis=-1)

@@ -1,0 +1,75 @@
+"""Seeded maze generation in JAX (vmappable over keys).
+
+Mazes are uniform spanning trees of a grid of cells (Aldous-Broder random walk), drawn into a wall
+grid the way procgen's Maze draws them: cells sit at odd coordinates, passages between them are carved,
+so there is exactly one path between any two free squares. A maze of side `m` (odd) is placed in the
+bottom-left of a `G x G` grid (`m <= G`); the rest is wall.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["maze_origin", "random_maze", "sample_free_cell"]
+
+_DIRS = jnp.array([[-1, 0], [0, 1], [1, 0], [0, -1]], jnp.int32)
+
+
+def maze_origin(grid_size: int, maze_size: jax.Array) -> jax.Array:
+    """Grid (row, col) of the maze's top-left wall square: int32 `[2]`."""
+    return jnp.stack([grid_size - maze_size, jnp.zeros_like(maze_size)]).astype(jnp.int32)
+
+
+def random_maze(key: jax.Array, grid_size: int, maze_size: jax.Array) -> jax.Array:
+    """A random perfect maze: bool `[G, G]` walls.
+
+    Args:
+        key: PRNG key.
+        grid_size: Static side `G` of the wall grid (odd).
+        maze_size: int scalar, side `m` of the maze (odd, `5 <= m <= G`); may vary per level.
+    """
+    max_cells = (grid_size - 1) // 2
+    n = (maze_size - 1) // 2  # active cells per side
+    origin = maze_origin(grid_size, maze_size)
+
+    def square(cell: jax.Array) -> jax.Array:
+        return origin + 2 * cell + 1
+
+    k0, k1 = jax.random.split(key)
+    start = jax.random.randint(k0, (2,), 0, n)
+    walls = jnp.ones((grid_size, grid_size), bool)
+    sq = square(start)
+    walls = walls.at[sq[0], sq[1]].set(False)
+    visited = jnp.zeros((max_cells, max_cells), bool).at[start[0], start[1]].set(True)
+
+    def cond(carry):
+        _, _, _, count, _ = carry
+        return count < n * n
+
+    def body(carry):
+        key, cur, visited, count, walls = carry
+        key, sub = jax.random.split(key)
+        nxt = cur + _DIRS[jax.random.randint(sub, (), 0, 4)]
+        ok = (nxt >= 0).all() & (nxt < n).all()
+        nxt = jnp.where(ok, nxt, cur)
+        fresh = ok & ~visited[nxt[0], nxt[1]]
+        a, b = square(cur), square(nxt)
+        mid = (a + b) // 2
+        walls = jnp.where(fresh, walls.at[mid[0], mid[1]].set(False).at[b[0], b[1]].set(False), walls)
+        visited = visited.at[nxt[0], nxt[1]].set(visited[nxt[0], nxt[1]] | fresh)
+        return key, nxt, visited, count + fresh.astype(jnp.int32), walls
+
+    _, _, _, _, walls = jax.lax.while_loop(cond, body, (k1, start, visited, jnp.int32(1), walls))
+    return walls
+
+
+def sample_free_cell(key: jax.Array, allowed: jax.Array) -> jax.Array:
+    """A uniformly random True square of a bool `[H, W]` mask: int32 `[2]` (row, col).
+
+    The mask must have at least one True square (callers build it from free maze squares).
+    """
+    h, w = allowed.shape
+    logits = jnp.where(allowed.reshape(-1), 0.0, -jnp.inf)
+    flat = jax.random.categorical(key, logits)
+    return jnp.stack([flat // w, flat % w]).astype(jnp.int32)

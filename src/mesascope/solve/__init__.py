@@ -1,0 +1,23 @@
+"""Exact dynamic programming on enumerable levels (SPEC.md section 2)."""
+
+from mesascope.solve.dp import (
+    Solution,
+    optimal_action_mask,
+    policy_evaluation,
+    policy_evaluation_dense,
+    transition_matrix,
+    uniform_policy,
+    value_iteration,
+    worst_case_over_optimal,
+)
+
+__all__ = [
+    "Solution",
+    "optimal_action_mask",
+    "policy_evaluation",
+    "policy_evaluation_dense",
+    "transition_matrix",
+    "uniform_policy",
+    "value_iteration",
+    "worst_case_over_optimal",
+]

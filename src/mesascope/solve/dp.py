@@ -1,0 +1,193 @@
+"""Exact dynamic programming on tabular levels (SPEC.md section 2).
+
+All functions take one level's arrays (`next_state` int32 `[S, A]`, `reward` float32 `[S, A]`) and are
+pure and jittable; batch over levels with `jax.vmap`. Transitions are deterministic, so a Bellman
+backup is a gather, not a matrix product. Iterations stop when the sup-norm change falls below `tol`
+(bounded by `max_iters`); with the default tolerance the values are exact to float32 precision for
+rewards of order one.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "Solution",
+    "optimal_action_mask",
+    "policy_evaluation",
+    "policy_evaluation_dense",
+    "transition_matrix",
+    "uniform_policy",
+    "value_iteration",
+    "worst_case_over_optimal",
+]
+
+DEFAULT_TOL = 1e-6
+DEFAULT_MAX_ITERS = 20_000
+
+
+class Solution(NamedTuple):
+    """Optimal values of one objective on one level.
+
+    Attributes:
+        v: float32 `[S]`, `V*(s)`.
+        q: float32 `[S, A]`, `Q*(s, a)`.
+    """
+
+    v: jax.Array
+    q: jax.Array
+
+
+def _fixed_point(backup, v0: jax.Array, tol: float, max_iters: int) -> jax.Array:
+    def cond(carry):
+        _, delta, i = carry
+        return (delta > tol) & (i < max_iters)
+
+    def body(carry):
+        v, _, i = carry
+        v_new = backup(v)
+        return v_new, jnp.max(jnp.abs(v_new - v)), i + 1
+
+    v, _, _ = jax.lax.while_loop(cond, body, (v0, jnp.asarray(jnp.inf, v0.dtype), 0))
+    return v
+
+
+def _scale(reward: jax.Array, gamma: float) -> jax.Array:
+    # Convergence is judged relative to the largest attainable value, so one tolerance serves all scales.
+    return jnp.maximum(jnp.max(jnp.abs(reward)) / (1.0 - gamma), 1e-12)
+
+
+def value_iteration(
+    next_state: jax.Array,
+    reward: jax.Array,
+    gamma: float,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iters: int = DEFAULT_MAX_ITERS,
+    allowed: jax.Array | None = None,
+    minimize: bool = False,
+) -> Solution:
+    """Optimal values by value iteration.
+
+    Args:
+        next_state: int32 `[S, A]`.
+        reward: float32 `[S, A]`.
+        gamma: Discount in `[0, 1)`.
+        tol: Stop when the relative sup-norm change is below this.
+        max_iters: Hard bound on iterations.
+        allowed: Optional bool `[S, A]`: restrict the optimisation to these actions (every state must
+            allow at least one).
+        minimize: Minimise instead of maximise (used for worst cases).
+
+    Returns:
+        `Solution` with `v` `[S]` and `q` `[S, A]`.
+    """
+    scale = _scale(reward, gamma)
+    fill = jnp.inf if minimize else -jnp.inf
+    pick = jnp.min if minimize else jnp.max
+
+    def q_of(v: jax.Array) -> jax.Array:
+        return reward + gamma * v[next_state]
+
+    def backup(v: jax.Array) -> jax.Array:
+        q = q_of(v)
+        if allowed is not None:
+            q = jnp.where(allowed, q, fill)
+        return pick(q, axis=-1)
+
+    v = _fixed_point(backup, jnp.zeros(reward.shape[0], reward.dtype), tol * scale, max_iters)
+    return Solution(v=v, q=q_of(v))
+
+
+def policy_evaluation(
+    next_state: jax.Array,
+    reward: jax.Array,
+    policy: jax.Array,
+    gamma: float,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iters: int = DEFAULT_MAX_ITERS,
+) -> jax.Array:
+    """Exact value of a stochastic policy, `V^pi` float32 `[S]`, by iterating its Bellman operator.
+
+    Args:
+        next_state: int32 `[S, A]`.
+        reward: float32 `[S, A]`.
+        policy: float32 `[S, A]`, action probabilities per state (rows sum to one).
+        gamma: Discount in `[0, 1)`.
+    """
+    r_pi = (policy * reward).sum(-1)
+    scale = _scale(reward, gamma)
+
+    def backup(v: jax.Array) -> jax.Array:
+        return r_pi + gamma * (policy * v[next_state]).sum(-1)
+
+    return _fixed_point(backup, jnp.zeros_like(r_pi), tol * scale, max_iters)
+
+
+def transition_matrix(next_state: jax.Array, policy: jax.Array) -> jax.Array:
+    """Dense state-to-state matrix `P_pi` float `[S, S]` of a policy on a deterministic level."""
+    s, _ = next_state.shape
+    rows = jnp.broadcast_to(jnp.arange(s)[:, None], next_state.shape)
+    return jnp.zeros((s, s), policy.dtype).at[rows, next_state].add(policy)
+
+
+def policy_evaluation_dense(
+    next_state: jax.Array, reward: jax.Array, policy: jax.Array, gamma: float
+) -> jax.Array:
+    """`V^pi` by solving `(I - gamma P_pi) V = r_pi` directly: a second implementation for checks and
+    for small levels (cost `O(S^3)`)."""
+    p = transition_matrix(next_state, policy)
+    r_pi = (policy * reward).sum(-1)
+    return jnp.linalg.solve(jnp.eye(p.shape[0], dtype=p.dtype) - gamma * p, r_pi)
+
+
+def uniform_policy(next_state: jax.Array) -> jax.Array:
+    """The uniform-random policy float32 `[S, A]`."""
+    return jnp.full(next_state.shape, 1.0 / next_state.shape[-1], jnp.float32)
+
+
+def optimal_action_mask(q: jax.Array, *, atol: float = 1e-4, rtol: float = 1e-4) -> jax.Array:
+    """Actions within tolerance of `max_a Q*(s, a)`: bool `[S, A]` (SPEC.md section 2).
+
+    The tolerance is `atol + rtol * |max_a Q*(s, a)|`, so near-ties from float32 rounding count as ties.
+    """
+    best = q.max(-1, keepdims=True)
+    return q >= best - (atol + rtol * jnp.abs(best))
+
+
+def worst_case_over_optimal(
+    next_state: jax.Array,
+    reward_a: jax.Array,
+    reward_b: jax.Array,
+    gamma: float,
+    *,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    best_case: bool = False,
+) -> Solution:
+    """Worst value of objective B over all policies optimal for objective A (SPEC.md section 2).
+
+    "Every policy optimal for A scores at least x on B" is decided exactly: restrict every state to its
+    A-optimal actions and minimise B's value over that restricted MDP (a deterministic stationary
+    minimiser exists, and it is one of the A-optimal policies).
+
+    Args:
+        next_state: int32 `[S, A]`.
+        reward_a: float32 `[S, A]`, the objective that defines optimality.
+        reward_b: float32 `[S, A]`, the objective whose worst case is sought.
+        gamma: Discount.
+        best_case: Maximise B instead (the most favourable A-optimal policy).
+
+    Returns:
+        `Solution` of B restricted to A-optimal actions; `argmin`/`argmax` of `q` over the allowed
+        actions gives the extreme policy itself (use `optimal_action_mask(q_a)` as the mask).
+    """
+    sol_a = value_iteration(next_state, reward_a, gamma)
+    allowed = optimal_action_mask(sol_a.q, atol=atol, rtol=rtol)
+    sol_b = value_iteration(next_state, reward_b, gamma, allowed=allowed, minimize=not best_case)
+    fill = -jnp.inf if best_case else jnp.inf
+    return Solution(v=sol_b.v, q=jnp.where(allowed, sol_b.q, fill))

@@ -1,0 +1,53 @@
+"""Core value types shared across mesascope (SPEC.md section 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MesascopeError", "Objective"]
+
+
+class MesascopeError(Exception):
+    """An error a user can act on: the message says what was wrong and how to fix it.
+
+    The CLI prints these as one line (never a traceback) and exits with status 2.
+    """
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A reward over transitions, `R(s, a, s') = w . phi(s, a, s')` (SPEC.md section 1).
+
+    Attributes:
+        name: Short label, e.g. "cheese".
+        weights: `(feature_name, weight)` pairs; features not named have weight 0.
+    """
+
+    name: str
+    weights: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def of(cls, name: str, weights: Mapping[str, float]) -> Objective:
+        """Build from a mapping, e.g. `Objective.of("cheese", {"cheese": 1.0})`."""
+        return cls(name, tuple(sorted((str(k), float(v)) for k, v in weights.items())))
+
+    def vector(self, feature_names: Sequence[str]) -> np.ndarray:
+        """Weights as float32 `[K]` aligned with `feature_names`.
+
+        Raises:
+            MesascopeError: if the objective names a feature the level does not have.
+        """
+        index = {f: i for i, f in enumerate(feature_names)}
+        unknown = [f for f, _ in self.weights if f not in index]
+        if unknown:
+            raise MesascopeError(
+                f"objective {self.name!r} uses unknown feature(s) {unknown}; "
+                f"this level's features are: {', '.join(feature_names)}"
+            )
+        w = np.zeros(len(feature_names), np.float32)
+        for f, v in self.weights:
+            w[index[f]] = v
+        return w
