@@ -18,7 +18,8 @@ lava        no          no        a terrain the intended objective may forbid
 door_*      yes         yes       coloured exits / markers
 ==========  ==========  ========  ============================================
 
-Features `phi(s, a, s')` (SPEC.md section 1) are, in order: one per object kind (1 when that kind's
+Features `phi(s, a, s')` (SPEC.md section 1) are, in order: one per object kind the level family uses
+(`GridSpec.kinds`; 1 when that kind's
 interaction fires on this transition), `step` (1 on every transition out of a live state), then one per
 scenario region (1 when the agent is in that region after the transition). Objectives are weights over
 these names (`mesascope.types.Objective`).
@@ -69,7 +70,6 @@ _TERMINAL = np.array([k in ("cheese", "coin") or k.startswith("door_") for k in 
 _CONSUMABLE = np.array([k in ("cheese", "coin", "key", "chest") or k.startswith("door_") for k in OBJECT_KINDS])
 _KEY = KIND_INDEX["key"]
 _CHEST = KIND_INDEX["chest"]
-N_KINDS = len(OBJECT_KINDS) - 1  # feature / channel count for object kinds ("none" excluded)
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,11 @@ class GridSpec:
             no bit, which keeps the enumerable state space small.
         max_inventory: Keys the agent can hold (0 when a scenario has no keys).
         regions: Names of the scenario's location features (e.g. ``("corner",)``).
+        kinds: The object kinds this family of levels uses; they alone get an observation channel and
+            a feature, which keeps networks and feature vectors small.
+        view: "full" (the grid as it is, `[H, W, C]`) or "egocentric" (the grid re-centred on the
+            agent, `[2H-1, 2W-1, C]`, outside marked as wall). Egocentric views make local navigation
+            skills position-independent, which small networks learn far faster.
         gamma: Discount of the MDP.
         max_steps: Episode length limit used by the simulator and PPO (the exact solver is
             infinite-horizon discounted).
@@ -96,8 +101,17 @@ class GridSpec:
     n_tracked: int = 0
     max_inventory: int = 0
     regions: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = OBJECT_KINDS[1:]
+    view: str = "egocentric"
     gamma: float = 0.99
     max_steps: int = 256
+
+    def __post_init__(self) -> None:
+        if self.view not in ("full", "egocentric"):
+            raise ValueError(f"unknown view {self.view!r}; choose 'full' or 'egocentric'")
+        unknown = [k for k in self.kinds if k not in OBJECT_KINDS[1:]]
+        if unknown:
+            raise ValueError(f"unknown object kind(s) {unknown}; known kinds: {OBJECT_KINDS[1:]}")
 
     @property
     def n_states(self) -> int:
@@ -110,17 +124,26 @@ class GridSpec:
 
     @property
     def n_channels(self) -> int:
-        """Observation channels: wall, agent, one per object kind, inventory."""
-        return 2 + N_KINDS + 1
+        """Observation channels: wall, agent, one per object kind in `kinds`, inventory (if any)."""
+        return 2 + len(self.kinds) + (1 if self.max_inventory > 0 else 0)
+
+    def kind_slots(self) -> np.ndarray:
+        """int32 `[len(OBJECT_KINDS)]`: each global kind's position in `kinds` (-1 when absent)."""
+        slots = np.full(len(OBJECT_KINDS), -1, np.int32)
+        for i, k in enumerate(self.kinds):
+            slots[KIND_INDEX[k]] = i
+        return slots
 
     @property
     def obs_shape(self) -> tuple[int, int, int]:
+        if self.view == "egocentric":
+            return (2 * self.height - 1, 2 * self.width - 1, self.n_channels)
         return (self.height, self.width, self.n_channels)
 
 
 def feature_names(spec: GridSpec) -> tuple[str, ...]:
     """Names of the `K` transition features of levels with this spec, in order."""
-    return OBJECT_KINDS[1:] + ("step",) + tuple(spec.regions)
+    return tuple(spec.kinds) + ("step",) + tuple(spec.regions)
 
 
 class Level(NamedTuple):
@@ -196,7 +219,8 @@ def step(spec: GridSpec, level: Level, state: State, action: jax.Array) -> tuple
     gained = (fires & (kind == _KEY)).sum() - (fires & (kind == _CHEST)).sum()
     inventory = jnp.clip(state.inventory + gained, 0, spec.max_inventory).astype(jnp.int32)
 
-    kind_feats = jnp.zeros((len(OBJECT_KINDS),), jnp.float32).at[kind].add(fires.astype(jnp.float32))[1:]
+    slot = jnp.asarray(spec.kind_slots())[kind]
+    kind_feats = jnp.zeros((len(spec.kinds) + 1,), jnp.float32).at[slot].add(fires.astype(jnp.float32))[:-1]
     region_feats = level.regions[:, pos[0], pos[1]].astype(jnp.float32)
     phi = jnp.concatenate([kind_feats, jnp.ones((1,), jnp.float32), region_feats])
 
@@ -211,16 +235,30 @@ def step(spec: GridSpec, level: Level, state: State, action: jax.Array) -> tuple
 
 
 def observe(spec: GridSpec, level: Level, state: State) -> jax.Array:
-    """Symbolic observation: float32 `[H, W, C]` with one channel per cell property.
+    """Symbolic observation: float32 `spec.obs_shape` with one channel per cell property.
 
-    Channels: 0 walls, 1 agent, `2 .. 2+N_KINDS-1` present (unconsumed) objects by kind, last the
-    inventory as a fraction of `max_inventory`, broadcast over the grid.
+    With `spec.view == "full"` the shape is `[H, W, C]`; with "egocentric" it is `[2H-1, 2W-1, C]`,
+    the agent always at the centre and everything outside the grid drawn as wall.
+
+    Channels: 0 walls, 1 agent, then present (unconsumed) objects, one channel per kind in
+    `spec.kinds`, and last (only when the level has keys) the inventory as a fraction of
+    `max_inventory`, broadcast over the grid.
     """
     h, w = spec.height, spec.width
     walls = level.walls.astype(jnp.float32)
     agent = jnp.zeros((h, w), jnp.float32).at[state.pos[0], state.pos[1]].set(1.0)
     present = (level.obj_kind > 0) & ~state.consumed
-    objs = jnp.zeros((h, w, len(OBJECT_KINDS)), jnp.float32)
-    objs = objs.at[level.obj_pos[:, 0], level.obj_pos[:, 1], level.obj_kind].add(present.astype(jnp.float32))
-    inv = jnp.full((h, w, 1), state.inventory / max(spec.max_inventory, 1), jnp.float32)
-    return jnp.concatenate([walls[..., None], agent[..., None], objs[..., 1:], inv], axis=-1)
+    # Slot -1 (a kind outside spec.kinds, or an empty slot) lands in a scratch channel that is dropped.
+    slot = jnp.asarray(spec.kind_slots())[level.obj_kind]
+    objs = jnp.zeros((h, w, len(spec.kinds) + 1), jnp.float32)
+    objs = objs.at[level.obj_pos[:, 0], level.obj_pos[:, 1], slot].add(present.astype(jnp.float32))
+    parts = [walls[..., None], agent[..., None], objs[..., :-1]]
+    if spec.max_inventory > 0:
+        parts.append(jnp.full((h, w, 1), state.inventory / spec.max_inventory, jnp.float32))
+    grid = jnp.concatenate(parts, axis=-1)
+    if spec.view == "full":
+        return grid
+    outside = jnp.zeros((spec.n_channels,), jnp.float32).at[0].set(1.0)
+    padded = jnp.broadcast_to(outside, (3 * h - 2, 3 * w - 2, spec.n_channels))
+    padded = jax.lax.dynamic_update_slice(padded, grid, (h - 1, w - 1, 0))
+    return jax.lax.dynamic_slice(padded, (state.pos[0], state.pos[1], 0), (2 * h - 1, 2 * w - 1, spec.n_channels))

@@ -84,6 +84,7 @@ def make_cheese_corner(
         n_objects=1,
         n_tracked=0,
         regions=("corner",),
+        kinds=("cheese",),
         gamma=0.99,
         max_steps=4 * grid_size * grid_size,
     )

@@ -1,0 +1,168 @@
+"""Exact scores of systems on enumerable levels (SPEC.md section 2).
+
+`V_R^pi(M)` is computed by policy evaluation over every state of the level (every state's observation
+is run through the system once), never by sampling. `J_R(pi; M) = (V^pi - V^unif) / (V^* - V^unif)`,
+defined as 1 when `V^* = V^unif`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesascope.levels.grid import GridSpec, Level
+from mesascope.levels.tabular import TabularMDP, observe_all, tabularize
+from mesascope.solve.dp import policy_evaluation, uniform_policy, value_iteration
+
+__all__ = [
+    "LevelScores",
+    "PolicyFn",
+    "first_reach_probabilities",
+    "normalised_score",
+    "score_levels",
+    "system_action_probs",
+    "tabularize_levels",
+]
+
+PolicyFn = Callable[[jax.Array], jax.Array]
+"""A system as a function from a batch of observations `[B, *obs_shape]` to action probabilities `[B, A]`."""
+
+
+class LevelScores(NamedTuple):
+    """Exact values on a batch of levels for `O` objectives.
+
+    Attributes:
+        v_policy: float32 `[L, O]`, `V^pi` at the start state.
+        v_optimal: float32 `[L, O]`, `V^*` at the start state.
+        v_uniform: float32 `[L, O]`, `V^unif` at the start state.
+        j: float32 `[L, O]`, the normalised score per level.
+    """
+
+    v_policy: jax.Array
+    v_optimal: jax.Array
+    v_uniform: jax.Array
+    j: jax.Array
+
+
+def normalised_score(v_policy: jax.Array, v_optimal: jax.Array, v_uniform: jax.Array, *, eps: float = 1e-6) -> jax.Array:
+    """`J = (V^pi - V^unif) / (V^* - V^unif)`, 1 where `V^* - V^unif <= eps` (SPEC.md section 2)."""
+    span = v_optimal - v_uniform
+    safe = jnp.where(span > eps, span, 1.0)
+    return jnp.where(span > eps, (v_policy - v_uniform) / safe, 1.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _batched(spec: GridSpec) -> tuple[Callable, Callable]:
+    tab = jax.jit(jax.vmap(lambda lv: tabularize(spec, lv)))
+    obs = jax.jit(jax.vmap(lambda lv: observe_all(spec, lv)))
+    return tab, obs
+
+
+def tabularize_levels(spec: GridSpec, levels: Level) -> TabularMDP:
+    """`tabularize` over a `[L]` batch of levels (compiled once per spec)."""
+    return _batched(spec)[0](levels)
+
+
+def system_action_probs(spec: GridSpec, levels: Level, policy: PolicyFn, *, chunk: int = 64) -> jax.Array:
+    """Action probabilities of a system on every state of every level: float32 `[L, S, A]`.
+
+    Each state's observation goes through the system exactly once. Levels are processed `chunk` at a
+    time so the `[chunk, S, *obs_shape]` observation tensor stays small.
+
+    Raises:
+        ValueError: if the system returns NaNs or rows that are not probability distributions.
+    """
+    n = levels.walls.shape[0]
+    out = []
+    for lo in range(0, n, chunk):
+        part = jax.tree_util.tree_map(lambda x: x[lo : lo + chunk], levels)
+        obs = _batched(spec)[1](part)
+        flat = obs.reshape((-1,) + obs.shape[2:])
+        probs = policy(flat).reshape(obs.shape[:2] + (spec.n_actions,))
+        out.append(probs)
+    probs = jnp.concatenate(out)
+    arr = np.asarray(probs)
+    if not np.isfinite(arr).all():
+        raise ValueError(
+            "the system returned NaN or infinite action probabilities; check the policy's parameters "
+            "(a diverged training run produces NaNs) before auditing it"
+        )
+    if np.abs(arr.sum(-1) - 1.0).max() > 1e-3 or (arr < -1e-6).any():
+        raise ValueError("the system's outputs are not probability distributions over actions (rows must sum to 1)")
+    return probs
+
+
+@jax.jit
+def _values(next_state, features, start, weights, probs, gamma):
+    def one_level(ns, ft, s0, pi):
+        def one_objective(w):
+            r = ft @ w
+            v_star = value_iteration(ns, r, gamma).v[s0]
+            v_unif = policy_evaluation(ns, r, uniform_policy(ns), gamma)[s0]
+            v_pi = policy_evaluation(ns, r, pi, gamma)[s0]
+            return v_pi, v_star, v_unif
+
+        return jax.vmap(one_objective)(weights)
+
+    return jax.vmap(one_level)(next_state, features, start, probs)
+
+
+def score_levels(tab: TabularMDP, probs: jax.Array, weights: jax.Array, gamma: float) -> LevelScores:
+    """Exact values and normalised scores of a system for several objectives.
+
+    Args:
+        tab: Tabular levels, batched `[L, ...]`.
+        probs: float32 `[L, S, A]`, the system's action probabilities on every state.
+        weights: float32 `[O, K]`, one row of feature weights per objective.
+        gamma: Discount.
+
+    Returns:
+        `LevelScores` with `[L, O]` arrays.
+    """
+    v_pi, v_star, v_unif = _values(tab.next_state, tab.features, tab.start, jnp.asarray(weights), probs, gamma)
+    return LevelScores(v_pi, v_star, v_unif, normalised_score(v_pi, v_star, v_unif))
+
+
+@functools.partial(jax.jit, static_argnames="horizon")
+def first_reach_probabilities(tab: TabularMDP, probs: jax.Array, weights: jax.Array, *, horizon: int) -> jax.Array:
+    """Exact probability that each goal is reached first, within `horizon` steps.
+
+    A goal is "reached" on the first transition its objective rewards (`w . phi > 0`). Goal `g` counts as
+    reached first when it is reached no later than every other goal (ties count for every tied goal).
+    Computed by propagating the state distribution of the not-yet-reached episodes forward in time, so
+    it is exact, not sampled.
+
+    Args:
+        tab: Tabular levels `[L, ...]`.
+        probs: float32 `[L, S, A]`.
+        weights: float32 `[G, K]`, one row per goal.
+        horizon: Steps (the scenario's episode limit).
+
+    Returns:
+        float32 `[L, G + 1]`: per goal the probability it is reached first; the last column is the
+        probability that no goal is reached within the horizon.
+    """
+
+    def one_level(ns, ft, s0, pi):
+        s = ns.shape[0]
+        hit = (ft @ weights.T) > 0  # [S, A, G]
+        any_hit = hit.any(-1)
+
+        def body(carry, _):
+            dist, first = carry
+            mass = dist[:, None] * pi  # [S, A]
+            first = first + (mass[..., None] * hit).sum((0, 1))
+            moving = jnp.where(any_hit, 0.0, mass)
+            dist = jnp.zeros(s, dist.dtype).at[ns.reshape(-1)].add(moving.reshape(-1))
+            return (dist, first), None
+
+        dist0 = jnp.zeros(s, jnp.float32).at[s0].set(1.0)
+        (dist, first), _ = jax.lax.scan(body, (dist0, jnp.zeros(weights.shape[0])), None, horizon)
+        return jnp.concatenate([first, dist.sum()[None]])
+
+    return jax.vmap(one_level)(tab.next_state, tab.features, tab.start, probs)
