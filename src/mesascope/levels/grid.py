@@ -124,8 +124,10 @@ class GridSpec:
 
     @property
     def n_channels(self) -> int:
-        """Observation channels: wall, agent, one per object kind in `kinds`, inventory (if any)."""
-        return 2 + len(self.kinds) + (1 if self.max_inventory > 0 else 0)
+        """Observation channels: wall, agent (full view only: egocentric views always have the agent
+        at the centre), one per object kind in `kinds`, inventory (if any)."""
+        agent = 1 if self.view == "full" else 0
+        return 1 + agent + len(self.kinds) + (1 if self.max_inventory > 0 else 0)
 
     def kind_slots(self) -> np.ndarray:
         """int32 `[len(OBJECT_KINDS)]`: each global kind's position in `kinds` (-1 when absent)."""
@@ -240,7 +242,7 @@ def observe(spec: GridSpec, level: Level, state: State) -> jax.Array:
     With `spec.view == "full"` the shape is `[H, W, C]`; with "egocentric" it is `[2H-1, 2W-1, C]`,
     the agent always at the centre and everything outside the grid drawn as wall.
 
-    Channels: 0 walls, 1 agent, then present (unconsumed) objects, one channel per kind in
+    Channels: 0 walls, 1 agent (full view only), then present (unconsumed) objects, one channel per kind in
     `spec.kinds`, and last (only when the level has keys) the inventory as a fraction of
     `max_inventory`, broadcast over the grid.
     """
@@ -253,6 +255,8 @@ def observe(spec: GridSpec, level: Level, state: State) -> jax.Array:
     objs = jnp.zeros((h, w, len(spec.kinds) + 1), jnp.float32)
     objs = objs.at[level.obj_pos[:, 0], level.obj_pos[:, 1], slot].add(present.astype(jnp.float32))
     parts = [walls[..., None], agent[..., None], objs[..., :-1]]
+    if spec.view == "egocentric":
+        del parts[1]
     if spec.max_inventory > 0:
         parts.append(jnp.full((h, w, 1), state.inventory / spec.max_inventory, jnp.float32))
     grid = jnp.concatenate(parts, axis=-1)

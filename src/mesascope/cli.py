@@ -1,0 +1,183 @@
+"""The `mesascope` command line: a thin front end over `mesascope.experiments`.
+
+Every user error (unknown scenario, bad option, missing run folder) is one line on stderr and exit
+status 2; a traceback is never the interface.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mesascope.types import MesascopeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Measure inner and outer alignment on trained systems, exactly and reproducibly.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _parse_assignments(items: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise MesascopeError(f"{what} {item!r} is not NAME=VALUE (e.g. {what} total_timesteps=200000)")
+        name, raw = item.split("=", 1)
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
+@app.command("list")
+def list_scenarios() -> None:
+    """Show the registered scenarios."""
+    from mesascope.scenarios import get_scenario, registered_ids
+
+    table = Table(title="mesascope scenarios", show_lines=False)
+    table.add_column("id", style="bold cyan", no_wrap=True)
+    table.add_column("candidate goals")
+    table.add_column("expected finding")
+    for sid in registered_ids():
+        sc = get_scenario(sid)
+        table.add_row(sid, ", ".join(g.name for g in sc.candidate_goals), sc.expected_finding)
+    console.print(table)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold blue]{task.description:<8}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+@app.command("run")
+def run_command(
+    scenario: str = typer.Argument(..., help="Scenario id (see `mesascope list`)."),
+    seeds: int = typer.Option(4, "--seeds", help="Systems to train (seeds 0..N-1), in one vmapped program."),
+    preset: str = typer.Option("fast", "--preset", help="Training preset: fast or full."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: runs/<scenario>-<preset>-<N>seeds)."),
+    audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in the exact audit."),
+    set_: list[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set total_timesteps=200000."),
+    param: list[str] = typer.Option([], "--param", help="Scenario parameter, e.g. --param region=3."),
+) -> None:
+    """Train systems on SCENARIO with a base optimizer, audit each one exactly, print a summary."""
+    from mesascope.experiments.run import AuditConfig, run
+    from mesascope.optimizers.ppo import PRESETS
+    from mesascope.scenarios import get_scenario
+
+    get_scenario(scenario)  # fail fast on a bad id, before anything is written
+    if preset not in PRESETS:
+        raise MesascopeError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    if audit_levels < 1:
+        raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
+    out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
+    with _progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, frac: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=1.0)
+            bar.update(tasks[stage], completed=frac)
+
+        result = run(
+            scenario,
+            seeds=seeds,
+            preset=preset,
+            out=out,
+            audit=AuditConfig(n_train=audit_levels, n_deploy=audit_levels),
+            overrides=_parse_assignments(set_, "--set"),
+            scenario_params=_parse_assignments(param, "--param"),
+            progress=progress,
+        )
+    print_summary(result)
+    console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
+
+
+@app.command("audit")
+def audit_command(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `mesascope run`."),
+    audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in the exact audit."),
+) -> None:
+    """Re-audit the trained systems of RUN_DIR (no retraining) and rewrite its audit.json."""
+    from mesascope.experiments.run import AuditConfig, audit_run
+
+    result = audit_run(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels))
+    print_summary(result)
+
+
+def summary_table(result: dict[str, Any]) -> Table:
+    """The terminal summary of an audit: one row per system plus the uniform-random baseline."""
+    goals = result["candidate_goals"]
+    table = Table(title=f"{result['scenario']} · preset {result['preset']} · exact audit", show_lines=False)
+    table.add_column("system", style="bold")
+    for split in ("train", "deploy"):
+        table.add_column(f"J_base {split}", justify="right")
+        table.add_column(f"J_intended {split}", justify="right")
+    for g in goals:
+        table.add_column(f"{g} first (deploy)", justify="right")
+
+    def fmt(x: float, good: float | None = None) -> str:
+        text = f"{x:.3f}"
+        if good is None:
+            return text
+        return f"[green]{text}[/]" if x >= good else f"[red]{text}[/]"
+
+    rows = [(f"seed {s['seed']}", s) for s in result["systems"]]
+    rows.append(("uniform (chance)", result["baselines"]["uniform"]))
+    for name, entry in rows:
+        sc = entry["scores"]
+        cells = []
+        for split in ("train", "deploy"):
+            cells += [fmt(sc[split]["base"], 0.9), fmt(sc[split]["intended"], 0.9)]
+        cells += [fmt(entry["first_reached"]["deploy"][g]) for g in goals]
+        table.add_row(name, *cells)
+    return table
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    console.print(summary_table(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mesascope` console script; returns the exit status."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except typer.TyperException as err:  # usage errors: unknown option, bad value, missing argument
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        if not message:  # `mesascope` alone: the help text was already printed
+            return 0
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `mesascope {ctx.command.name} --help`)" if ctx is not None and ctx.command.name else ""
+        err_console.print(f"error: {message}{hint}", highlight=False, soft_wrap=True)
+        return getattr(err, "exit_code", 2)
+    except MesascopeError as err:
+        err_console.print(f"error: {err}", highlight=False, soft_wrap=True)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
