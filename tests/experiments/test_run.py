@@ -1,0 +1,85 @@
+"""The main job end to end on a tiny configuration: run folder, audit.json, re-audit, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mesascope.cli import main
+from mesascope.experiments.run import AuditConfig, audit_run, run
+
+TINY_PARAMS = {"grid_size": 5, "maze_sizes": (5,)}
+TINY_TRAIN = {"total_timesteps": 2 * 32 * 32, "num_envs": 32, "num_steps": 32, "level_pool": 64}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = run(
+        "cheese-corner-v0",
+        seeds=2,
+        out=out,
+        audit=AuditConfig(n_train=8, n_deploy=8),
+        overrides=TINY_TRAIN,
+        scenario_params=TINY_PARAMS,
+    )
+    return out, result
+
+
+def test_run_folder_has_everything(tiny_run):
+    out, result = tiny_run
+    assert (out / "run.json").exists() and (out / "training.npz").exists()
+    assert sorted(p.name for p in (out / "systems").iterdir()) == ["seed-0.eqx", "seed-1.eqx"]
+    on_disk = json.loads((out / "audit.json").read_text())
+    assert on_disk["scenario"] == "cheese-corner-v0" and on_disk["preset"] == "fast" and on_disk["seeds"] == [0, 1]
+    for system in on_disk["systems"]:
+        for split in ("train", "deploy"):
+            assert set(system["scores"][split]) == {"base", "intended", "cheese", "corner"}
+            first = system["first_reached"][split]
+            assert set(first) == {"cheese", "corner", "none"}
+            assert all(-1e-5 <= p <= 1 + 1e-5 for p in first.values())
+    uniform = on_disk["baselines"]["uniform"]["scores"]
+    assert abs(uniform["train"]["base"]) < 1e-4, "the uniform policy scores J = 0 by definition"
+
+
+def test_reaudit_reproduces_the_audit(tiny_run):
+    out, result = tiny_run
+    again = audit_run(out, AuditConfig(n_train=8, n_deploy=8))
+    assert again["systems"] == result["systems"]
+
+
+def test_existing_run_folder_is_not_overwritten(tiny_run):
+    out, _ = tiny_run
+    before = (out / "audit.json").read_text()
+    assert main(["run", "cheese-corner-v0", "--out", str(out)]) == 2
+    assert (out / "audit.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["run", "cheese-corner-v9"], "Valid scenarios: "),
+        (["run", "cheese-corner-v0", "--preset", "medium"], "choose one of: fast, full"),
+        (["run", "cheese-corner-v0", "--seeds", "0"], "--seeds must be at least 1"),
+        (["run", "cheese-corner-v0", "--bogus"], "No such option"),
+        (["run", "cheese-corner-v0", "--set", "nonsense"], "NAME=VALUE"),
+        (["run", "cheese-corner-v0", "--param", "colour=3"], "has no parameter"),
+        (["audit", "/nonexistent/run"], "not a mesascope run folder"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_2(argv, needle, capsys, tmp_path):
+    if argv[0] == "run":
+        argv = argv + ["--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and needle in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_list_shows_every_scenario(capsys):
+    from mesascope.scenarios import registered_ids
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(sid[:12] in out for sid in registered_ids())
