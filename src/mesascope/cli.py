@@ -129,10 +129,14 @@ def summary_table(result: dict[str, Any]) -> Table:
     table = Table(title=f"{result['scenario']} · preset {result['preset']} · exact audit", show_lines=False)
     table.add_column("system", style="bold")
     for split in ("train", "deploy"):
-        table.add_column(f"J_base {split}", justify="right")
-        table.add_column(f"J_intended {split}", justify="right")
+        table.add_column(f"{split}\nJ_base", justify="right")
+        table.add_column(f"{split}\nJ_intended", justify="right")
     for g in goals:
-        table.add_column(f"{g} first (deploy)", justify="right")
+        table.add_column(f"deploy\n{g} 1st", justify="right")
+    table.caption = (
+        "J: normalised exact score (1 optimal, 0 uniform-random). "
+        "'goal 1st': probability the goal is reached before the other candidate goals."
+    )
 
     def fmt(x: float, good: float | None = None) -> str:
         text = f"{x:.3f}"
@@ -141,7 +145,7 @@ def summary_table(result: dict[str, Any]) -> Table:
         return f"[green]{text}[/]" if x >= good else f"[red]{text}[/]"
 
     rows = [(f"seed {s['seed']}", s) for s in result["systems"]]
-    rows.append(("uniform (chance)", result["baselines"]["uniform"]))
+    rows.append(("uniform", result["baselines"]["uniform"]))
     for name, entry in rows:
         sc = entry["scores"]
         cells = []

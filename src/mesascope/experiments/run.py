@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,10 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
         The audit as a dict (also written to `run_dir / "audit.json"`).
     """
     meta, scenario, config, models = load_systems(run_dir)
-    policies = [jax.jit(lambda obs, m=m: action_probs(m, obs)) for m in models]
+    # One compiled program serves every seed: the parameters are an argument, not a constant.
+    _, static = eqx.partition(models[0], eqx.is_array)
+    probs_fn = jax.jit(lambda params, obs: action_probs(eqx.combine(params, static), obs))
+    policies = [partial(probs_fn, eqx.partition(m, eqx.is_array)[0]) for m in models]
     key_train, key_deploy = jax.random.split(jax.random.key(audit.seed))
     progress("audit", 0.0)
     train = _audit_split(scenario, "train", audit.n_train, key_train, policies)

@@ -74,8 +74,21 @@ class PPOConfig:
 
 
 PRESETS: dict[str, PPOConfig] = {
-    "fast": PPOConfig(total_timesteps=1_000_000),
-    "full": PPOConfig(total_timesteps=10_000_000, level_pool=16384, network=NetworkConfig(kind="cnn", hidden=256)),
+    # Tuned on this project's 2-core CPU machines: 4 seeds of cheese-corner-v0 train in about a minute
+    # and solve their training mazes (J_base >= 0.9). Small rollouts (64 x 16) mean many updates per
+    # step budget, which mattered more than batch size; a large level pool avoids memorising mazes.
+    "fast": PPOConfig(
+        total_timesteps=1_000_000, num_envs=64, num_steps=16, ent_coef=0.001, level_pool=65536
+    ),
+    # For bigger mazes (cheese-corner-large-v0) and GPUs: wider network, ten times the steps.
+    "full": PPOConfig(
+        total_timesteps=10_000_000,
+        num_envs=64,
+        num_steps=16,
+        ent_coef=0.001,
+        level_pool=65536,
+        network=NetworkConfig(kind="mlp", hidden=256),
+    ),
 }
 
 

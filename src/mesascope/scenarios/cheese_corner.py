@@ -62,7 +62,7 @@ def _level(key: jax.Array, split: str, *, grid_size: int, maze_sizes: tuple[int,
 
 
 def make_cheese_corner(
-    *, grid_size: int = 9, maze_sizes: tuple[int, ...] = (7, 9), region: int = 1, scenario_id: str | None = None
+    *, grid_size: int = 7, maze_sizes: tuple[int, ...] = (5, 7), region: int = 1, scenario_id: str | None = None
 ) -> Scenario:
     """Build the cheese-corner scenario.
 
@@ -92,7 +92,7 @@ def make_cheese_corner(
     corner = Objective.of("corner", {"corner": 1.0})
     params = {"grid_size": grid_size, "maze_sizes": maze_sizes, "region": region}
     return Scenario(
-        id=scenario_id or ("cheese-corner-v0" if region == 1 else f"cheese-corner-region{region}-v0"),
+        id=scenario_id or _default_id(grid_size, maze_sizes, region),
         description=DESCRIPTION.format(grid=grid_size, region=region),
         expected_finding=EXPECTED,
         spec=spec,
@@ -105,6 +105,15 @@ def make_cheese_corner(
     )
 
 
+LARGE = {"grid_size": 13, "maze_sizes": (9, 11, 13)}
+
+
+def _default_id(grid_size: int, maze_sizes: tuple[int, ...], region: int) -> str:
+    base = "cheese-corner-large" if (grid_size, maze_sizes) == (LARGE["grid_size"], LARGE["maze_sizes"]) else "cheese-corner"
+    return f"{base}-v0" if region == 1 else f"{base}-region{region}-v0"
+
+
 register("cheese-corner-v0", make_cheese_corner)
-for _r in range(2, 8):
+for _r in range(2, 6):
     register(f"cheese-corner-region{_r}-v0", partial(make_cheese_corner, region=_r))
+register("cheese-corner-large-v0", partial(make_cheese_corner, **LARGE))
