@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,8 +67,7 @@ class Scenario:
         """`n` seeded levels of one split, batched with a leading `[n]` axis."""
         if split not in SPLITS:
             raise MesascopeError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-        keys = jax.random.split(key, n)
-        return jax.jit(jax.vmap(lambda k: self.make_level(k, split)))(keys)
+        return _sampler(self.make_level, split)(jax.random.split(key, n))
 
     def with_params(self, **params: Any) -> Scenario:
         """The same scenario family with some parameters changed (raises on unknown names)."""
@@ -78,6 +78,24 @@ class Scenario:
                 f"its parameters are: {', '.join(self.params) or 'none'}"
             )
         return self.factory(**{**self.params, **params})
+
+
+_SAMPLERS: dict[Any, Callable[[jax.Array], Level]] = {}
+
+
+def _sampler(make_level: Callable[[jax.Array, str], Level], split: str) -> Callable[[jax.Array], Level]:
+    """One compiled, vmapped level generator per (generator, arguments, split).
+
+    Scenarios are rebuilt on every `get_scenario` call, so a `functools.partial` generator is keyed by
+    its function and frozen arguments, not by identity; otherwise every call would recompile.
+    """
+    if isinstance(make_level, functools.partial):
+        key: Any = (make_level.func, make_level.args, tuple(sorted(make_level.keywords.items())), split)
+    else:
+        key = (make_level, split)
+    if key not in _SAMPLERS:
+        _SAMPLERS[key] = jax.jit(jax.vmap(lambda k: make_level(k, split)))
+    return _SAMPLERS[key]
 
 
 _REGISTRY: dict[str, Callable[[], Scenario]] = {}
