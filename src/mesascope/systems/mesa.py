@@ -1,0 +1,244 @@
+"""Explicit mesa-optimizers: systems that search with their own, readable objective (SPEC.md section 1).
+
+A `MesaOptimizer` is handed the level as a world model (as a planner in mctx is handed its model) and,
+at every state, plans by soft value iteration against its **own** objective, then acts on the result
+(a Boltzmann choice over its planned Q-values). Its internal search space `X` is the grid's cells as the
+planner perceives them; its mesa-objective is `g(x) = theta . psi(x)`, a learned linear map from what
+it perceives in a cell to reward:
+
+* one feature per object kind of the level family (the kind is present in `x` at the start);
+* `up` and `right`: the cell's height and horizontal position in the grid, scaled to [0, 1], so that a
+  drive towards a place (e.g. the top-right corner) is expressible without being handed that place.
+
+`g` is paid whenever the agent enters or stays in a cell. Because `psi` lives on the planner's cells and
+the base objective on the level's transitions, the two can only be compared through a `Bridge`.
+
+The base optimizer tunes `theta` (the mesa-objective) and nothing else: by gradient descent through the
+differentiable planner and an exact policy evaluation of the base objective (`train_gradient`), or by
+evolution (`train_evolution`). The learned mesa-objective is then read off directly (`mesa_objective`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mesascope.levels.grid import GridSpec, Level, step
+from mesascope.levels.tabular import TabularMDP, decode
+from mesascope.systems.bridge import Bridge, require_bridge
+
+__all__ = [
+    "MESA_DOMAIN",
+    "MesaOptimizer",
+    "MesaParams",
+    "TRANSITION_DOMAIN",
+    "TrainResult",
+    "as_mapping",
+    "mesa_feature_names",
+    "mesa_features",
+    "train_evolution",
+    "train_gradient",
+]
+
+MESA_DOMAIN = "cells perceived by the planner"
+TRANSITION_DOMAIN = "transitions (s, a, s') of the level"
+
+
+def mesa_feature_names(spec: GridSpec) -> tuple[str, ...]:
+    """Names of the perception features `psi` of a mesa-optimizer on levels of this spec."""
+    return tuple(spec.kinds) + ("up", "right")
+
+
+def mesa_features(spec: GridSpec, level: Level) -> jax.Array:
+    """`psi(s, a)`: the perception features of the cell each (state, action) leads to, float32 `[S, A, M]`.
+
+    Objects count as present in a cell when they are there at the start of the level and not yet
+    consumed in `s` (the planner sees the board as it is).
+    """
+    slots = jnp.asarray(spec.kind_slots())
+
+    def one(index: jax.Array, action: jax.Array) -> jax.Array:
+        state = decode(spec, index)
+        nxt, _ = step(spec, level, state, action)
+        here = (level.obj_pos == nxt.pos).all(-1) & ~state.consumed & (level.obj_kind > 0)
+        kinds = jnp.zeros((len(spec.kinds) + 1,), jnp.float32).at[slots[level.obj_kind]].add(here)[:-1]
+        up = (spec.height - 1 - nxt.pos[0]) / max(spec.height - 1, 1)
+        right = nxt.pos[1] / max(spec.width - 1, 1)
+        live = ~state.done
+        return jnp.concatenate([kinds, jnp.stack([up, right])]) * live
+
+    states = jnp.arange(spec.n_states, dtype=jnp.int32)
+    actions = jnp.arange(spec.n_actions, dtype=jnp.int32)
+    return jax.vmap(lambda s: jax.vmap(lambda a: one(s, a))(actions))(states)
+
+
+def _soft_q(next_state: jax.Array, reward: jax.Array, gamma: float, beta: float, iters: int) -> jax.Array:
+    # A fixed number of soft Bellman backups keeps the planner differentiable end to end.
+    def body(v, _):
+        q = reward + gamma * v[next_state]
+        return jax.nn.logsumexp(beta * q, axis=-1) / beta, None
+
+    v, _ = jax.lax.scan(body, jnp.zeros(reward.shape[0], reward.dtype), None, iters)
+    return reward + gamma * v[next_state]
+
+
+def _exact_value(next_state: jax.Array, reward: jax.Array, policy: jax.Array, gamma: float) -> jax.Array:
+    s = next_state.shape[0]
+    rows = jnp.broadcast_to(jnp.arange(s)[:, None], next_state.shape)
+    p = jnp.zeros((s, s), policy.dtype).at[rows, next_state].add(policy)
+    return jnp.linalg.solve(jnp.eye(s, dtype=p.dtype) - gamma * p, (policy * reward).sum(-1))
+
+
+class MesaParams(NamedTuple):
+    """The learnable part of a mesa-optimizer: its objective's weights `theta`, float32 `[M]`."""
+
+    theta: jax.Array
+
+
+@dataclass(frozen=True)
+class MesaOptimizer:
+    """A planner with its own objective.
+
+    Attributes:
+        spec: The level family it plans on.
+        beta: Inverse temperature of its soft planning and of its action choice.
+        gamma: Its own planning discount.
+        iters: Soft value-iteration sweeps per decision.
+    """
+
+    spec: GridSpec
+    beta: float = 10.0
+    gamma: float = 0.95
+    iters: int = 100
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return mesa_feature_names(self.spec)
+
+    def init(self, key: jax.Array, scale: float = 0.1) -> MesaParams:
+        """Small random initial mesa-objective weights."""
+        return MesaParams(scale * jax.random.normal(key, (len(self.feature_names),), jnp.float32))
+
+    def mesa_reward(self, params: MesaParams, level: Level) -> jax.Array:
+        """The mesa-objective as the planner uses it on one level: float32 `[S, A]`."""
+        return mesa_features(self.spec, level) @ params.theta
+
+    def action_probs(self, params: MesaParams, level: Level, tab: TabularMDP) -> jax.Array:
+        """What it does on every state of one level: float32 `[S, A]` (plan, then Boltzmann choice)."""
+        q = _soft_q(tab.next_state, self.mesa_reward(params, level), self.gamma, self.beta, self.iters)
+        return jax.nn.softmax(self.beta * q, axis=-1)
+
+    def mesa_objective(self, params: MesaParams) -> dict[str, float]:
+        """The learned mesa-objective, read off directly: feature name -> weight."""
+        return {name: float(w) for name, w in zip(self.feature_names, np.asarray(params.theta))}
+
+    def default_bridge(self) -> Bridge:
+        """The bridge that pays `g` on the cell a transition enters: exactly what the planner optimises."""
+        return Bridge(
+            name="cell-entered",
+            source_domain=MESA_DOMAIN,
+            target_domain=TRANSITION_DOMAIN,
+            to_reward=lambda params, level, tab: self.mesa_reward(params, level),
+            note="the planner is paid g(x) for the cell x each transition enters, so g pulls back to R(s, a, s') = g(x(s'))",
+        )
+
+    def bridged_reward(self, params: MesaParams, level: Level, tab: TabularMDP, bridge: Bridge | None) -> jax.Array:
+        """The mesa-objective as a reward over the level's transitions `[S, A]`, via an explicit bridge.
+
+        Raises:
+            TypeMismatchError: when `bridge` is None or connects other domains.
+        """
+        return require_bridge(MESA_DOMAIN, TRANSITION_DOMAIN, bridge).to_reward(params, level, tab)
+
+
+class TrainResult(NamedTuple):
+    """A trained mesa-optimizer and its learning curve (mean base value on the training batch)."""
+
+    params: MesaParams
+    curve: np.ndarray
+
+
+def _base_value(system: MesaOptimizer, params: MesaParams, levels: Level, tabs: TabularMDP, w_base: jax.Array, gamma: float) -> jax.Array:
+    def one(level, tab):
+        probs = system.action_probs(params, level, tab)
+        v = _exact_value(tab.next_state, tab.features @ w_base, probs, gamma)
+        return v[tab.start]
+
+    return jax.vmap(one)(levels, tabs).mean()
+
+
+def train_gradient(
+    system: MesaOptimizer,
+    levels: Level,
+    tabs: TabularMDP,
+    w_base: jax.Array,
+    *,
+    key: jax.Array,
+    steps: int = 150,
+    lr: float = 0.05,
+    gamma: float = 0.99,
+) -> TrainResult:
+    """Gradient ascent on the base objective's exact value, through the differentiable planner.
+
+    Args:
+        levels, tabs: A `[L]` batch of training levels and their tabular views.
+        w_base: float32 `[K]`, the base objective's weights over the level's features.
+    """
+    params = system.init(key)
+    opt = optax.adam(lr)
+    state = opt.init(params)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda p: -_base_value(system, p, levels, tabs, w_base, gamma)))
+
+    curve = []
+    for _ in range(steps):
+        loss, grads = value_and_grad(params)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        curve.append(-float(loss))
+    return TrainResult(params, np.asarray(curve))
+
+
+def train_evolution(
+    system: MesaOptimizer,
+    levels: Level,
+    tabs: TabularMDP,
+    w_base: jax.Array,
+    *,
+    key: jax.Array,
+    generations: int = 40,
+    population: int = 32,
+    elite: int = 8,
+    sigma: float = 0.3,
+    gamma: float = 0.99,
+) -> TrainResult:
+    """Truncation-selection evolution of the mesa-objective's weights (fitness = exact base value).
+
+    Each generation mutates the elite with Gaussian noise (the best parent is kept unchanged), scores
+    the whole population in one vmapped program and keeps the best `elite`.
+    """
+    fitness = jax.jit(jax.vmap(lambda theta: _base_value(system, MesaParams(theta), levels, tabs, w_base, gamma)))
+    key, sub = jax.random.split(key)
+    pop = jax.vmap(lambda k: system.init(k).theta)(jax.random.split(sub, population))
+    curve = []
+    for _ in range(generations):
+        scores = fitness(pop)
+        order = jnp.argsort(-scores)
+        parents = pop[order[:elite]]
+        curve.append(float(scores[order[0]]))
+        key, k_pick, k_noise = jax.random.split(key, 3)
+        picks = jax.random.randint(k_pick, (population - 1,), 0, elite)
+        children = parents[picks] + sigma * jax.random.normal(k_noise, (population - 1, pop.shape[1]))
+        pop = jnp.concatenate([parents[:1], children])
+    scores = fitness(pop)
+    return TrainResult(MesaParams(pop[jnp.argmax(scores)]), np.asarray(curve))
+
+
+def as_mapping(params: MesaParams, names: tuple[str, ...]) -> Mapping[str, float]:
+    """Weights as a name -> value mapping (for audit.json)."""
+    return {n: float(w) for n, w in zip(names, np.asarray(params.theta))}
