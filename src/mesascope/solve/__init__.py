@@ -2,6 +2,7 @@
 
 from mesascope.solve.dp import (
     Solution,
+    fixed_point,
     optimal_action_mask,
     policy_evaluation,
     policy_evaluation_dense,
@@ -13,6 +14,7 @@ from mesascope.solve.dp import (
 
 __all__ = [
     "Solution",
+    "fixed_point",
     "optimal_action_mask",
     "policy_evaluation",
     "policy_evaluation_dense",

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 __all__ = [
     "Solution",
+    "fixed_point",
     "optimal_action_mask",
     "policy_evaluation",
     "policy_evaluation_dense",
@@ -27,6 +28,9 @@ __all__ = [
 
 DEFAULT_TOL = 1e-6
 DEFAULT_MAX_ITERS = 20_000
+DENSE_MAX_STATES = 512
+"""Up to this many states, values are finished by a dense linear solve (exact to float32 rounding)
+instead of relying on the iteration's stopping rule, whose error bound grows like 1 / (1 - gamma)."""
 
 
 class Solution(NamedTuple):
@@ -41,7 +45,9 @@ class Solution(NamedTuple):
     q: jax.Array
 
 
-def _fixed_point(backup, v0: jax.Array, tol: float, max_iters: int) -> jax.Array:
+def fixed_point(backup, v0: jax.Array, tol: float, max_iters: int) -> jax.Array:
+    """Iterate `backup` from `v0` until the sup-norm change is at most `tol` (or `max_iters` sweeps)."""
+
     def cond(carry):
         _, delta, i = carry
         return (delta > tol) & (i < max_iters)
@@ -70,7 +76,7 @@ def value_iteration(
     allowed: jax.Array | None = None,
     minimize: bool = False,
 ) -> Solution:
-    """Optimal values by value iteration.
+    """Optimal values by value iteration (finished exactly by a linear solve on small levels).
 
     Args:
         next_state: int32 `[S, A]`.
@@ -98,7 +104,14 @@ def value_iteration(
             q = jnp.where(allowed, q, fill)
         return pick(q, axis=-1)
 
-    v = _fixed_point(backup, jnp.zeros(reward.shape[0], reward.dtype), tol * scale, max_iters)
+    v = fixed_point(backup, jnp.zeros(reward.shape[0], reward.dtype), tol * scale, max_iters)
+    if reward.shape[0] <= DENSE_MAX_STATES:
+        # One policy-iteration step: the greedy policy of the converged values, evaluated exactly.
+        q = q_of(v)
+        if allowed is not None:
+            q = jnp.where(allowed, q, fill)
+        best = jnp.argmin(q, -1) if minimize else jnp.argmax(q, -1)
+        v = policy_evaluation_dense(next_state, reward, jax.nn.one_hot(best, reward.shape[1], dtype=reward.dtype), gamma)
     return Solution(v=v, q=q_of(v))
 
 
@@ -111,7 +124,10 @@ def policy_evaluation(
     tol: float = DEFAULT_TOL,
     max_iters: int = DEFAULT_MAX_ITERS,
 ) -> jax.Array:
-    """Exact value of a stochastic policy, `V^pi` float32 `[S]`, by iterating its Bellman operator.
+    """Exact value of a stochastic policy, `V^pi` float32 `[S]`.
+
+    Levels with at most `DENSE_MAX_STATES` states are solved directly (`policy_evaluation_dense`);
+    larger ones iterate the policy's Bellman operator to the relative tolerance `tol`.
 
     Args:
         next_state: int32 `[S, A]`.
@@ -119,13 +135,15 @@ def policy_evaluation(
         policy: float32 `[S, A]`, action probabilities per state (rows sum to one).
         gamma: Discount in `[0, 1)`.
     """
+    if reward.shape[0] <= DENSE_MAX_STATES:
+        return policy_evaluation_dense(next_state, reward, policy, gamma)
     r_pi = (policy * reward).sum(-1)
     scale = _scale(reward, gamma)
 
     def backup(v: jax.Array) -> jax.Array:
         return r_pi + gamma * (policy * v[next_state]).sum(-1)
 
-    return _fixed_point(backup, jnp.zeros_like(r_pi), tol * scale, max_iters)
+    return fixed_point(backup, jnp.zeros_like(r_pi), tol * scale, max_iters)
 
 
 def transition_matrix(next_state: jax.Array, policy: jax.Array) -> jax.Array:

@@ -1,0 +1,724 @@
+"""The behavioral objective: which goal a system's behaviour is best explained as pursuing (SPEC.md section 4).
+
+Two inferences, both exact on enumerable levels (every state's action distribution is known, so every
+expectation below is a sum over states, never a sample):
+
+1. **Over the scenario's candidate goals** (`goal_posterior`). Each candidate `g` defines a
+   Boltzmann-rational model of behaviour, `pi_g(a | s) ∝ exp(beta_g * Q*_g(s, a))` (Baker, Saxe and
+   Tenenbaum 2009, "Action understanding as inverse planning"; Jeon, Milli and Dragan 2020,
+   "Reward-rational (implicit) choice"). The rationality `beta_g` is fitted per goal by maximum expected
+   log-likelihood, and the goals are compared by that likelihood. This answers "did it go for the cheese
+   or the corner?", and says when neither explains the behaviour.
+2. **Over the linear span of the features** (`mce_irl`). Maximum-causal-entropy IRL (Ziebart et al. 2008,
+   "Maximum Entropy Inverse Reinforcement Learning"; Ziebart, Bagnell and Dey 2010, "Modeling Interaction
+   via the Principle of Maximum Causal Entropy") with known deterministic dynamics: find weights `w` whose
+   soft-optimal policy reproduces the system's discounted feature expectations. The problem is concave in
+   `w`, and its gradient is computed exactly from occupancy measures.
+
+Conventions shared by everything here:
+
+- Terminal states are absorbing and every feature is zero out of them (`mesascope.levels.grid.step`):
+  nothing the system does there has consequences, so they never count as evidence (their weight is zero
+  in every log-likelihood) and their soft value is fixed at 0 (no entropy is collected after the episode
+  ends; otherwise the `log A / (1 - gamma)` entropy of an absorbing state would act as a large bonus for
+  terminating).
+- "Per step" means per unit of state weight; with the default weights, per discounted decision the
+  system actually takes (its own discounted occupancy of live states, from the start state).
+- Log-likelihoods are in nats. Rationalities `beta` are in nats per unit of `Q` (inverse reward units).
+
+Single-level primitives (`soft_value_iteration`, `boltzmann_policy`, `discounted_occupancy`,
+`feature_expectations`) follow `mesascope.solve.dp`: one level's arrays, pure and jittable, batch with
+`jax.vmap`. The measures (`goal_posterior`, `mce_irl`) take a `[L]` batch of `TabularMDP`s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mesascope.levels.tabular import TabularMDP
+from mesascope.solve.dp import fixed_point, value_iteration
+
+__all__ = [
+    "DEFAULT_BETAS",
+    "DEFAULT_EXPLAIN_THRESHOLD",
+    "BoltzmannFit",
+    "GoalPosterior",
+    "IRLResult",
+    "SoftSolution",
+    "boltzmann_fit",
+    "boltzmann_policy",
+    "discounted_occupancy",
+    "expected_log_likelihood",
+    "feature_expectations",
+    "goal_posterior",
+    "mce_irl",
+    "scenario_goal_posterior",
+    "soft_value_iteration",
+    "system_state_weights",
+]
+
+DEFAULT_BETAS: tuple[float, ...] = (0.0,) + tuple(float(b) for b in np.logspace(-3.0, 4.0, 57))
+"""Rationality grid for `goal_posterior`: 0 (the uniform policy) and 8 points per decade from 1e-3 to 1e4.
+
+In inverse reward units: with rewards of order 1 and `gamma = 0.99`, advantages of adjacent actions in a
+maze are about 1e-2 to 1, so `beta = 1e4` is deterministic for practical purposes. The best grid point is
+then refined by bisection (the expected log-likelihood is concave in `beta`)."""
+
+DEFAULT_EXPLAIN_THRESHOLD = 0.1
+"""Nats per step by which a goal must predict the system's actions better than the uniform policy to count
+as explaining them. With 4 actions the uniform policy scores `-log 4 = -1.39` nats per step and a
+deterministic system perfectly explained scores 0, so 0.1 nats is about 7% of the largest possible
+improvement: a system at or below it is "not capable of anything in particular" (SPEC.md section 4).
+An optimal system that splits ties between `k` equally good actions gains at most `log(A / k)` there
+(0.29 nats where three "stay" moves tie in a dead end), which is why the bar is set well below `log A`."""
+
+DEFAULT_TOL = 1e-6
+DEFAULT_MAX_ITERS = 20_000
+_BISECTION_STEPS = 40
+
+
+# ------------------------------------------------------------------------------------ soft optimality
+
+
+class SoftSolution(NamedTuple):
+    """Soft-optimal (maximum-causal-entropy) values of one reward on one level.
+
+    Attributes:
+        v: float32 `[S]`, `V_soft(s) = (1 / beta) log sum_a exp(beta Q_soft(s, a))` (0 at terminal states).
+        q: float32 `[S, A]`, `Q_soft(s, a) = r(s, a) + gamma V_soft(s')`.
+        policy: float32 `[S, A]`, `softmax(beta * Q_soft(s, .))` (uniform at terminal states).
+    """
+
+    v: jax.Array
+    q: jax.Array
+    policy: jax.Array
+
+
+def soft_value_iteration(
+    next_state: jax.Array,
+    reward: jax.Array,
+    gamma: float,
+    beta: float = 1.0,
+    *,
+    terminal: jax.Array | None = None,
+    v0: jax.Array | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iters: int = DEFAULT_MAX_ITERS,
+) -> SoftSolution:
+    """Soft value iteration: the maximum-causal-entropy policy of a reward (Ziebart et al. 2010; SPEC.md §4).
+
+    Iterates `V(s) <- (1 / beta) logsumexp_a beta (r(s, a) + gamma V(s'))`, a `gamma`-contraction, to its
+    fixed point. The policy `softmax(beta * Q_soft)` maximises expected return plus `1 / beta` times its
+    discounted causal entropy. This is the model `mce_irl` fits (with `beta = 1`, the weights' scale
+    playing the rationality's part); `goal_posterior` uses the Boltzmann policy over the *ordinary*
+    optimal `Q*` instead (see `boltzmann_policy` for why).
+
+    Args:
+        next_state: int32 `[S, A]`, deterministic successors.
+        reward: float32 `[S, A]`.
+        gamma: Discount in `[0, 1)`.
+        beta: Inverse temperature, `> 0`.
+        terminal: Optional bool `[S]`: absorbing states whose soft value is fixed at 0 (no entropy is
+            collected once the episode has ended). Without it an absorbing state is worth
+            `log(A) / (beta (1 - gamma))` plus its rewards.
+        v0: Optional float32 `[S]` initial values (warm start; the fixed point does not depend on it).
+        tol: Stop when the sup-norm change is below `tol` times the value scale
+            `(max |r| + log(A) / beta) / (1 - gamma)`.
+        max_iters: Hard bound on iterations.
+
+    Returns:
+        `SoftSolution` with `v` `[S]`, `q` `[S, A]`, `policy` `[S, A]`.
+    """
+    s, a = next_state.shape
+    live = jnp.ones((s,), bool) if terminal is None else ~terminal
+    scale = jnp.maximum((jnp.max(jnp.abs(reward)) + jnp.log(a) / beta) / (1.0 - gamma), 1e-12)
+
+    def q_of(v: jax.Array) -> jax.Array:
+        return reward + gamma * v[next_state]
+
+    def backup(v: jax.Array) -> jax.Array:
+        soft_max = jax.nn.logsumexp(beta * q_of(v), axis=-1) / beta
+        return jnp.where(live, soft_max, 0.0)
+
+    init = jnp.zeros((s,), reward.dtype) if v0 is None else v0.astype(reward.dtype)
+    v = fixed_point(backup, init, tol * scale, max_iters)
+    q = q_of(v)
+    return SoftSolution(v=v, q=q, policy=jax.nn.softmax(beta * q, axis=-1))
+
+
+def boltzmann_policy(q: jax.Array, beta: jax.Array | float) -> jax.Array:
+    """The Boltzmann-rational policy `pi(a | s) ∝ exp(beta * Q(s, a))`: float32 `[..., S, A]` (SPEC.md §4).
+
+    Applied to the ordinary optimal `Q*_g` of a goal, this is the model `goal_posterior` uses. The agent
+    plans optimally and errs in proportion to how little an error costs. We use it rather than the soft
+    (MaxEnt) policy because `Q*_g` is solved once per goal and the rationality then enters only through
+    one multiplication, so fitting `beta` is a concave one-dimensional problem. The soft policy's `Q_soft`
+    depends on `beta` itself (one re-solve per candidate `beta`), and its entropy bonuses reward reaching
+    or avoiding terminal states for reasons that have nothing to do with the goal.
+
+    Args:
+        q: float `[..., S, A]`, e.g. `Q*` from `mesascope.solve.dp.value_iteration`.
+        beta: Rationality, `>= 0` (0 gives the uniform policy), broadcastable to `q.shape[:-2]`.
+    """
+    return jax.nn.softmax(_beta_times_advantage(q, beta), axis=-1)
+
+
+def _beta_times_advantage(q: jax.Array, beta) -> jax.Array:
+    # Subtracting the per-state maximum first changes nothing mathematically and keeps float32 precise
+    # when beta * Q is large (beta = 1e4 times values of order 100).
+    adv = q - jnp.max(q, axis=-1, keepdims=True)
+    return jnp.expand_dims(jnp.asarray(beta, q.dtype), (-1, -2)) * adv
+
+
+# ------------------------------------------------------------------------------------------ occupancy
+
+
+def discounted_occupancy(
+    next_state: jax.Array,
+    policy: jax.Array,
+    start: jax.Array,
+    gamma: float,
+    *,
+    d0: jax.Array | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iters: int = DEFAULT_MAX_ITERS,
+) -> jax.Array:
+    """Exact discounted state-action occupancy `mu(s, a) = sum_t gamma^t P(s_t = s, a_t = a)`: float32 `[S, A]`.
+
+    Iterates `d <- e_start + gamma P_pi^T d` on the state occupancy `d` `[S]` (a `gamma`-contraction; one
+    scatter-add per sweep, so it scales to large levels where the dense linear solve would not), then
+    `mu(s, a) = d(s) pi(a | s)`. It sums to `1 / (1 - gamma)` (restored exactly after the iteration
+    stops); terminal states are included (they are absorbing, so they collect the mass of finished
+    episodes).
+
+    Args:
+        next_state: int32 `[S, A]`.
+        policy: float32 `[S, A]`, rows summing to one.
+        start: int32 scalar, the start state.
+        gamma: Discount in `[0, 1)`.
+        d0: Optional float32 `[S]` initial state occupancy (warm start).
+        tol: Stop when the sup-norm change is below `tol / (1 - gamma)`.
+        max_iters: Hard bound on iterations.
+    """
+    s = next_state.shape[0]
+    e0 = jax.nn.one_hot(start, s, dtype=policy.dtype)
+    flat_next = next_state.reshape(-1)
+
+    def backup(d: jax.Array) -> jax.Array:
+        flow = (d[:, None] * policy).reshape(-1)
+        return e0 + gamma * jnp.zeros((s,), policy.dtype).at[flat_next].add(flow)
+
+    init = e0 if d0 is None else d0.astype(policy.dtype)
+    d = fixed_point(backup, init, tol / (1.0 - gamma), max_iters)
+    # The total mass is known exactly; restoring it removes the truncation error's systematic part, so a
+    # constant feature has exactly the same expectation under every policy (MCE IRL relies on that).
+    d = d * (1.0 / (1.0 - gamma)) / jnp.sum(d)
+    return d[:, None] * policy
+
+
+def feature_expectations(features: jax.Array, occupancy: jax.Array) -> jax.Array:
+    """Discounted feature expectations `sum_{s, a} mu(s, a) phi(s, a)`: float32 `[..., K]` (SPEC.md §4).
+
+    Args:
+        features: float32 `[..., S, A, K]`.
+        occupancy: float32 `[..., S, A]`, e.g. from `discounted_occupancy`.
+    """
+    return jnp.einsum("...sa,...sak->...k", occupancy, features)
+
+
+def system_state_weights(tab: TabularMDP, probs: jax.Array, gamma: float) -> jax.Array:
+    """Default evidence weights: the system's own discounted occupancy of live states, float32 `[L, S]`.
+
+    States the system never visits say nothing about what it pursues there in practice, and its actions in
+    far-away states are discounted as its returns are. Terminal states get weight 0. Each level's weights
+    sum to the expected discounted number of decisions before the episode ends (at most `1 / (1 - gamma)`).
+
+    Args:
+        tab: Tabular levels, batched `[L, ...]`.
+        probs: float32 `[L, S, A]`, the system's action probabilities.
+        gamma: Discount.
+    """
+    return _state_weights(tab.next_state, tab.start, tab.terminal, probs, gamma)
+
+
+@jax.jit
+def _state_weights(next_state, start, terminal, probs, gamma):
+    mu = jax.vmap(discounted_occupancy, in_axes=(0, 0, 0, None))(next_state, probs, start, gamma)
+    return jnp.where(terminal, 0.0, mu.sum(-1))
+
+
+def expected_log_likelihood(probs: jax.Array, model: jax.Array, state_weights: jax.Array) -> jax.Array:
+    """`sum_s w(s) sum_a p(a | s) log model(a | s)`: float32 `[...]`, the expected log-likelihood in nats.
+
+    Args:
+        probs: float32 `[..., S, A]`, the system's action probabilities.
+        model: float32 `[..., S, A]`, the model policy.
+        state_weights: float32 `[..., S]`.
+    """
+    # xlogy: 0 * log 0 = 0 where the system never takes an action the model rules out; states of weight
+    # 0 contribute 0 even where the model rules out what the system does there (no 0 * -inf = NaN).
+    per_state = jnp.sum(jax.scipy.special.xlogy(probs, model), -1)
+    return jnp.sum(jnp.where(state_weights > 0, state_weights * per_state, 0.0), -1)
+
+
+# ---------------------------------------------------------------------------- Boltzmann goal posterior
+
+
+class BoltzmannFit(NamedTuple):
+    """Maximum-likelihood rationality of a Boltzmann-rational model over one `Q` (batch dims `[...]`).
+
+    Attributes:
+        beta: float32 `[...]`, the fitted rationality.
+        total_loglik: float32 `[...]`, expected log-likelihood of the system's actions summed over all
+            weighted states (nats).
+        loglik: float32 `[...]`, `total_loglik / n_steps`, nats per step.
+        fit_quality: float32 `[...]`, `loglik + log A`: nats per step gained over the uniform policy.
+        n_steps: float32 scalar, the total state weight (the evidence's size in steps).
+    """
+
+    beta: jax.Array
+    total_loglik: jax.Array
+    loglik: jax.Array
+    fit_quality: jax.Array
+    n_steps: jax.Array
+
+
+def _gain_at(beta, adv, probs, w):
+    """`sum_s w(s) sum_a p(a|s) [log pi_beta(a|s) + log A]`: the log-likelihood gained over the uniform policy.
+
+    With `adv = Q - max_a Q <= 0`, `log pi_beta(a) + log A = beta adv(a) - log mean_b exp(beta adv(b))`, and
+    `log mean exp` is evaluated as `log1p(mean(expm1(.)))`. Every term is then computed to float32
+    precision relative to its own size, not to `log A`, so tiny gains (a nearly uniform system) are not
+    lost to rounding and the maximiser over `beta` is well defined.
+    """
+    x = beta * adv
+    per_state = jnp.sum(probs * x, -1) - jnp.log1p(jnp.mean(jnp.expm1(x), -1))
+    return jnp.sum(jnp.where(w > 0, w * per_state, 0.0))
+
+
+def _dgain_at(beta, adv, probs, w):
+    # d/dbeta of the expected log-likelihood: E_w[E_p adv - E_pi_beta adv]; decreasing in beta (concavity).
+    pi = jax.nn.softmax(beta * adv, axis=-1)
+    return jnp.sum(jnp.where(w > 0, w * jnp.sum((probs - pi) * adv, -1), 0.0))
+
+
+@jax.jit
+def boltzmann_fit(q: jax.Array, probs: jax.Array, state_weights: jax.Array, betas: jax.Array) -> BoltzmannFit:
+    """Fit one rationality `beta >= 0`, shared by all levels, to a system's actions (SPEC.md section 4).
+
+    Maximises `ell(beta) = sum_{l, s} w(l, s) sum_a p(a | l, s) log softmax(beta Q(l, s, .))(a)`. `ell` is
+    concave in `beta` (its second derivative is minus a weighted variance of `Q` under the model), so the
+    grid points within rounding of the best one, widened by a neighbour on each side, bracket the
+    maximiser, and bisection on the sign of `ell'` finds it. Where `ell` is flat to float32 resolution,
+    the smallest grid value on the plateau is reported: 0 for a uniform system, and for an exactly
+    optimal system the rationality beyond which its likelihood no longer changes (its likelihood only
+    approaches its supremum as `beta -> infinity`; the grid's largest value bounds the search).
+    `beta = 0` is the uniform policy; negative rationalities (a system that avoids the goal) are not
+    considered.
+
+    Args:
+        q: float32 `[L, S, A]`, the goal's `Q*` on every level.
+        probs: float32 `[L, S, A]`, the system's action probabilities.
+        state_weights: float32 `[L, S]`, evidence weight of each state (0 for terminal states).
+        betas: float32 `[B]`, increasing, nonnegative grid.
+
+    Returns:
+        `BoltzmannFit` of scalars.
+    """
+    betas = jnp.asarray(betas, q.dtype)
+    adv = q - jnp.max(q, axis=-1, keepdims=True)
+    # lax.map, not vmap: on XLA CPU (jax 0.10.2) the vmapped form of this reduction returned wrong values
+    # for every grid point past the first 2**17 elements of the batched [B, L, S, A] intermediate.
+    grid = jax.lax.map(lambda b: _gain_at(b, adv, probs, state_weights), betas)
+    n = jnp.sum(jnp.where(state_weights > 0, state_weights, 0.0))
+    best = jnp.max(grid)
+    # Where the likelihood is flat to float32 resolution (a uniform system, or an exactly optimal one whose
+    # likelihood has saturated), report the smallest such beta rather than whichever rounding favours.
+    tol = 1e-6 * jnp.abs(best)
+    near = grid >= best - tol
+    first = jnp.argmax(near)
+    last = betas.shape[0] - 1 - jnp.argmax(near[::-1])
+    lo = betas[jnp.maximum(first - 1, 0)]
+    hi = betas[jnp.minimum(last + 1, betas.shape[0] - 1)]
+
+    def bisect(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        rising = _dgain_at(mid, adv, probs, state_weights) > 0
+        return jnp.where(rising, mid, lo), jnp.where(rising, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, _BISECTION_STEPS, bisect, (lo, hi))
+    refined = 0.5 * (lo + hi)
+    gain_refined = _gain_at(refined, adv, probs, state_weights)
+    # Concavity puts the maximiser in [lo, hi]; keep the refinement only if it is a real improvement.
+    better = gain_refined > grid[first] + tol
+    beta = jnp.where(better, refined, betas[first])
+    gain = jnp.where(better, gain_refined, grid[first])
+    safe_n = jnp.maximum(n, 1e-12)
+    total = gain - n * jnp.log(jnp.asarray(q.shape[-1], q.dtype))
+    return BoltzmannFit(beta=beta, total_loglik=total, loglik=total / safe_n, fit_quality=gain / safe_n, n_steps=n)
+
+
+@dataclasses.dataclass(frozen=True)
+class GoalPosterior:
+    """Which candidate goal explains a system's behaviour, and how well (SPEC.md section 4).
+
+    All arrays are `[G]`, one entry per goal, in the order of `names`.
+
+    Attributes:
+        names: Goal names.
+        beta: float32 `[G]`, fitted rationality per goal (inverse reward units). For a system exactly
+            optimal for the goal, the smallest grid value at which the likelihood has saturated.
+        loglik: float32 `[G]`, expected log-likelihood of the system's actions per step (nats) under the
+            goal's fitted Boltzmann-rational model.
+        uniform_loglik: float, `-log A`, the uniform policy's log-likelihood per step.
+        fit_quality: float32 `[G]`, `loglik - uniform_loglik`: nats per step the goal explains beyond chance.
+        total_loglik: float32 `[G]`, the expected log-likelihood summed over all evidence.
+        posterior: float32 `[G]`, uniform prior times `exp(total_loglik)`, normalised: the posterior after
+            seeing all the evidence (`n_steps` steps). It saturates to 0/1 quickly, as a real posterior does.
+        posterior_per_step: float32 `[G]`, `softmax(loglik)`: the posterior after one step's worth of
+            evidence (geometric mean likelihood per step). It does not saturate, so it shows how close the
+            competing goals are.
+        explains: bool `[G]`, `fit_quality > threshold`.
+        threshold: The threshold used (nats per step).
+        n_steps: float, total state weight (the evidence's size in discounted steps).
+        best: Name of the goal with the highest posterior (check `explains`, or `explained`, before
+            reading it as the system's goal).
+    """
+
+    names: tuple[str, ...]
+    beta: np.ndarray
+    loglik: np.ndarray
+    uniform_loglik: float
+    fit_quality: np.ndarray
+    total_loglik: np.ndarray
+    posterior: np.ndarray
+    posterior_per_step: np.ndarray
+    explains: np.ndarray
+    threshold: float
+    n_steps: float
+    best: str
+
+    @property
+    def explained(self) -> bool:
+        """True when at least one candidate explains the behaviour better than chance by `threshold`."""
+        return bool(self.explains.any())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Per-goal numbers keyed by goal name (JSON-friendly)."""
+        per_goal = {
+            name: {
+                "beta": float(self.beta[i]),
+                "loglik": float(self.loglik[i]),
+                "fit_quality": float(self.fit_quality[i]),
+                "posterior": float(self.posterior[i]),
+                "posterior_per_step": float(self.posterior_per_step[i]),
+                "explains": bool(self.explains[i]),
+            }
+            for i, name in enumerate(self.names)
+        }
+        return {
+            "goals": per_goal,
+            "best": self.best,
+            "explained": self.explained,
+            "uniform_loglik": self.uniform_loglik,
+            "threshold": self.threshold,
+            "n_steps": self.n_steps,
+        }
+
+
+@jax.jit
+def _goal_fits(next_state, features, terminal, probs, goal_weights, state_weights, betas, gamma) -> BoltzmannFit:
+    def q_star(ns, ft, w):
+        return value_iteration(ns, ft @ w, gamma).q
+
+    # [G, L, S, A]: every goal's Q* on every level.
+    q = jax.vmap(lambda w: jax.vmap(lambda ns, ft: q_star(ns, ft, w))(next_state, features))(goal_weights)
+    weights = jnp.where(terminal, 0.0, state_weights)
+    # One goal at a time (lax.map): see the note in `boltzmann_fit` about vmapped reductions.
+    return jax.lax.map(lambda qg: boltzmann_fit(qg, probs, weights, betas), q)
+
+
+def goal_posterior(
+    tab: TabularMDP,
+    probs: jax.Array,
+    goal_weights: jax.Array,
+    gamma: float,
+    *,
+    names: Sequence[str] | None = None,
+    state_weights: jax.Array | None = None,
+    betas: Sequence[float] | jax.Array = DEFAULT_BETAS,
+    threshold: float = DEFAULT_EXPLAIN_THRESHOLD,
+) -> GoalPosterior:
+    """Posterior over candidate goals under Boltzmann-rational models with fitted rationality (SPEC.md §4).
+
+    For each goal `g` (reward `w_g . phi`): solve `Q*_g` on every level, fit one `beta_g` for all levels
+    by maximum expected log-likelihood of the system's actions (`boltzmann_fit`; a profile likelihood:
+    `beta` is maximised out, not integrated), and compare goals by that likelihood with a uniform prior.
+    `posterior` is `softmax(total_loglik)` (through a logsumexp, so it is stable however large the
+    evidence), `posterior_per_step` is `softmax(loglik per step)`; both are computed from the gains over
+    the uniform policy, which differ from the log-likelihoods by the same constant for every goal.
+
+    Evidence weighting: by default each state counts with the system's own discounted occupancy from the
+    start state (`system_state_weights`), computed exactly. The question is what the system is doing
+    where it actually goes; states it never reaches (walls, other branches of the maze) would otherwise
+    dominate and reward goals for agreeing with it in places that never matter. Terminal states always
+    get weight 0.
+
+    The uniform policy is the `beta = 0` member of every goal's model, so `fit_quality >= 0` up to
+    rounding, and a system that no goal explains has `fit_quality` near 0 for every goal: `explains` is
+    all False and `best` is then not a finding.
+
+    Args:
+        tab: Tabular levels, batched `[L, ...]`.
+        probs: float32 `[L, S, A]`, the system's action probabilities on every state
+            (`mesascope.measures.scores.system_action_probs`).
+        goal_weights: float32 `[G, K]`, one row of feature weights per candidate goal.
+        gamma: Discount.
+        names: `G` goal names (default "goal_0", "goal_1", ...).
+        state_weights: Optional float32 `[L, S]` evidence weights replacing the default.
+        betas: Increasing nonnegative rationality grid (see `DEFAULT_BETAS`).
+        threshold: `fit_quality` (nats per step) above which a goal counts as explaining the behaviour.
+
+    Returns:
+        `GoalPosterior`.
+    """
+    goal_weights = jnp.asarray(goal_weights, jnp.float32)
+    g = goal_weights.shape[0]
+    names = tuple(names) if names is not None else tuple(f"goal_{i}" for i in range(g))
+    if len(names) != g:
+        raise ValueError(f"got {len(names)} names for {g} goals (rows of goal_weights)")
+    grid = np.asarray(betas, np.float32)
+    if grid.ndim != 1 or grid.size < 2 or (grid < 0).any() or (np.diff(grid) <= 0).any():
+        raise ValueError("betas must be a strictly increasing 1-D grid of at least two nonnegative values")
+    probs = jnp.asarray(probs, jnp.float32)
+    if state_weights is None:
+        state_weights = system_state_weights(tab, probs, gamma)
+    fits = _goal_fits(
+        tab.next_state,
+        tab.features,
+        tab.terminal,
+        probs,
+        goal_weights,
+        jnp.asarray(state_weights, jnp.float32),
+        jnp.asarray(grid),
+        gamma,
+    )
+    n_steps = float(np.asarray(fits.n_steps)[0])
+    fit_quality = np.asarray(fits.fit_quality, np.float64)
+    uniform = -float(np.log(tab.next_state.shape[-1]))
+    # Every goal's likelihood shares the factor A^-n_steps, so softmaxes of the gains over the uniform policy
+    # equal those of the log-likelihoods, and keep their float32 precision.
+    gain = fit_quality * n_steps
+    posterior = np.exp(gain - _logsumexp(gain))
+    per_step = np.exp(fit_quality - _logsumexp(fit_quality))
+    return GoalPosterior(
+        names=names,
+        beta=np.asarray(fits.beta),
+        loglik=fit_quality + uniform,
+        uniform_loglik=uniform,
+        fit_quality=fit_quality,
+        total_loglik=gain + n_steps * uniform,
+        posterior=posterior,
+        posterior_per_step=per_step,
+        explains=fit_quality > threshold,
+        threshold=float(threshold),
+        n_steps=n_steps,
+        best=names[int(np.argmax(gain))],
+    )
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(np.max(x))
+    return m + float(np.log(np.sum(np.exp(x - m))))
+
+
+def scenario_goal_posterior(scenario: Any, tab: TabularMDP, probs: jax.Array, **kwargs: Any) -> GoalPosterior:
+    """`goal_posterior` over a scenario's `candidate_goals`, with its features and discount.
+
+    Args:
+        scenario: A `mesascope.scenarios.base.Scenario`.
+        tab: Its tabular levels `[L, ...]`.
+        probs: float32 `[L, S, A]`.
+        **kwargs: Passed on to `goal_posterior` (`state_weights`, `betas`, `threshold`).
+    """
+    goals = scenario.candidate_goals
+    weights = np.stack([goal.vector(scenario.feature_names) for goal in goals])
+    return goal_posterior(
+        tab, probs, weights, scenario.spec.gamma, names=tuple(goal.name for goal in goals), **kwargs
+    )
+
+
+# ------------------------------------------------------------------------------------------ MCE IRL
+
+
+class IRLResult(NamedTuple):
+    """Maximum-causal-entropy IRL fit over the linear span of the features (SPEC.md section 4).
+
+    Attributes:
+        weights: float32 `[K]`, the fitted reward weights (soft-optimal with `beta = 1`).
+        feature_gap: float32 `[K]`, demo minus model discounted feature expectations, averaged over
+            levels, at the fitted weights (zero at an exact, unregularised optimum).
+        gap_norm: float32 scalar, `|feature_gap| / n_steps`: the gap per discounted step.
+        loglik: float32 scalar, expected log-likelihood per step of the system's actions under the fitted
+            soft policy (nats), weighted by the system's own live discounted occupancy.
+        uniform_loglik: float32 scalar, `-log A`.
+        demo_features: float32 `[K]`, the system's discounted feature expectations (mean over levels).
+        model_features: float32 `[K]`, the fitted soft policy's (mean over levels).
+        gap_trace: float32 `[steps]`, `gap_norm` before each optimiser step (for convergence checks).
+    """
+
+    weights: jax.Array
+    feature_gap: jax.Array
+    gap_norm: jax.Array
+    loglik: jax.Array
+    uniform_loglik: jax.Array
+    demo_features: jax.Array
+    model_features: jax.Array
+    gap_trace: jax.Array
+
+
+def _occupancies(next_state, policy, start, gamma, d0):
+    one = lambda ns, pi, s0, d: discounted_occupancy(ns, pi, s0, gamma, d0=d)  # noqa: E731
+    return jax.vmap(one)(next_state, policy, start, d0)
+
+
+def _soft_solutions(next_state, reward, terminal, gamma, v0):
+    return jax.vmap(lambda ns, r, t, v: soft_value_iteration(ns, r, gamma, 1.0, terminal=t, v0=v))(
+        next_state, reward, terminal, v0
+    )
+
+
+def _live_occupancy(next_state, start, terminal, policy, gamma, d0):
+    mu = _occupancies(next_state, policy, start, gamma, d0)
+    return mu, jnp.where(terminal[..., None], 0.0, mu)
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _mce(next_state, features, start, terminal, probs, w0, trainable, gamma, l2, lr, steps):
+    n_levels, s, _ = probs.shape
+    zeros_s = jnp.zeros((n_levels, s), features.dtype)
+    starts = jax.nn.one_hot(start, s, dtype=features.dtype)  # [L, S]
+    _, demo_mu = _live_occupancy(next_state, start, terminal, probs, gamma, starts)
+    demo_f = feature_expectations(features, demo_mu).mean(0)  # [K]
+    # Normalising by the mean number of discounted live steps makes the objective a per-step
+    # log-likelihood, so `l2` means the same thing for any gamma and episode length.
+    n_steps = jnp.maximum(demo_mu.sum((-2, -1)).mean(), 1e-12)
+
+    optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
+
+    def model_features(w, v_warm, d_warm):
+        soft = _soft_solutions(next_state, features @ w, terminal, gamma, v_warm)
+        mu, live_mu = _live_occupancy(next_state, start, terminal, soft.policy, gamma, d_warm)
+        return feature_expectations(features, live_mu).mean(0), soft, mu.sum(-1)
+
+    def step(carry, _):
+        w, opt_state, v_warm, d_warm = carry
+        model_f, soft, d = model_features(w, v_warm, d_warm)
+        # Gradient of the concave objective  <w, F_demo> - V_w(s0)  (per step) - l2/2 |w|^2.
+        ascent = ((demo_f - model_f) / n_steps - l2 * w) * trainable
+        updates, opt_state = optimizer.update(-ascent, opt_state, w)
+        w = optax.apply_updates(w, updates)
+        gap = jnp.linalg.norm(demo_f - model_f) / n_steps
+        return (w, opt_state, soft.v, d), gap
+
+    carry0 = (w0, optimizer.init(w0), zeros_s, starts)
+    (w, _, v_warm, d_warm), trace = jax.lax.scan(step, carry0, None, length=steps)
+    model_f, soft, _ = model_features(w, v_warm, d_warm)
+    weights = demo_mu.sum(-1)  # the system's live discounted occupancy [L, S]
+    ll = expected_log_likelihood(probs, soft.policy, weights).sum() / jnp.maximum(weights.sum(), 1e-12)
+    gap = demo_f - model_f
+    return IRLResult(
+        weights=w,
+        feature_gap=gap,
+        gap_norm=jnp.linalg.norm(gap) / n_steps,
+        loglik=ll,
+        uniform_loglik=-jnp.log(jnp.asarray(probs.shape[-1], features.dtype)),
+        demo_features=demo_f,
+        model_features=model_f,
+        gap_trace=trace,
+    )
+
+
+def mce_irl(
+    tab: TabularMDP,
+    probs: jax.Array,
+    *,
+    gamma: float,
+    l2: float = 1e-3,
+    steps: int = 1000,
+    lr: float = 0.1,
+    init: jax.Array | None = None,
+    trainable: Sequence[bool] | jax.Array | None = None,
+) -> IRLResult:
+    """Maximum-causal-entropy IRL with known deterministic dynamics (Ziebart et al. 2008/2010; SPEC.md §4).
+
+    Finds weights `w` `[K]`, shared by all `L` levels, whose soft-optimal policy (`soft_value_iteration`
+    with `beta = 1` on `w . phi`, terminal values 0) maximises the expected log-likelihood of the system's
+    actions, weighted by the system's discounted occupancy from each start state. Because
+    `log pi_w(a | s) = Q_w(s, a) - V_w(s)` telescopes along trajectories, that objective equals
+    `<w, F_demo> - V_w(s0)`, concave in `w`, with gradient `F_demo - F_model(w)`: the difference of the
+    system's and the model's discounted feature expectations. Both come from exact occupancy measures
+    (`discounted_occupancy`), so there is no sampling noise; optax Adam follows the gradient, each step
+    warm-starting soft value iteration and the occupancy from the previous step's solution.
+
+    The objective is divided by the demo's mean number of discounted live steps (a per-step
+    log-likelihood) and regularised by `(l2 / 2) |w|^2`: directions of `w` the data cannot see get zero
+    gradient and are held at 0 (a minimum-norm solution), and the weights of a deterministic system, whose
+    likelihood keeps growing as `|w| -> infinity`, stay bounded. Adam's step size decays (cosine, to 1% of
+    `lr`) so the last steps settle instead of oscillating.
+
+    Constant features (the gridworlds' `step`, 1 on every live transition) need care:
+
+    - On levels that never terminate, a constant only shifts every reward, the soft policy does not
+      change, the gradient is exactly 0 and the weight stays at 0.
+    - Where episodes end, a step weight `c` equals, up to potential shaping (`Phi = -c / (1 - gamma)` on
+      live states, 0 on terminal ones), a reward of `-c gamma / (1 - gamma)` for entering a terminal state.
+      The soft policy is shaping-invariant, so the step weight is a statement about terminal behaviour,
+      made relative to the convention that terminal states are worth 0. When every terminal transition
+      also fires another feature (in cheese mazes, entering the cheese ends the episode), that feature and
+      `step` explain the same behaviour, and `l2` picks the minimum-norm mix, which favours `step` (it
+      needs a weight `(1 - gamma) / gamma` times smaller). Compare fitted rewards with a shaping-invariant
+      distance (EPIC) rather than reading weights, or freeze `step` with `trainable`.
+
+    Args:
+        tab: Tabular levels, batched `[L, ...]`.
+        probs: float32 `[L, S, A]`, the system's action probabilities on every state.
+        gamma: Discount in `[0, 1)`.
+        l2: Weight-decay strength (per-step log-likelihood units per squared weight).
+        steps: Adam steps (static: one compilation per value).
+        lr: Adam learning rate.
+        init: Optional float32 `[K]` starting weights (default zeros).
+        trainable: Optional bool `[K]`: only these weights are fitted; the others stay at `init` (e.g.
+            freeze a `step` feature to force an explanation in terms of the other features).
+
+    Returns:
+        `IRLResult`.
+    """
+    features = jnp.asarray(tab.features, jnp.float32)
+    k = features.shape[-1]
+    w0 = jnp.zeros(k, jnp.float32) if init is None else jnp.asarray(init, jnp.float32)
+    mask = jnp.ones(k, jnp.float32) if trainable is None else jnp.asarray(trainable, bool).astype(jnp.float32)
+    if w0.shape != (k,) or mask.shape != (k,):
+        raise ValueError(f"init and trainable must have shape [K] = [{k}], got {w0.shape} and {mask.shape}")
+    return _mce(
+        tab.next_state,
+        features,
+        tab.start,
+        tab.terminal,
+        jnp.asarray(probs, jnp.float32),
+        w0,
+        mask,
+        gamma,
+        l2,
+        lr,
+        steps,
+    )
