@@ -39,6 +39,14 @@ def test_run_folder_has_everything(tiny_run):
             first = system["first_reached"][split]
             assert set(first) == {"cheese", "corner", "none"}
             assert all(-1e-5 <= p <= 1 + 1e-5 for p in first.values())
+        deploy_beh = system["behavioral"]["deploy"]
+        posterior = deploy_beh["goal_posterior"]
+        assert set(posterior["goals"]) == {"cheese", "corner"} and posterior["best"] in {"cheese", "corner"}
+        assert abs(sum(g["posterior"] for g in posterior["goals"].values()) - 1) < 1e-5
+        assert set(deploy_beh["irl"]["weights"]) == {"cheese", "step", "corner"}
+        epic = system["distances"]["deploy"]["epic"]
+        assert epic["base~intended"] < 1e-4  # the scenario's base and intended objectives are identical
+        assert all(0.0 <= d <= 1.0 for d in epic.values()) and "behavioral~base" in epic
     uniform = on_disk["baselines"]["uniform"]["scores"]
     assert abs(uniform["train"]["base"]) < 1e-4, "the uniform policy scores J = 0 by definition"
 

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope import __version__
+from mesascope.measures.distances import pairwise_epic
+from mesascope.measures.irl import goal_posterior, mce_irl
 from mesascope.measures.scores import (
     first_reach_probabilities,
     score_levels,
@@ -40,6 +42,10 @@ from mesascope.systems.policy import NetworkConfig, action_probs, make_actor_cri
 from mesascope.types import MesascopeError
 
 __all__ = ["AUDIT_SEED", "AuditConfig", "audit_run", "load_systems", "run", "train_systems"]
+
+IRL_LEVELS = 32
+"""MCE IRL fits one reward shared by this many audited levels (the goal posterior uses all of them)."""
+IRL_STEPS = 200
 
 AUDIT_SEED = 20_221_118
 """Fixed key for the audit's level sample, so every run of a scenario is audited on the same levels."""
@@ -142,17 +148,37 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, policie
     levels = scenario.sample_levels(key, n, split)
     tab = tabularize_levels(scenario.spec, levels)
 
-    def summarise(probs: jax.Array) -> dict[str, Any]:
-        s = score_levels(tab, probs, weights, scenario.spec.gamma)
+    gamma = scenario.spec.gamma
+    irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
+
+    def summarise(probs: jax.Array, behavioral: bool) -> dict[str, Any]:
+        s = score_levels(tab, probs, weights, gamma)
         first = np.asarray(first_reach_probabilities(tab, probs, goal_w, horizon=scenario.spec.max_steps)).mean(0)
-        return {
+        out: dict[str, Any] = {
             "scores": {name: float(x) for name, x in zip(names, np.asarray(s.j).mean(0))},
             "values": {name: float(x) for name, x in zip(names, np.asarray(s.v_policy).mean(0))},
             "first_reached": {**{g: float(p) for g, p in zip(goals, first[:-1])}, "none": float(first[-1])},
         }
+        if behavioral:
+            posterior = goal_posterior(tab, probs, jnp.asarray(goal_w), gamma, names=tuple(goals))
+            irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
+            w_beh = np.asarray(irl.weights)
+            out["behavioral"] = {
+                "goal_posterior": posterior.as_dict(),
+                "irl": {
+                    "weights": {f: float(w) for f, w in zip(scenario.feature_names, w_beh)},
+                    "loglik_per_step": float(irl.loglik),
+                    "uniform_loglik_per_step": float(irl.uniform_loglik),
+                    "levels": int(irl_tab.start.shape[0]),
+                },
+            }
+            rewards = {"behavioral": tab.features @ jnp.asarray(w_beh)}
+            rewards.update({name: tab.features @ jnp.asarray(w) for name, w in zip(names, weights)})
+            out["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
+        return out
 
-    systems = [summarise(system_action_probs(scenario.spec, levels, p)) for p in policies]
-    uniform = summarise(jax.vmap(uniform_policy)(tab.next_state))
+    systems = [summarise(system_action_probs(scenario.spec, levels, p), True) for p in policies]
+    uniform = summarise(jax.vmap(uniform_policy)(tab.next_state), False)
     return {"systems": systems, "uniform": uniform}
 
 
@@ -184,6 +210,8 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
                 "train": train["systems"][i]["first_reached"],
                 "deploy": deploy["systems"][i]["first_reached"],
             },
+            "behavioral": {"train": train["systems"][i]["behavioral"], "deploy": deploy["systems"][i]["behavioral"]},
+            "distances": {"train": train["systems"][i]["distances"], "deploy": deploy["systems"][i]["distances"]},
         }
         if curves:
             tail = max(1, curves["episode_return"].shape[1] // 10)
