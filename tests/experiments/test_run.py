@@ -91,3 +91,28 @@ def test_list_shows_every_scenario(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(sid[:12] in out for sid in registered_ids())
+
+
+def test_mesa_scenario_runs_and_reads_off_its_mesa_objective(tmp_path):
+    result = run(
+        "cheese-corner-mesa-v0",
+        seeds=1,
+        out=tmp_path / "mesa",
+        audit=AuditConfig(n_train=8, n_deploy=8),
+        overrides={"n_levels": 8, "steps": 5},
+    )
+    assert result["optimizer"] == "mesa-gradient"
+    system = result["systems"][0]
+    assert set(system["mesa_objective"]["weights"]) == {"cheese", "up", "right"}
+    assert system["mesa_objective"]["bridge"]["name"] == "cell-entered"
+    epic = system["distances"]["deploy"]["epic"]
+    assert {"base~mesa", "behavioral~mesa"} <= set(epic)
+    # The audit re-reads the saved mesa-objective rather than retraining it.
+    assert audit_run(tmp_path / "mesa", AuditConfig(n_train=8, n_deploy=8))["systems"] == result["systems"]
+
+
+def test_a_setting_the_optimizer_lacks_is_a_one_line_error(capsys, tmp_path):
+    argv = ["run", "cheese-corner-mesa-v0", "--set", "num_envs=4", "--out", str(tmp_path / "m")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: bad training setting for optimizer 'mesa-gradient'") and len(err.splitlines()) == 1

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -38,10 +38,24 @@ from mesascope.measures.scores import (
 from mesascope.optimizers.ppo import PPOConfig, make_train, ppo_config
 from mesascope.scenarios import Scenario, get_scenario
 from mesascope.solve.dp import uniform_policy
+from mesascope.levels.grid import Level
+from mesascope.systems.bridge import Bridge
+from mesascope.systems.mesa import MesaOptimizer, MesaParams, train_evolution, train_gradient
 from mesascope.systems.policy import NetworkConfig, action_probs, make_actor_critic
 from mesascope.types import MesascopeError
 
-__all__ = ["AUDIT_SEED", "AuditConfig", "audit_run", "load_systems", "run", "train_systems"]
+__all__ = [
+    "AUDIT_SEED",
+    "AuditConfig",
+    "MesaConfig",
+    "OPTIMIZERS",
+    "TrainedSystem",
+    "audit_run",
+    "load_systems",
+    "run",
+    "train_mesa_systems",
+    "train_systems",
+]
 
 IRL_LEVELS = 32
 """MCE IRL fits one reward shared by this many audited levels (the goal posterior uses all of them)."""
@@ -68,13 +82,55 @@ def _noop(stage: str, frac: float) -> None:
     return None
 
 
-def _config_to_json(cfg: PPOConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MesaConfig:
+    """Training of an explicit mesa-optimizer (`mesascope.systems.mesa`) by a base optimizer.
+
+    Attributes:
+        method: "gradient" (through the differentiable planner) or "evolution".
+        n_levels: Training levels per seed (the base objective is evaluated exactly on them).
+        steps: Gradient steps, or generations for evolution.
+        lr: Adam learning rate (gradient).
+        beta: The planner's inverse temperature.
+        plan_gamma: The planner's own discount.
+        plan_iters: Soft value-iteration sweeps per decision.
+    """
+
+    method: str = "gradient"
+    n_levels: int = 64
+    steps: int = 150
+    lr: float = 0.05
+    beta: float = 10.0
+    plan_gamma: float = 0.95
+    plan_iters: int = 100
+
+
+MESA_PRESETS = {"fast": MesaConfig(), "full": MesaConfig(n_levels=256, steps=400)}
+OPTIMIZERS = ("ppo", "mesa-gradient", "mesa-evolution")
+
+
+def _config_to_json(cfg: PPOConfig | MesaConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _config_from_json(data: dict[str, Any]) -> PPOConfig:
+def _config_from_json(optimizer: str, data: dict[str, Any]) -> PPOConfig | MesaConfig:
+    if optimizer.startswith("mesa"):
+        return MesaConfig(**data)
     net = NetworkConfig(**{**data["network"], "channels": tuple(data["network"]["channels"])})
     return PPOConfig(**{**data, "network": net})
+
+
+def _make_config(optimizer: str, preset: str, overrides: dict[str, Any]) -> PPOConfig | MesaConfig:
+    if optimizer == "ppo":
+        return ppo_config(preset, **overrides)
+    if preset not in MESA_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(MESA_PRESETS)}")
+    method = optimizer.split("-", 1)[1]
+    return dataclasses.replace(MESA_PRESETS[preset], method=method, **overrides)
+
+
+def _mesa_system(scenario: Scenario, cfg: MesaConfig) -> MesaOptimizer:
+    return MesaOptimizer(scenario.spec, beta=cfg.beta, gamma=cfg.plan_gamma, iters=cfg.plan_iters)
 
 
 def _chunk_size(n_updates: int, target_chunks: int = 20) -> int:
@@ -112,6 +168,33 @@ def train_systems(
     return state.params, trainer.static, merged
 
 
+def train_mesa_systems(
+    scenario: Scenario, config: MesaConfig, seeds: Sequence[int], progress: ProgressFn = _noop
+) -> tuple[jax.Array, dict[str, np.ndarray]]:
+    """Train one explicit mesa-optimizer per seed (its mesa-objective weights are what is learned).
+
+    Returns:
+        `(theta, metrics)`: float32 `[n_seeds, M]` mesa-objective weights and the learning curves
+        (`base_value`, mean exact base value on the seed's training levels) `[n_seeds, steps]`.
+    """
+    system = _mesa_system(scenario, config)
+    w_base = jnp.asarray(scenario.base_objective.vector(scenario.feature_names))
+    thetas, curves = [], []
+    progress("train", 0.0)
+    for i, seed in enumerate(seeds):
+        k_levels, k_init = jax.random.split(jax.random.key(int(seed)))
+        levels = scenario.sample_levels(k_levels, config.n_levels, "train")
+        tabs = tabularize_levels(scenario.spec, levels)
+        if config.method == "gradient":
+            result = train_gradient(system, levels, tabs, w_base, key=k_init, steps=config.steps, lr=config.lr)
+        else:
+            result = train_evolution(system, levels, tabs, w_base, key=k_init, generations=config.steps)
+        thetas.append(np.asarray(result.params.theta))
+        curves.append(result.curve)
+        progress("train", (i + 1) / len(seeds))
+    return jnp.asarray(np.stack(thetas)), {"base_value": np.stack(curves)}
+
+
 def save_systems(run_dir: Path, params: Any, seeds: Sequence[int], metrics: dict[str, np.ndarray]) -> None:
     """Write each seed's trained parameters and the learning curves into the run folder."""
     (run_dir / "systems").mkdir(parents=True, exist_ok=True)
@@ -121,8 +204,27 @@ def save_systems(run_dir: Path, params: Any, seeds: Sequence[int], metrics: dict
     np.savez(run_dir / "training.npz", **metrics)
 
 
-def load_systems(run_dir: Path) -> tuple[dict[str, Any], Scenario, PPOConfig, list[Any]]:
-    """Read a run folder's metadata, scenario, configuration and trained systems (one model per seed)."""
+class TrainedSystem(NamedTuple):
+    """One trained system as the audit sees it.
+
+    Attributes:
+        seed: Its training seed.
+        probs: `(levels, tab) -> [L, S, A]`, its action probabilities on every state of every level.
+        mesa_objective: The read-off mesa-objective (feature -> weight), for explicit mesa-optimizers.
+        mesa_reward: `(levels, tab) -> [L, S, A]`, the mesa-objective pulled back through the system's
+            default bridge to a reward over each level's transitions (mesa-optimizers only).
+        bridge: The bridge used, for the record.
+    """
+
+    seed: int
+    probs: Callable[[Any, Any], jax.Array]
+    mesa_objective: dict[str, float] | None = None
+    mesa_reward: Callable[[Any, Any], jax.Array] | None = None
+    bridge: Bridge | None = None
+
+
+def load_systems(run_dir: Path) -> tuple[dict[str, Any], Scenario, PPOConfig | MesaConfig, list[TrainedSystem]]:
+    """Read a run folder's metadata, scenario, configuration and trained systems (one per seed)."""
     meta_path = run_dir / "run.json"
     if not meta_path.exists():
         raise MesascopeError(f"{run_dir} is not a mesascope run folder (no run.json); pass the --out folder of a run")
@@ -130,18 +232,43 @@ def load_systems(run_dir: Path) -> tuple[dict[str, Any], Scenario, PPOConfig, li
     scenario = get_scenario(meta["scenario"])
     if meta.get("scenario_params"):
         scenario = scenario.with_params(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["scenario_params"].items()})
-    config = _config_from_json(meta["config"])
+    optimizer = meta.get("optimizer", "ppo")
+    config = _config_from_json(optimizer, meta["config"])
+    paths = [run_dir / "systems" / f"seed-{seed}.{'npy' if optimizer.startswith('mesa') else 'eqx'}" for seed in meta["seeds"]]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise MesascopeError(f"{missing[0]} is missing: the run's training did not finish; rerun `mesascope run`")
+    if isinstance(config, MesaConfig):
+        system = _mesa_system(scenario, config)
+        bridge = system.default_bridge()
+        probs_fn = jax.jit(jax.vmap(system.action_probs, in_axes=(None, 0, 0)))
+        reward_fn = jax.jit(jax.vmap(lambda p, lv, tb: system.bridged_reward(p, lv, tb, bridge), in_axes=(None, 0, 0)))
+        out = []
+        for seed, path in zip(meta["seeds"], paths):
+            params = MesaParams(jnp.asarray(np.load(path)))
+            out.append(
+                TrainedSystem(
+                    seed,
+                    partial(probs_fn, params),
+                    system.mesa_objective(params),
+                    partial(reward_fn, params),
+                    bridge,
+                )
+            )
+        return meta, scenario, config, out
     template = make_actor_critic(jax.random.key(0), scenario.spec.obs_shape, scenario.spec.n_actions, config.network)
-    models = []
-    for seed in meta["seeds"]:
-        path = run_dir / "systems" / f"seed-{seed}.eqx"
-        if not path.exists():
-            raise MesascopeError(f"{path} is missing: the run's training did not finish; rerun `mesascope run`")
-        models.append(eqx.tree_deserialise_leaves(path, template))
-    return meta, scenario, config, models
+    _, static = eqx.partition(template, eqx.is_array)
+    # One compiled program serves every seed: the parameters are an argument, not a constant.
+    obs_fn = jax.jit(lambda params, obs: action_probs(eqx.combine(params, static), obs))
+    out = []
+    for seed, path in zip(meta["seeds"], paths):
+        params = eqx.partition(eqx.tree_deserialise_leaves(path, template), eqx.is_array)[0]
+        policy = partial(obs_fn, params)
+        out.append(TrainedSystem(seed, lambda levels, tab, policy=policy: system_action_probs(scenario.spec, levels, policy)))
+    return meta, scenario, config, out
 
 
-def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, policies: list[Callable]) -> dict[str, Any]:
+def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems_in: list[TrainedSystem]) -> dict[str, Any]:
     names, weights = scenario.weight_matrix()
     goals = [g.name for g in scenario.candidate_goals]
     goal_w = weights[[names.index(g) for g in goals]]
@@ -151,7 +278,7 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, policie
     gamma = scenario.spec.gamma
     irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
 
-    def summarise(probs: jax.Array, behavioral: bool) -> dict[str, Any]:
+    def summarise(probs: jax.Array, behavioral: bool, system: TrainedSystem | None = None) -> dict[str, Any]:
         s = score_levels(tab, probs, weights, gamma)
         first = np.asarray(first_reach_probabilities(tab, probs, goal_w, horizon=scenario.spec.max_steps)).mean(0)
         out: dict[str, Any] = {
@@ -174,10 +301,12 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, policie
             }
             rewards = {"behavioral": tab.features @ jnp.asarray(w_beh)}
             rewards.update({name: tab.features @ jnp.asarray(w) for name, w in zip(names, weights)})
+            if system is not None and system.mesa_reward is not None:
+                rewards["mesa"] = system.mesa_reward(levels, tab)
             out["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
         return out
 
-    systems = [summarise(system_action_probs(scenario.spec, levels, p), True) for p in policies]
+    systems = [summarise(sys_.probs(levels, tab), True, sys_) for sys_ in systems_in]
     uniform = summarise(jax.vmap(uniform_policy)(tab.next_state), False)
     return {"systems": systems, "uniform": uniform}
 
@@ -188,11 +317,7 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
     Returns:
         The audit as a dict (also written to `run_dir / "audit.json"`).
     """
-    meta, scenario, config, models = load_systems(run_dir)
-    # One compiled program serves every seed: the parameters are an argument, not a constant.
-    _, static = eqx.partition(models[0], eqx.is_array)
-    probs_fn = jax.jit(lambda params, obs: action_probs(eqx.combine(params, static), obs))
-    policies = [partial(probs_fn, eqx.partition(m, eqx.is_array)[0]) for m in models]
+    meta, scenario, config, policies = load_systems(run_dir)
     key_train, key_deploy = jax.random.split(jax.random.key(audit.seed))
     progress("audit", 0.0)
     train = _audit_split(scenario, "train", audit.n_train, key_train, policies)
@@ -213,7 +338,15 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
             "behavioral": {"train": train["systems"][i]["behavioral"], "deploy": deploy["systems"][i]["behavioral"]},
             "distances": {"train": train["systems"][i]["distances"], "deploy": deploy["systems"][i]["distances"]},
         }
-        if curves:
+        if policies[i].mesa_objective is not None:
+            entry["mesa_objective"] = {
+                "weights": policies[i].mesa_objective,
+                "domain": policies[i].bridge.source_domain,
+                "bridge": {"name": policies[i].bridge.name, "note": policies[i].bridge.note},
+            }
+        if curves and "base_value" in curves:
+            entry["training"] = {"final_base_value": float(curves["base_value"][i, -1])}
+        elif curves:
             tail = max(1, curves["episode_return"].shape[1] // 10)
             entry["training"] = {
                 "final_episode_return": float(curves["episode_return"][i, -tail:].mean()),
@@ -228,7 +361,7 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
         "expected_finding": scenario.expected_finding,
         "preset": meta["preset"],
         "seeds": meta["seeds"],
-        "optimizer": "ppo",
+        "optimizer": meta.get("optimizer", "ppo"),
         "config": meta["config"],
         "audit": {"n_train": audit.n_train, "n_deploy": audit.n_deploy, "seed": audit.seed},
         "objectives": {name: dict(obj.weights) for name, obj in scenario.objectives().items()},
@@ -265,10 +398,11 @@ def run(
     scenario = get_scenario(scenario_id)
     if scenario_params:
         scenario = scenario.with_params(**scenario_params)
+    optimizer = scenario.optimizer
     try:
-        config = ppo_config(preset, **(overrides or {}))
+        config = _make_config(optimizer, preset, dict(overrides or {}))
     except (ValueError, TypeError) as err:
-        raise MesascopeError(str(err)) from None
+        raise MesascopeError(f"bad training setting for optimizer {optimizer!r}: {err}") from None
     if seeds < 1:
         raise MesascopeError(f"--seeds must be at least 1; got {seeds}")
     out.mkdir(parents=True, exist_ok=True)
@@ -280,11 +414,19 @@ def run(
         "scenario": scenario_id,
         "scenario_params": dict(scenario_params or {}),
         "preset": preset,
+        "optimizer": optimizer,
         "seeds": seed_list,
         "config": _config_to_json(config),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
-    params, _, metrics = train_systems(scenario, config, seed_list, progress)
-    save_systems(out, params, seed_list, metrics)
+    if isinstance(config, MesaConfig):
+        thetas, metrics = train_mesa_systems(scenario, config, seed_list, progress)
+        (out / "systems").mkdir(parents=True, exist_ok=True)
+        for seed, theta in zip(seed_list, np.asarray(thetas)):
+            np.save(out / "systems" / f"seed-{seed}.npy", theta)
+        np.savez(out / "training.npz", **metrics)
+    else:
+        params, _, metrics = train_systems(scenario, config, seed_list, progress)
+        save_systems(out, params, seed_list, metrics)
     return audit_run(out, audit, progress)

@@ -34,6 +34,8 @@ class Scenario:
         candidate_goals: The hypothesis class for behavioral objectives (SPEC.md section 4).
         params: The parameter values this scenario was built with (for variants and sweeps).
         factory: Rebuilds the scenario with other parameters (`with_params`).
+        optimizer: The base optimizer and system it uses by default: "ppo" (a neural policy),
+            "mesa-gradient" or "mesa-evolution" (an explicit mesa-optimizer whose objective is learned).
     """
 
     id: str
@@ -46,6 +48,7 @@ class Scenario:
     candidate_goals: tuple[Objective, ...]
     params: Mapping[str, Any] = field(default_factory=dict)
     factory: Callable[..., Scenario] | None = None
+    optimizer: str = "ppo"
 
     @property
     def feature_names(self) -> tuple[str, ...]:
