@@ -28,7 +28,7 @@ __all__ = [
 
 DEFAULT_TOL = 1e-6
 DEFAULT_MAX_ITERS = 20_000
-DENSE_MAX_STATES = 512
+DENSE_MAX_STATES = 128
 """Up to this many states, values are finished by a dense linear solve (exact to float32 rounding)
 instead of relying on the iteration's stopping rule, whose error bound grows like 1 / (1 - gamma)."""
 
