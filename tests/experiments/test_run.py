@@ -51,6 +51,37 @@ def test_run_folder_has_everything(tiny_run):
     assert abs(uniform["train"]["base"]) < 1e-4, "the uniform policy scores J = 0 by definition"
 
 
+def test_pictures_show_each_system_on_a_train_and_a_deploy_level(tiny_run):
+    from PIL import Image
+
+    out, result = tiny_run
+    assert result["pictures"] == ["pictures/seed-0.png", "pictures/seed-1.png"]
+    with Image.open(out / result["pictures"][0]) as image:
+        assert image.width > 2 * image.height * 0.8  # two panels side by side
+
+
+def test_greedy_path_walks_adjacent_cells_from_the_start():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from mesascope.experiments.run import greedy_path
+    from mesascope.measures.scores import tabularize_levels
+    from mesascope.scenarios import get_scenario
+    from mesascope.solve.dp import value_iteration
+
+    sc = get_scenario("cheese-corner-v0")
+    levels = sc.sample_levels(jax.random.key(0), 2, "train")
+    tab = tabularize_levels(sc.spec, levels)
+    _, weights = sc.weight_matrix()
+    q = jax.vmap(lambda n, f: value_iteration(n, f @ jnp.asarray(weights[0]), 0.99).q)(tab.next_state, tab.features)
+    probs = jax.nn.one_hot(q.argmax(-1), 4)
+    path = greedy_path(sc.spec, tab, probs, 0)
+    assert tuple(path[0]) == tuple(np.asarray(levels.start[0]))
+    assert tuple(path[-1]) == tuple(np.asarray(levels.obj_pos[0, 0]))  # the optimal path ends on the cheese
+    assert (np.abs(np.diff(path, axis=0)).sum(-1) == 1).all()
+
+
 def test_reaudit_reproduces_the_audit(tiny_run):
     out, result = tiny_run
     again = audit_run(out, AuditConfig(n_train=8, n_deploy=8))

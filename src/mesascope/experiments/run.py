@@ -38,7 +38,9 @@ from mesascope.measures.scores import (
 from mesascope.optimizers.ppo import PPOConfig, make_train, ppo_config
 from mesascope.scenarios import Scenario, get_scenario
 from mesascope.solve.dp import uniform_policy
-from mesascope.levels.grid import Level
+from mesascope.levels.grid import ACTION_DELTAS, GridSpec, Level
+from mesascope.levels.render import render_pair, save_png
+from mesascope.levels.tabular import TabularMDP
 from mesascope.systems.bridge import Bridge
 from mesascope.systems.mesa import MesaOptimizer, MesaParams, train_evolution, train_gradient
 from mesascope.systems.policy import NetworkConfig, action_probs, make_actor_critic
@@ -51,6 +53,7 @@ __all__ = [
     "OPTIMIZERS",
     "TrainedSystem",
     "audit_run",
+    "greedy_path",
     "load_systems",
     "run",
     "train_mesa_systems",
@@ -306,9 +309,48 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
             out["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
         return out
 
-    systems = [summarise(sys_.probs(levels, tab), True, sys_) for sys_ in systems_in]
+    systems, paths = [], []
+    for sys_ in systems_in:
+        probs = sys_.probs(levels, tab)
+        systems.append(summarise(probs, True, sys_))
+        paths.append(greedy_path(scenario.spec, tab, probs, 0))
     uniform = summarise(jax.vmap(uniform_policy)(tab.next_state), False)
-    return {"systems": systems, "uniform": uniform}
+    first_level = jax.tree_util.tree_map(lambda x: x[0], levels)
+    return {"systems": systems, "uniform": uniform, "pictures": (first_level, paths)}
+
+
+def greedy_path(spec: GridSpec, tab: TabularMDP, probs: jax.Array, index: int) -> np.ndarray:
+    """Cells visited by a system's most likely actions on one level, from the start: int `[T + 1, 2]`.
+
+    Follows `argmax` of the system's action probabilities through the tabular view (so it works for any
+    system, neural or planner) until a terminal state or the episode limit.
+    """
+    next_state = np.asarray(tab.next_state[index])
+    act = np.asarray(probs[index]).argmax(-1)
+    per_cell = (2**spec.n_tracked) * (spec.max_inventory + 1)
+    s, cells = int(tab.start[index]), []
+    for _ in range(spec.max_steps + 1):
+        cell = divmod(s // per_cell, spec.width)
+        cells.append(cell)
+        nxt = int(next_state[s, act[s]])
+        if nxt == spec.n_states - 1:
+            # The terminal index forgets where the episode ended: it is the cell the last move entered.
+            dr, dc = ACTION_DELTAS[act[s]]
+            cells.append((cell[0] + dr, cell[1] + dc))
+            break
+        s = nxt
+    return np.asarray(cells, dtype=np.int32).reshape(-1, 2)
+
+
+def _write_pictures(run_dir: Path, scenario: Scenario, seeds: Sequence[int], train: dict, deploy: dict) -> list[str]:
+    (run_dir / "pictures").mkdir(exist_ok=True)
+    train_level, train_paths = train["pictures"]
+    deploy_level, deploy_paths = deploy["pictures"]
+    written = []
+    for seed, tp, dp in zip(seeds, train_paths, deploy_paths):
+        image = render_pair(scenario.spec, train_level, tp, deploy_level, dp, title_train=f"train (seed {seed})", title_deploy=f"deploy (seed {seed})")
+        written.append(str(save_png(image, run_dir / "pictures" / f"seed-{seed}.png").relative_to(run_dir)))
+    return written
 
 
 def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: ProgressFn = _noop) -> dict[str, Any]:
@@ -375,6 +417,12 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
             }
         },
     }
+    (run_dir / "audit.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    # Pictures come after the audit is safely on disk: a drawing failure must not lose the audit.
+    try:
+        result["pictures"] = _write_pictures(run_dir, scenario, meta["seeds"], train, deploy)
+    except Exception as err:  # noqa: BLE001 - reported, never fatal
+        result["pictures_error"] = f"{type(err).__name__}: {err}"
     (run_dir / "audit.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     return result
 
