@@ -1,7 +1,7 @@
 """The expected finding of cheese-corner-v0 on a real `fast` run: goal misgeneralization, measured exactly.
 
 This trains four PPO agents for real (about two minutes on two CPU cores) and checks the audit against
-the scenario's stated expectation.
+the scenario's stated expectation. It is the project's headline result, so it runs in the default suite.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import pytest
 from mesascope.experiments.run import run
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_cheese_corner_fast_run_shows_goal_misgeneralization(tmp_path):
     result = run("cheese-corner-v0", seeds=4, preset="fast", out=tmp_path / "run")

@@ -109,6 +109,8 @@ class GridSpec:
     def __post_init__(self) -> None:
         if self.view not in ("full", "egocentric"):
             raise ValueError(f"unknown view {self.view!r}; choose 'full' or 'egocentric'")
+        if not 0 <= self.n_tracked <= self.n_objects:
+            raise ValueError(f"n_tracked must be between 0 and n_objects ({self.n_objects}); got {self.n_tracked}")
         unknown = [k for k in self.kinds if k not in OBJECT_KINDS[1:]]
         if unknown:
             raise ValueError(f"unknown object kind(s) {unknown}; known kinds: {OBJECT_KINDS[1:]}")
