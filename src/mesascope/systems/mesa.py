@@ -31,6 +31,7 @@ import optax
 
 from mesascope.levels.grid import GridSpec, Level, step
 from mesascope.levels.tabular import TabularMDP, decode
+from mesascope.solve.dp import policy_evaluation_dense
 from mesascope.systems.bridge import Bridge, require_bridge
 
 __all__ = [
@@ -86,13 +87,6 @@ def _soft_q(next_state: jax.Array, reward: jax.Array, gamma: float, beta: float,
 
     v, _ = jax.lax.scan(body, jnp.zeros(reward.shape[0], reward.dtype), None, iters)
     return reward + gamma * v[next_state]
-
-
-def _exact_value(next_state: jax.Array, reward: jax.Array, policy: jax.Array, gamma: float) -> jax.Array:
-    s = next_state.shape[0]
-    rows = jnp.broadcast_to(jnp.arange(s)[:, None], next_state.shape)
-    p = jnp.zeros((s, s), policy.dtype).at[rows, next_state].add(policy)
-    return jnp.linalg.solve(jnp.eye(s, dtype=p.dtype) - gamma * p, (policy * reward).sum(-1))
 
 
 class MesaParams(NamedTuple):
@@ -167,7 +161,8 @@ class TrainResult(NamedTuple):
 def _base_value(system: MesaOptimizer, params: MesaParams, levels: Level, tabs: TabularMDP, w_base: jax.Array, gamma: float) -> jax.Array:
     def one(level, tab):
         probs = system.action_probs(params, level, tab)
-        v = _exact_value(tab.next_state, tab.features @ w_base, probs, gamma)
+        # The dense solve is differentiable, so gradients flow from the base value into the planner.
+        v = policy_evaluation_dense(tab.next_state, tab.features @ w_base, probs, gamma)
         return v[tab.start]
 
     return jax.vmap(one)(levels, tabs).mean()
