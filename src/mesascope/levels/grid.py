@@ -93,6 +93,10 @@ class GridSpec:
         gamma: Discount of the MDP.
         max_steps: Episode length limit used by the simulator and PPO (the exact solver is
             infinite-horizon discounted).
+        observed_regions: Regions (names from `regions`) the agent can see: each gets an observation
+            channel after the others, e.g. a visible button or screen that is not an object kind.
+        terminal_regions: Regions whose squares end the episode when entered (like a coin), e.g. a
+            scenario-specific goal square.
     """
 
     height: int
@@ -105,8 +109,13 @@ class GridSpec:
     view: str = "egocentric"
     gamma: float = 0.99
     max_steps: int = 256
+    observed_regions: tuple[str, ...] = ()
+    terminal_regions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        stray = [r for r in self.observed_regions + self.terminal_regions if r not in self.regions]
+        if stray:
+            raise ValueError(f"observed/terminal region(s) {stray} are not in regions {self.regions}")
         if self.view not in ("full", "egocentric"):
             raise ValueError(f"unknown view {self.view!r}; choose 'full' or 'egocentric'")
         if not 0 <= self.n_tracked <= self.n_objects:
@@ -129,7 +138,7 @@ class GridSpec:
         """Observation channels: wall, agent (full view only: egocentric views always have the agent
         at the centre), one per object kind in `kinds`, inventory (if any)."""
         agent = 1 if self.view == "full" else 0
-        return 1 + agent + len(self.kinds) + (1 if self.max_inventory > 0 else 0)
+        return 1 + agent + len(self.kinds) + (1 if self.max_inventory > 0 else 0) + len(self.observed_regions)
 
     def kind_slots(self) -> np.ndarray:
         """int32 `[len(OBJECT_KINDS)]`: each global kind's position in `kinds` (-1 when absent)."""
@@ -220,6 +229,8 @@ def step(spec: GridSpec, level: Level, state: State, action: jax.Array) -> tuple
     fires = here & ((kind != _CHEST) | has_key)
     consumable = jnp.asarray(_CONSUMABLE)[kind]
     terminal = (fires & jnp.asarray(_TERMINAL)[kind]).any()
+    for name in spec.terminal_regions:
+        terminal = terminal | level.regions[spec.regions.index(name), pos[0], pos[1]]
     gained = (fires & (kind == _KEY)).sum() - (fires & (kind == _CHEST)).sum()
     inventory = jnp.clip(state.inventory + gained, 0, spec.max_inventory).astype(jnp.int32)
 
@@ -245,8 +256,8 @@ def observe(spec: GridSpec, level: Level, state: State) -> jax.Array:
     the agent always at the centre and everything outside the grid drawn as wall.
 
     Channels: 0 walls, 1 agent (full view only), then present (unconsumed) objects, one channel per kind in
-    `spec.kinds`, and last (only when the level has keys) the inventory as a fraction of
-    `max_inventory`, broadcast over the grid.
+    `spec.kinds`, then (only when the level has keys) the inventory as a fraction of
+    `max_inventory`, broadcast over the grid, and last one channel per `spec.observed_regions`.
     """
     h, w = spec.height, spec.width
     walls = level.walls.astype(jnp.float32)
@@ -261,6 +272,8 @@ def observe(spec: GridSpec, level: Level, state: State) -> jax.Array:
         del parts[1]
     if spec.max_inventory > 0:
         parts.append(jnp.full((h, w, 1), state.inventory / spec.max_inventory, jnp.float32))
+    for name in spec.observed_regions:
+        parts.append(level.regions[spec.regions.index(name)][..., None].astype(jnp.float32))
     grid = jnp.concatenate(parts, axis=-1)
     if spec.view == "full":
         return grid
