@@ -36,6 +36,8 @@ from mesascope.measures.scores import (
     tabularize_levels,
 )
 from mesascope.optimizers.ppo import PPOConfig, make_train, ppo_config
+from mesascope.properties import Thresholds
+from mesascope.properties.gridworld import exact_split, gridworld_measurements, reward_scores, support
 from mesascope.scenarios import Scenario, get_scenario
 from mesascope.solve.dp import uniform_policy
 from mesascope.levels.grid import ACTION_DELTAS, GridSpec, Level
@@ -280,6 +282,13 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
 
     gamma = scenario.spec.gamma
     irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
+    # System-independent exact worst cases and goal pursuers for the properties (SPEC.md section 5).
+    exact = exact_split(tab, weights[names.index("base")], weights[names.index("intended")], goal_w, gamma)
+    mesa_support = None
+    if any(s.mesa_objective is not None for s in systems_in):
+        from mesascope.systems.mesa import mesa_features
+
+        mesa_support = support(jax.vmap(lambda lv: mesa_features(scenario.spec, lv))(levels))
 
     def summarise(probs: jax.Array, behavioral: bool, system: TrainedSystem | None = None) -> dict[str, Any]:
         s = score_levels(tab, probs, weights, gamma)
@@ -306,6 +315,7 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
             rewards.update({name: tab.features @ jnp.asarray(w) for name, w in zip(names, weights)})
             if system is not None and system.mesa_reward is not None:
                 rewards["mesa"] = system.mesa_reward(levels, tab)
+                out["mesa_j"] = reward_scores(tab, rewards["mesa"], probs, gamma)
             out["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
         return out
 
@@ -316,7 +326,31 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
         paths.append(greedy_path(scenario.spec, tab, probs, 0))
     uniform = summarise(jax.vmap(uniform_policy)(tab.next_state), False)
     first_level = jax.tree_util.tree_map(lambda x: x[0], levels)
-    return {"systems": systems, "uniform": uniform, "pictures": (first_level, paths)}
+    return {"systems": systems, "uniform": uniform, "pictures": (first_level, paths), "exact": exact, "mesa_support": mesa_support}
+
+
+def _properties_entry(
+    scenario: Scenario, seed: int, system: TrainedSystem, train: dict, deploy: dict, i: int, thresholds: Thresholds
+) -> dict[str, Any]:
+    """One system's Measurements, properties, graphs, verdicts and invariants (schema.md)."""
+    from mesascope.verdicts import audit_entry
+
+    mesa = None
+    if system.mesa_objective is not None:
+        weights = np.abs(np.asarray(list(system.mesa_objective.values()), np.float64))
+        # A feature that is never non-zero on training levels but occurs in deployment tells them apart.
+        telling = train["mesa_support"] == 0
+        telling &= deploy["mesa_support"] > 0
+        mesa = {
+            "j_train": train["systems"][i]["mesa_j"],
+            "j_deploy": deploy["systems"][i]["mesa_j"],
+            "uses_deploy_feature": bool((weights[telling] > 1e-3 * max(weights.max(), 1e-12)).any()),
+        }
+    m = gridworld_measurements(
+        f"seed-{seed}", [g.name for g in scenario.candidate_goals], train["systems"][i], deploy["systems"][i],
+        train["exact"], deploy["exact"], mesa=mesa,
+    )
+    return audit_entry(m, thresholds)
 
 
 def greedy_path(spec: GridSpec, tab: TabularMDP, probs: jax.Array, index: int) -> np.ndarray:
@@ -353,8 +387,13 @@ def _write_pictures(run_dir: Path, scenario: Scenario, seeds: Sequence[int], tra
     return written
 
 
-def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: ProgressFn = _noop) -> dict[str, Any]:
+def audit_run(
+    run_dir: Path, audit: AuditConfig = AuditConfig(), progress: ProgressFn = _noop, thresholds: Thresholds = Thresholds()
+) -> dict[str, Any]:
     """Audit every trained system of a run exactly and write `audit.json`.
+
+    Each system also gets `measurements`, `properties`, `graphs`, `verdicts` and `invariants`
+    (SPEC.md sections 5-7, `mesascope.verdicts.audit_entry`) under `thresholds`.
 
     Returns:
         The audit as a dict (also written to `run_dir / "audit.json"`).
@@ -386,6 +425,7 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
                 "domain": policies[i].bridge.source_domain,
                 "bridge": {"name": policies[i].bridge.name, "note": policies[i].bridge.note},
             }
+        entry.update(_properties_entry(scenario, seed, policies[i], train, deploy, i, thresholds))
         if curves and "base_value" in curves:
             entry["training"] = {"final_base_value": float(curves["base_value"][i, -1])}
         elif curves:
@@ -409,6 +449,7 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
         "objectives": {name: dict(obj.weights) for name, obj in scenario.objectives().items()},
         "candidate_goals": [g.name for g in scenario.candidate_goals],
         "gamma": scenario.spec.gamma,
+        "thresholds": thresholds.to_dict(),
         "systems": systems,
         "baselines": {
             "uniform": {
@@ -423,6 +464,12 @@ def audit_run(run_dir: Path, audit: AuditConfig = AuditConfig(), progress: Progr
         result["pictures"] = _write_pictures(run_dir, scenario, meta["seeds"], train, deploy)
     except Exception as err:  # noqa: BLE001 - reported, never fatal
         result["pictures_error"] = f"{type(err).__name__}: {err}"
+    try:
+        from mesascope.verdicts.draw import write_run_graphs
+
+        result["graph_files"] = write_run_graphs(run_dir, result)
+    except Exception as err:  # noqa: BLE001 - reported, never fatal
+        result["graphs_error"] = f"{type(err).__name__}: {err}"
     (run_dir / "audit.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     return result
 
@@ -437,6 +484,7 @@ def run(
     overrides: dict[str, Any] | None = None,
     scenario_params: dict[str, Any] | None = None,
     progress: ProgressFn = _noop,
+    thresholds: Thresholds = Thresholds(),
 ) -> dict[str, Any]:
     """Train `seeds` systems on a scenario and audit them; everything lands in `out`.
 
@@ -477,4 +525,4 @@ def run(
     else:
         params, _, metrics = train_systems(scenario, config, seed_list, progress)
         save_systems(out, params, seed_list, metrics)
-    return audit_run(out, audit, progress)
+    return audit_run(out, audit, progress, thresholds)
