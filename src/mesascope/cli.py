@@ -77,6 +77,10 @@ def run_command(
     audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in the exact audit."),
     set_: list[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set total_timesteps=200000."),
     param: list[str] = typer.Option([], "--param", help="Scenario parameter, e.g. --param region=3."),
+    tau: float = typer.Option(0.9, "--tau", help="J >= tau 'performs well' (SPEC.md section 2)."),
+    eps: float = typer.Option(0.2, "--eps", help="EPIC <= eps: two objectives 'agree'."),
+    delta: float = typer.Option(0.05, "--delta", help="Training-optimality gap <= delta counts as optimal."),
+    tau_acc: float = typer.Option(0.5, "--tau-acc", help="J >= tau_acc is 'acceptable' (not catastrophic)."),
 ) -> None:
     """Train systems on SCENARIO with a base optimizer, audit each one exactly, print a summary."""
     from mesascope.experiments.run import AuditConfig, run
@@ -106,6 +110,7 @@ def run_command(
             overrides=_parse_assignments(set_, "--set"),
             scenario_params=_parse_assignments(param, "--param"),
             progress=progress,
+            thresholds=_thresholds(tau, eps, delta, tau_acc),
         )
     print_summary(result)
     console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
@@ -115,12 +120,40 @@ def run_command(
 def audit_command(
     run_dir: Path = typer.Argument(..., help="A run folder written by `mesascope run`."),
     audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in the exact audit."),
+    tau: float = typer.Option(0.9, "--tau", help="J >= tau 'performs well' (SPEC.md section 2)."),
+    eps: float = typer.Option(0.2, "--eps", help="EPIC <= eps: two objectives 'agree'."),
+    delta: float = typer.Option(0.05, "--delta", help="Training-optimality gap <= delta counts as optimal."),
+    tau_acc: float = typer.Option(0.5, "--tau-acc", help="J >= tau_acc is 'acceptable' (not catastrophic)."),
 ) -> None:
     """Re-audit the trained systems of RUN_DIR (no retraining) and rewrite its audit.json."""
     from mesascope.experiments.run import AuditConfig, audit_run
 
-    result = audit_run(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels))
+    thresholds = _thresholds(tau, eps, delta, tau_acc)
+    result = audit_run(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), thresholds=thresholds)
     print_summary(result)
+
+
+def _thresholds(tau: float, eps: float, delta: float, tau_acc: float) -> Any:
+    from mesascope.properties import Thresholds
+
+    return Thresholds(tau=tau, eps=eps, delta=delta, tau_acc=tau_acc)
+
+
+@app.command("graph")
+def graph_command(run_dir: Path = typer.Argument(..., help="An audited run folder.")) -> None:
+    """Draw the and-or graphs of every system of RUN_DIR into RUN_DIR/graphs/ (SVG; DOT if Graphviz is missing)."""
+    from mesascope.verdicts.draw import write_run_graphs
+
+    for path in write_run_graphs(run_dir):
+        console.print(f"wrote {run_dir / path}")
+
+
+@app.command("explain")
+def explain_command(prop: str = typer.Argument(..., metavar="PROPERTY", help="e.g. outer_alignment")) -> None:
+    """Print every school's definition of PROPERTY, with the seed each comes from."""
+    from mesascope.verdicts.table import explain_table
+
+    console.print(explain_table(prop))
 
 
 def summary_table(result: dict[str, Any]) -> Table:
@@ -158,6 +191,11 @@ def summary_table(result: dict[str, Any]) -> Table:
 
 def print_summary(result: dict[str, Any]) -> None:
     console.print(summary_table(result))
+    from mesascope.verdicts.table import verdict_table
+
+    verdicts = verdict_table(result)
+    if verdicts is not None:
+        console.print(verdicts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,82 @@
+"""Terminal views of the verdicts: the per-run verdict table and `mesascope explain` (SPEC.md section 7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from mesascope.properties.core import DEFINITIONS, Definition
+from mesascope.types import MesascopeError
+
+__all__ = ["UnknownPropertyError", "explain", "explain_table", "verdict_table"]
+
+_RELATED = {"outer_alignment": ("on_distribution_alignment",)}
+_ORDER = ("hubinger", "wentworth", "shah", "ngo", "demski", "pseudo_alignment")
+
+
+class UnknownPropertyError(MesascopeError, KeyError):
+    """`mesascope explain` was given a property it does not know; the message lists the valid names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def verdict_table(result: dict[str, Any]) -> Table | None:
+    """One row per system, one column per school: the label each school gives (`None` if no verdicts)."""
+    systems = [s for s in result.get("systems", []) if "verdicts" in s]
+    if not systems:
+        return None
+    schools = [k for k in _ORDER if any(k in s["verdicts"] for s in systems)]
+    t = result.get("thresholds", {})
+    table = Table(title="verdicts by school (SPEC.md section 7)", show_lines=False)
+    table.add_column("system", style="bold")
+    table.add_column("behavioral\nalignment")
+    for school in schools:
+        table.add_column(school.replace("_", "-"))
+    table.add_column("Wentworth\ncorollary")
+    for s in systems:
+        beh = s["properties"]["behavioral_alignment"]["state"]
+        cells = [f"[green]{beh}[/]" if beh == "holds" else f"[red]{beh}[/]" if beh == "fails" else beh]
+        cells += [s["verdicts"].get(school, {}).get("label", "-") for school in schools]
+        inv = s.get("invariants", {}).get("wentworth_corollary", {})
+        cells.append("[green]holds[/]" if inv.get("holds") else "[bold red]VIOLATED (bug)[/]")
+        table.add_row(f"seed {s['seed']}", *cells)
+    table.caption = (
+        f"thresholds: tau={t.get('tau')} eps={t.get('eps')} delta={t.get('delta')} tau_acc={t.get('tau_acc')}. "
+        "Reasons and evidence: audit.json `verdicts`; definitions: `mesascope explain PROPERTY`."
+    )
+    return table
+
+
+def explain(name: str) -> list[Definition]:
+    """Every school's definition of a property: a graph node id (`outer_alignment`) or a versioned name.
+
+    Raises:
+        UnknownPropertyError: with the list of valid names.
+    """
+    if name in DEFINITIONS:
+        return [DEFINITIONS[name]]
+    found = [d for d in DEFINITIONS.values() if d.node == name]
+    # Demski's counterpart of outer alignment is on-distribution alignment (seed 000's revised graph).
+    found += [DEFINITIONS[r] for r in _RELATED.get(name, ())]
+    if found:
+        return found
+    nodes = sorted({d.node for d in DEFINITIONS.values()})
+    versions = sorted(n for n in DEFINITIONS if n not in nodes)
+    raise UnknownPropertyError(
+        f"unknown property {name!r}; valid names: {', '.join(nodes)} (or one school's version: {', '.join(versions)})"
+    )
+
+
+def explain_table(name: str) -> Table:
+    """`explain(name)` as a table: school, definition, seed."""
+    table = Table(title=f"{name}: definitions by school", show_lines=True)
+    table.add_column("property", style="bold", no_wrap=True)
+    table.add_column("school")
+    table.add_column("definition")
+    table.add_column("seed")
+    for d in explain(name):
+        extra = " (undefined without a mesa-objective)" if d.mesa_only else ""
+        table.add_row(d.name, d.school, d.text + extra, f"seeds/{d.seed}")
+    return table
