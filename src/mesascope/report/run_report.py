@@ -1,0 +1,581 @@
+"""`mesascope report RUN_DIR`: one self-contained HTML page for a run folder.
+
+Render only, no computation: the page is built from what the run folder already holds (`audit.json`,
+`run.json`, `training.npz`, `pictures/*.png`). Plots are inline SVG (matplotlib), pictures are base64
+data URIs, the and-or graphs are inline SVG from Graphviz; the page loads nothing from anywhere else, so
+it can be mailed to a colleague as one file.
+
+Sections (their `id`s are stable; the table of contents links to them): `overview`, `summary`, `scores`,
+`first-reached`, `behavioral`, `distances`, `mesa`, `properties`, `graphs`, `verdicts`, `training`,
+`pictures`, plus `findings` when a scenario recorded its own results.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mesascope.report.graph_figures import graph_figures
+from mesascope.report.html import CSS, Safe, badge, esc, fmt, section, table
+from mesascope.report.plots import first_reached_svg, learning_curves_svg, score_distributions_svg
+from mesascope.types import MesascopeError
+
+__all__ = ["ReportError", "SECTION_IDS", "build_run_report", "write_run_report"]
+
+NOT_COMPUTED = "not computed for this run"
+
+SECTION_IDS = (
+    ("overview", "Scenario"),
+    ("summary", "Summary"),
+    ("scores", "Scores"),
+    ("first-reached", "First reached"),
+    ("behavioral", "Behavioral objective"),
+    ("distances", "EPIC distances"),
+    ("mesa", "Mesa-objective"),
+    ("properties", "Properties"),
+    ("graphs", "And-or graphs"),
+    ("verdicts", "Verdicts"),
+    ("training", "Learning curves"),
+    ("pictures", "Pictures"),
+)
+"""Every run report's sections, in page order: `(id, table-of-contents title)`."""
+
+SCHOOL_TITLES = {
+    "hubinger": "Hubinger (infinite data)",
+    "wentworth": "Wentworth",
+    "shah": "Shah",
+    "ngo": "Ngo",
+    "demski": "Demski",
+    "pseudo_alignment": "Pseudo-alignment type",
+}
+
+
+class ReportError(MesascopeError):
+    """The folder cannot be reported on (no audit.json, or an unreadable one); the message says why."""
+
+
+def _absent(what: str) -> Safe:
+    return Safe(f'<p class="absent">{esc(what)}: {esc(NOT_COMPUTED)} (re-run <code>mesascope audit RUN_DIR</code> '
+                "with a mesascope version that computes it).</p>")
+
+
+def _load_audit(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "audit.json"
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir} is not a folder; pass the run folder written by `mesascope run`")
+    if not path.exists():
+        hint = "run `mesascope audit RUN_DIR` first" if (run_dir / "run.json").exists() else "pass the --out folder of `mesascope run`"
+        raise ReportError(f"{run_dir} has no audit.json; {hint}")
+    try:
+        audit = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReportError(f"{path} is not readable JSON ({err}); re-run `mesascope audit {run_dir}`") from None
+    if not isinstance(audit, dict):
+        raise ReportError(f"{path} does not hold a mesascope audit (expected a JSON object)")
+    return audit
+
+
+def _seed_label(system: Mapping[str, Any], index: int) -> str:
+    return f"seed {system.get('seed', index)}"
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(mapping, Mapping) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def _objectives(audit: Mapping[str, Any]) -> list[str]:
+    goals = list(audit.get("candidate_goals") or [])
+    names = ["base", "intended"] + [g for g in goals if g not in ("base", "intended")]
+    systems = audit.get("systems") or []
+    present = set(_get(systems[0], "scores", "deploy") or {}) if systems else set()
+    return [n for n in names if n in present] or sorted(present)
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+def _overview(audit: Mapping[str, Any], run_meta: Mapping[str, Any]) -> Safe:
+    params = audit.get("scenario_params") or {}
+    audit_cfg = audit.get("audit") or {}
+    kv = [
+        ("scenario", audit.get("scenario")),
+        ("scenario parameters", ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items()) or "defaults"),
+        ("base optimizer", audit.get("optimizer", "ppo")),
+        ("preset", audit.get("preset")),
+        ("seeds", ", ".join(str(s) for s in audit.get("seeds") or [])),
+        ("audited levels", f"{audit_cfg.get('n_train', '?')} train, {audit_cfg.get('n_deploy', '?')} deploy (exact, key {audit_cfg.get('seed', '?')})"),
+        ("discount", audit.get("gamma")),
+        ("started", run_meta.get("started")),
+        ("mesascope", audit.get("mesascope_version")),
+    ]
+    dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in kv if v not in (None, ""))
+    body = [
+        f"<p>{esc(audit.get('description') or 'No description recorded.')}</p>",
+        f'<p class="finding"><strong>Expected finding.</strong> {esc(audit.get("expected_finding") or "none recorded")}</p>',
+        f'<dl class="kv">{dl}</dl>',
+    ]
+    objectives = audit.get("objectives") or {}
+    if objectives:
+        features = sorted({f for w in objectives.values() for f in w})
+        rows = [[name, *[w.get(f, 0.0) for f in features]] for name, w in objectives.items()]
+        body.append("<h3>Objectives (feature weights)</h3>")
+        body.append(table(["objective", *features], rows, numeric=range(1, len(features) + 1), table_id="objectives-table"))
+    return section("overview", "Scenario", body)
+
+
+def _summary(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    if not systems or not _get(systems[0], "scores"):
+        return section("summary", "Summary", [_absent("Scores")])
+    goals = list(audit.get("candidate_goals") or [])
+    uniform = _get(audit, "baselines", "uniform") or {}
+
+    def mean(split: str, obj: str) -> float | None:
+        xs = [v for s in systems if (v := _get(s, "scores", split, obj)) is not None]
+        return float(np.mean(xs)) if xs else None
+
+    cards = [
+        ("train", "J_base on train", mean("train", "base"), "mean over seeds; 1 optimal, 0 uniform"),
+        ("deploy", "J_intended on deploy", mean("deploy", "intended"), "mean over seeds; 1 optimal, 0 uniform"),
+    ]
+    for g in goals:
+        xs = [v for s in systems if (v := _get(s, "first_reached", "deploy", g)) is not None]
+        base = _get(uniform, "first_reached", "deploy", g)
+        if xs:
+            cards.append(("deploy", f"{g} reached first on deploy", float(np.mean(xs)),
+                          f"uniform-random: {fmt(base)}" if base is not None else "no baseline"))
+    card_html = "".join(
+        f'<div class="card {kind}"><div class="k">{esc(k)}</div><div class="v">{esc(fmt(v))}</div><div class="s">{esc(s)}</div></div>'
+        for kind, k, v, s in cards
+    )
+    headers = ["system", "train J_base", "train J_intended", "deploy J_base", "deploy J_intended",
+               *[f"deploy {g} first" for g in goals]]
+    rows = []
+    for i, s in enumerate(systems):
+        rows.append([_seed_label(s, i),
+                     *[_get(s, "scores", sp, o) for sp in ("train", "deploy") for o in ("base", "intended")],
+                     *[_get(s, "first_reached", "deploy", g) for g in goals]])
+    numeric = range(1, len(headers))
+    body_rows = table(headers, rows, numeric=numeric, table_id="summary-table",
+                      caption="J: exact normalised score (SPEC.md section 2), averaged over the audited levels. "
+                              "'first': probability the goal is reached before the other candidate goals.")
+    # The mean and uniform rows get their own styling: append them to the generated table.
+    extra = []
+    mean_row = ["mean", *[mean(sp, o) for sp in ("train", "deploy") for o in ("base", "intended")],
+                *[float(np.mean([_get(s, "first_reached", "deploy", g) for s in systems])) for g in goals]]
+    extra.append(("mean", mean_row))
+    if uniform:
+        extra.append(("baseline", ["uniform-random", *[_get(uniform, "scores", sp, o) for sp in ("train", "deploy") for o in ("base", "intended")],
+                                   *[_get(uniform, "first_reached", "deploy", g) for g in goals]]))
+    tail = "".join(
+        f'<tr class="{cls}"><th scope="row">{esc(r[0])}</th>' + "".join(f'<td class="num">{esc(fmt(c))}</td>' for c in r[1:]) + "</tr>"
+        for cls, r in extra
+    )
+    body_rows = Safe(body_rows.replace("</tbody>", tail + "</tbody>"))
+    return section("summary", "Summary", [f'<div class="cards">{card_html}</div>', f'<div class="scroll">{body_rows}</div>'])
+
+
+def _scores(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    objectives = _objectives(audit)
+    if not systems or not objectives:
+        return section("scores", "Scores over seeds", [_absent("Scores")])
+    data = {sp: {o: [v for s in systems if (v := _get(s, "scores", sp, o)) is not None] for o in objectives} for sp in ("train", "deploy")}
+    uniform = _get(audit, "baselines", "uniform", "scores") or {}
+    svg = score_distributions_svg(data, objectives, uniform)
+    rows = []
+    for o in objectives:
+        for sp in ("train", "deploy"):
+            xs = np.asarray(data[sp][o], float)
+            rows.append([f"J_{o}", sp, xs.mean() if xs.size else None, xs.std() if xs.size else None,
+                         xs.min() if xs.size else None, xs.max() if xs.size else None, _get(uniform, sp, o)])
+    tbl = table(["score", "split", "mean", "std", "min", "max", "uniform-random"], rows, numeric=range(2, 7), table_id="scores-table")
+    return section(
+        "scores", "Scores over seeds",
+        [f'<figure class="plot">{svg}<figcaption>Each dot is one seed, the bar its mean; train in blue, deploy in orange. '
+         "J = 1 is optimal, J = 0 is the uniform-random policy.</figcaption></figure>", f'<div class="scroll">{tbl}</div>'],
+        lead="The normalised score of every trained system under the base objective, the intended objective and each candidate goal.",
+    )
+
+
+def _first_reached(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    goals = list(audit.get("candidate_goals") or [])
+    if not systems or not goals or not _get(systems[0], "first_reached"):
+        return section("first-reached", "Which goal is reached first", [_absent("First-reached probabilities")])
+    data = {sp: {g: [v for s in systems if (v := _get(s, "first_reached", sp, g)) is not None] for g in goals} for sp in ("train", "deploy")}
+    uniform = _get(audit, "baselines", "uniform", "first_reached") or {}
+    svg = first_reached_svg(data, goals, uniform)
+    rows = []
+    for sp in ("train", "deploy"):
+        for g in goals:
+            xs = np.asarray(data[sp][g], float)
+            base = _get(uniform, sp, g)
+            m = xs.mean() if xs.size else None
+            rows.append([g, sp, m, base, (m / base) if (m is not None and base) else None])
+    tbl = table(["goal", "split", "systems (mean)", "uniform-random", "ratio"], rows, numeric=(2, 3, 4), table_id="first-reached-table")
+    return section(
+        "first-reached", "Which goal is reached first",
+        [f'<figure class="plot">{svg}<figcaption>Bars: mean over seeds; dots: seeds; dashed line: the uniform-random policy. '
+         "Exact probabilities (the state distribution is propagated, not sampled).</figcaption></figure>", f'<div class="scroll">{tbl}</div>'],
+        lead="The probability that each candidate goal is reached before the others within the episode limit, against chance.",
+    )
+
+
+def _behavioral(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    if not systems or not _get(systems[0], "behavioral"):
+        return section("behavioral", "Behavioral objective", [_absent("The behavioral objective")])
+    goals = list(audit.get("candidate_goals") or [])
+    body: list[str] = []
+    for sp in ("train", "deploy"):
+        rows = []
+        for i, s in enumerate(systems):
+            post = _get(s, "behavioral", sp, "goal_posterior") or {}
+            g_entries = post.get("goals") or {}
+            rows.append([_seed_label(s, i), post.get("best"),
+                         *[_get(g_entries, g, "posterior") for g in goals],
+                         *[_get(g_entries, g, "fit_quality") for g in goals],
+                         "yes" if post.get("explained") else "no"])
+        headers = ["system", "best goal", *[f"P({g})" for g in goals], *[f"fit {g}" for g in goals], "explained"]
+        body.append(f"<h3>Goal posterior on {esc(sp)} levels</h3>")
+        body.append(f'<div class="scroll">{table(headers, rows, numeric=range(2, 2 + 2 * len(goals)), table_id=f"posterior-{sp}-table")}</div>')
+    features: list[str] = []
+    for s in systems:
+        for f in _get(s, "behavioral", "deploy", "irl", "weights") or {}:
+            if f not in features:
+                features.append(f)
+    if features:
+        rows = []
+        for sp in ("train", "deploy"):
+            for i, s in enumerate(systems):
+                irl = _get(s, "behavioral", sp, "irl") or {}
+                w = irl.get("weights") or {}
+                rows.append([_seed_label(s, i), sp, *[w.get(f) for f in features], irl.get("loglik_per_step"), irl.get("uniform_loglik_per_step")])
+        body.append("<h3>IRL weights (maximum causal entropy)</h3>")
+        body.append(f'<div class="scroll">{table(["system", "split", *features, "log-lik/step", "uniform log-lik/step"], rows, numeric=range(2, 4 + len(features)), table_id="irl-table")}</div>')
+    return section(
+        "behavioral", "Behavioral objective", body,
+        lead="What each system's behaviour is best explained as optimizing (SPEC.md section 4): a Boltzmann-rational "
+             "posterior over the candidate goals (fit = gain over the uniform policy in nats per step), and the "
+             "feature weights recovered by exact maximum-causal-entropy IRL.",
+    )
+
+
+def _distances(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    if not systems or not _get(systems[0], "distances", "deploy", "epic"):
+        return section("distances", "EPIC distances", [_absent("EPIC distances")])
+    pairs: list[str] = []
+    for s in systems:
+        for p in _get(s, "distances", "deploy", "epic") or {}:
+            if p not in pairs:
+                pairs.append(p)
+    body = []
+    for sp in ("deploy", "train"):
+        rows = [[p.replace("~", " ~ "), *[_get(s, "distances", sp, "epic", p) for s in systems]] for p in pairs]
+        body.append(f"<h3>On {esc(sp)} coverage</h3>")
+        body.append(f'<div class="scroll">{table(["pair", *[_seed_label(s, i) for i, s in enumerate(systems)]], rows, numeric=range(1, 1 + len(systems)), table_id=f"epic-{sp}-table")}</div>')
+    return section(
+        "distances", "EPIC distances", body,
+        lead="EPIC distance sqrt((1 − ρ)/2) between every pair of objectives (SPEC.md section 3): 0 means the same "
+             "objective up to shaping and scale, 1 the opposite. 'behavioral' is the IRL objective above; "
+             "'mesa' the mesa-objective through its bridge, when there is one.",
+    )
+
+
+def _mesa(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    with_mesa = [(i, s) for i, s in enumerate(systems) if s.get("mesa_objective")]
+    if not with_mesa:
+        kind = audit.get("optimizer", "ppo")
+        return section("mesa", "Mesa-objective", [
+            f'<p class="absent">No system in this run has an explicit mesa-objective (base optimizer {esc(kind)}: '
+            "the systems are policies, not planners with a readable objective). The properties that need one are "
+            "undefined for them, not failed.</p>"])
+    features: list[str] = []
+    for _, s in with_mesa:
+        for f in s["mesa_objective"].get("weights") or {}:
+            if f not in features:
+                features.append(f)
+    rows = [[_seed_label(s, i), *[(s["mesa_objective"].get("weights") or {}).get(f) for f in features],
+             _get(s, "distances", "deploy", "epic", "mesa~base"), _get(s, "distances", "deploy", "epic", "mesa~intended")]
+            for i, s in with_mesa]
+    first = with_mesa[0][1]["mesa_objective"]
+    bridge = first.get("bridge") or {}
+    body = [
+        f'<div class="scroll">{table(["system", *features, "EPIC to base (deploy)", "EPIC to intended (deploy)"], rows, numeric=range(1, 3 + len(features)), table_id="mesa-table")}</div>',
+        f'<dl class="kv"><dt>domain</dt><dd>{esc(first.get("domain"))}</dd><dt>bridge</dt><dd>{esc(bridge.get("name"))}</dd>'
+        f'<dt>bridge note</dt><dd>{esc(bridge.get("note"))}</dd></dl>',
+    ]
+    return section("mesa", "Mesa-objective", body, lead="The objective each explicit mesa-optimizer learned, read off its parameters.")
+
+
+def _properties(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    if not systems or not any(s.get("properties") for s in systems):
+        return section("properties", "Properties", [_absent("Properties (SPEC.md section 5)")])
+    thresholds = audit.get("thresholds") or {}
+    body = []
+    if thresholds:
+        body.append('<p>Thresholds: ' + ", ".join(f"<code>{esc(k)}</code> = {esc(fmt(v))}" for k, v in thresholds.items()) + "</p>")
+    names: list[str] = []
+    for s in systems:
+        for n in s.get("properties") or {}:
+            if n not in names:
+                names.append(n)
+    rows = []
+    for n in names:
+        entries = [(s.get("properties") or {}).get(n) for s in systems]
+        known = next((e for e in entries if e), {})
+        cells = []
+        for e in entries:
+            if not e:
+                cells.append(Safe(badge(None)))
+                continue
+            detail = ""
+            if e.get("score") is not None:
+                detail = f'<br><span class="mono nowrap">{esc(fmt(e.get("score")))}'
+                if e.get("threshold") is not None:
+                    detail += f" vs {esc(fmt(e.get('threshold')))}"
+                detail += "</span>"
+            cells.append(Safe(str(badge(e.get("state"))) + detail))
+        rows.append([n.replace("_", " "), known.get("school") or "", *cells, known.get("definition") or ""])
+    headers = ["property", "school", *[_seed_label(s, i) for i, s in enumerate(systems)], "definition"]
+    body.append(f'<div class="scroll">{table(headers, rows, table_id="properties-table")}</div>')
+    return section("properties", "Properties", body,
+                   lead="Each property of SPEC.md section 5 answers holds, fails or undefined (undefined is a real answer: "
+                        "e.g. inner alignment without a mesa-objective), with the score and threshold it was read from.")
+
+
+def _graphs(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    if not systems or not any(s.get("graphs") for s in systems):
+        return section("graphs", "And-or graphs", [_absent("The and-or graphs (SPEC.md section 6)")])
+    legend = (
+        '<div class="legend"><span><span class="sw red"></span>generalization-focused</span>'
+        '<span><span class="sw yellow"></span>objective-focused</span><span><span class="sw blue"></span>both approaches</span>'
+        '<span><span class="sw dashed"></span>pseudo-equivalence</span>'
+        '<span><span class="box" style="background:var(--holds-bg)"></span>holds</span>'
+        '<span><span class="box" style="background:var(--fails-bg)"></span>fails</span>'
+        '<span><span class="box" style="background:var(--undef-bg)"></span>undefined</span></div>'
+    )
+    body = [legend]
+    for i, s in enumerate(systems):
+        figures = graph_figures(s, prefix=f"s{i}")
+        parts = []
+        for fig in figures:
+            paths = fig.paths
+            facts = []
+            for key, title in (("certifying_paths", "certifying paths"), ("broken_paths", "broken paths"), ("counterexamples", "counterexamples")):
+                items = paths.get(key)
+                if items is not None:
+                    facts.append(f"<strong>{esc(title)}:</strong> {esc(_describe(items))}")
+            drawing = (
+                f'<figure class="graph" data-graph="{esc(fig.name)}">{fig.svg}<figcaption>{esc(fig.title)}</figcaption></figure>'
+                if fig.svg
+                else f'<p class="note">{esc(fig.note)}</p>'
+            )
+            node_rows = [[label, Safe(badge(state)), score] for _, label, state, score in fig.nodes]
+            node_table = table(["node", "measured state", "score"], node_rows, numeric=(2,), classes="graph-nodes")
+            note = f'<p class="note">{esc(fig.note)}</p>' if fig.svg and fig.note else ""
+            parts.append(
+                f"<h3>{esc(fig.name)} graph</h3>{drawing}{note}<p>{'<br>'.join(facts)}</p>"
+                f"<details><summary>node states as a table</summary>{node_table}</details>"
+            )
+        if not figures:
+            parts.append(_absent("Graphs for this system"))
+        opened = " open" if i == 0 else ""
+        body.append(f"<details class=\"system\"{opened}><summary>{esc(_seed_label(s, i))}</summary>{''.join(parts)}</details>")
+    return section("graphs", "And-or graphs", body,
+                   lead="The graphs of seed 000 (SPEC.md section 6) with each node coloured by its measured state; a thick "
+                        "edge marked 'counterexample' has antecedents that hold and a consequent that fails.")
+
+
+def _describe(items: Any) -> str:
+    if not items:
+        return "none"
+    if isinstance(items, (list, tuple)):
+        return "; ".join(_describe_one(x) for x in items)
+    return _describe_one(items)
+
+
+def _describe_one(item: Any) -> str:
+    if isinstance(item, Mapping):
+        name = item.get("name") or item.get("path") or item.get("edge") or item.get("id")
+        extra = item.get("breaks_at") or item.get("reason")
+        if name is not None:
+            return f"{name} (breaks at {extra})" if item.get("breaks_at") else (f"{name}: {extra}" if extra else str(name))
+        return ", ".join(f"{k}={v}" for k, v in item.items())
+    if isinstance(item, (list, tuple)):
+        return " → ".join(str(x) for x in item)
+    return str(item)
+
+
+def _verdicts(audit: Mapping[str, Any]) -> Safe:
+    systems = audit.get("systems") or []
+    if not systems or not any(s.get("verdicts") for s in systems):
+        return section("verdicts", "Verdicts by school", [_absent("Verdicts (SPEC.md section 7)")])
+    schools: list[str] = [k for k in SCHOOL_TITLES if any(k in (s.get("verdicts") or {}) for s in systems)]
+    for s in systems:
+        for k in s.get("verdicts") or {}:
+            if k not in schools:
+                schools.append(k)
+    rows = []
+    for school in schools:
+        cells = []
+        for s in systems:
+            v = (s.get("verdicts") or {}).get(school)
+            if not v:
+                cells.append(Safe('<span class="verdict-reason">–</span>'))
+                continue
+            cells.append(Safe(f'<span class="verdict-label">{esc(v.get("label"))}</span>'
+                              f'<span class="verdict-reason">{esc(v.get("reason"))}</span>'))
+        rows.append([SCHOOL_TITLES.get(school, school), *cells])
+    body = [f'<div class="scroll">{table(["school", *[_seed_label(s, i) for i, s in enumerate(systems)]], rows, table_id="verdict-table")}</div>']
+    inv_rows = []
+    for i, s in enumerate(systems):
+        for name, inv in (s.get("invariants") or {}).items():
+            holds = inv.get("holds")
+            inv_rows.append([_seed_label(s, i), name.replace("_", " "),
+                             Safe(badge("holds" if holds else "fails" if holds is False else None)), inv.get("detail")])
+    if inv_rows:
+        body.append("<h3>Invariants</h3>")
+        body.append(table(["system", "invariant", "state", "detail"], inv_rows, table_id="invariants-table",
+                          caption="A failing invariant is a bug in mesascope, not a finding."))
+    return section("verdicts", "Verdicts by school", body,
+                   lead="The deployment failure (if any) classified under every school at once (SPEC.md section 7), "
+                        "each in that school's own terms.")
+
+
+def _training(run_dir: Path, audit: Mapping[str, Any]) -> Safe:
+    path = run_dir / "training.npz"
+    if not path.exists():
+        return section("training", "Learning curves", [_absent("Learning curves (training.npz)")])
+    try:
+        with np.load(path) as data:
+            curves = {k: np.asarray(data[k]) for k in data.files}
+    except Exception as err:  # noqa: BLE001 - a damaged file costs this section only
+        return section("training", "Learning curves", [f'<p class="note">training.npz could not be read ({esc(type(err).__name__)}).</p>'])
+    config = audit.get("config") or {}
+    steps = None
+    if isinstance(config.get("num_envs"), int) and isinstance(config.get("num_steps"), int):
+        steps = config["num_envs"] * config["num_steps"]
+    seeds = list(audit.get("seeds") or range(max((v.shape[0] for v in curves.values() if v.ndim == 2), default=0)))
+    svg = learning_curves_svg(curves, seeds, steps)
+    return section("training", "Learning curves", [f'<figure class="plot">{svg}<figcaption>One thin line per seed, the mean in black.</figcaption></figure>'],
+                   lead="What the base optimizer logged during training (training.npz).")
+
+
+def _seed_of(path: Path) -> tuple[int, str]:
+    m = re.search(r"(\d+)", path.stem)
+    return (int(m.group(1)) if m else 1 << 30, path.name)
+
+
+def _pictures(run_dir: Path, audit: Mapping[str, Any]) -> Safe:
+    folder = run_dir / "pictures"
+    files = sorted(folder.glob("*.png"), key=_seed_of) if folder.is_dir() else []
+    body = []
+    if audit.get("pictures_error"):
+        body.append(f'<p class="note">Drawing the pictures failed: {esc(audit["pictures_error"])}</p>')
+    if not files:
+        body.append(_absent("Pictures of the systems (pictures/*.png)"))
+        return section("pictures", "What the systems do", body)
+    figs = []
+    for f in files:
+        data = base64.b64encode(f.read_bytes()).decode("ascii")
+        label = f.stem.replace("-", " ")
+        figs.append(f'<figure><img class="level-picture" alt="{esc(label)}: train and deploy level" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{esc(label)}: left, the first audited train level; right, the first audited deploy level.</figcaption></figure>")
+    body.append(f'<div class="pictures">{"".join(figs)}</div>')
+    return section("pictures", "What the systems do", body,
+                   lead="Each system's most likely action in every square, followed from the start: the path it takes on a train level and on a deploy level.")
+
+
+def _findings(audit: Mapping[str, Any]) -> Safe | None:
+    if "findings" not in audit:
+        return None
+    text = json.dumps(audit["findings"], indent=2, sort_keys=False, default=str)
+    return section("findings", "Scenario findings", [f'<pre class="json">{esc(text)}</pre>'],
+                   lead="Results this scenario records beyond the common audit.")
+
+
+def build_run_report(run_dir: str | Path) -> str:
+    """The report of a run folder as one self-contained HTML string.
+
+    Args:
+        run_dir: A folder with `audit.json` (and optionally `run.json`, `training.npz`, `pictures/`).
+
+    Returns:
+        The HTML text. Everything taken from the files is escaped; nothing is fetched from elsewhere.
+
+    Raises:
+        ReportError: if the folder has no readable audit.json.
+    """
+    run_dir = Path(run_dir)
+    audit = _load_audit(run_dir)
+    try:
+        run_meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        run_meta = run_meta if isinstance(run_meta, dict) else {}
+    except (OSError, ValueError):
+        run_meta = {}
+    sections = [
+        _overview(audit, run_meta),
+        _summary(audit),
+        _scores(audit),
+        _first_reached(audit),
+        _behavioral(audit),
+        _distances(audit),
+        _mesa(audit),
+        _properties(audit),
+        _graphs(audit),
+        _verdicts(audit),
+        _training(run_dir, audit),
+        _pictures(run_dir, audit),
+    ]
+    toc = list(SECTION_IDS)
+    extra = _findings(audit)
+    if extra is not None:
+        sections.insert(1, extra)
+        toc.insert(1, ("findings", "Findings"))
+    title = f"{audit.get('scenario', 'run')} · mesascope report"
+    nav = "".join(f'<li><a href="#{esc(i)}">{esc(t)}</a></li>' for i, t in toc)
+    n = len(audit.get("systems") or [])
+    meta = f"preset {audit.get('preset', '?')} · {n} system{'s' if n != 1 else ''} · exact audit"
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f'<header class="top"><div class="wrap"><h1>{esc(audit.get("scenario", "run"))}</h1>'
+        f'<span class="meta">{esc(meta)}</span></div></header>'
+        f'<nav class="toc" aria-label="contents"><ol>{nav}</ol></nav>'
+        f'<main class="wrap">{"".join(sections)}</main>'
+        f"<footer>written by mesascope {esc(audit.get('mesascope_version', ''))} from {esc(run_dir.name)}/audit.json</footer>"
+        "</body></html>\n"
+    )
+
+
+def write_run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write `report.html` into the run folder (or to `out`) and return its path.
+
+    Raises:
+        ReportError: if the folder has no readable audit.json.
+    """
+    run_dir = Path(run_dir)
+    text = build_run_report(run_dir)
+    target = Path(out) if out is not None else run_dir / "report.html"
+    tmp = target.with_suffix(".html.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)  # never leave a half-written report behind
+    return target
