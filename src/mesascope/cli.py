@@ -53,6 +53,11 @@ def list_scenarios() -> None:
     for sid in registered_ids():
         sc = get_scenario(sid)
         table.add_row(sid, ", ".join(g.name for g in sc.candidate_goals), sc.expected_finding)
+    from mesascope.scenarios.study import get_study, study_ids
+
+    for sid in study_ids():  # non-gridworld scenarios: the column names their base optimizer instead
+        st = get_study(sid)
+        table.add_row(sid, f"(study: {st.optimizer})", st.expected_finding)
     console.print(table)
 
 
@@ -87,6 +92,11 @@ def run_command(
     from mesascope.optimizers.ppo import PRESETS
     from mesascope.scenarios import get_scenario
 
+    from mesascope.scenarios.study import is_study
+
+    if is_study(scenario):
+        _run_study_command(scenario, seeds, preset, out, set_, param)
+        return
     get_scenario(scenario)  # fail fast on a bad id, before anything is written
     if preset not in PRESETS:
         raise MesascopeError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
@@ -114,6 +124,57 @@ def run_command(
         )
     print_summary(result)
     console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
+
+
+def _run_study_command(scenario: str, seeds: int, preset: str, out: Path | None, set_: list[str], param: list[str]) -> None:
+    from mesascope.experiments.study import run_study
+
+    out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
+    with _progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, frac: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=1.0)
+            bar.update(tasks[stage], completed=frac)
+
+        result = run_study(
+            scenario,
+            seeds=seeds,
+            preset=preset,
+            out=out,
+            overrides=_parse_assignments(set_, "--set"),
+            params=_parse_assignments(param, "--param"),
+            progress=progress,
+        )
+    console.print(study_table(result))
+    for name, table in result["findings"].get("tables", {}).items():
+        console.print(_rows_table(name, table))
+    console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
+
+
+def study_table(result: dict[str, Any]) -> Table:
+    """The terminal summary of a study: each check of its expected finding, measured."""
+    verdict = "[green]finding reproduced[/]" if result["finding_holds"] else "[red]finding NOT reproduced[/]"
+    table = Table(title=f"{result['scenario']} · preset {result['preset']} · {verdict}")
+    table.add_column("check", style="bold")
+    table.add_column("measured", justify="right")
+    table.add_column("expected")
+    table.add_column("holds")
+    for c in result["findings"].get("checks", []):
+        m = c["measured"]
+        text = f"{m:.4g}" if isinstance(m, float) else str(m)
+        table.add_row(c["name"], text, c["expected"], "[green]yes[/]" if c["holds"] else "[red]no[/]")
+    return table
+
+
+def _rows_table(name: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=name)
+    for col in rows[0] if rows else []:
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    return table
 
 
 @app.command("audit")

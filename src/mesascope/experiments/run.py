@@ -491,6 +491,14 @@ def run(
     Raises:
         MesascopeError: on a bad scenario id, preset, seed count or output folder.
     """
+    from mesascope.scenarios.study import is_study
+
+    if is_study(scenario_id):  # a non-gridworld scenario: its own optimizer, no level audit
+        from mesascope.experiments.study import run_study
+
+        return run_study(
+            scenario_id, seeds=seeds, preset=preset, out=out, overrides=overrides, params=scenario_params, progress=progress
+        )
     scenario = get_scenario(scenario_id)
     if scenario_params:
         scenario = scenario.with_params(**scenario_params)

@@ -125,9 +125,15 @@ def get_scenario(scenario_id: str) -> Scenario:
     try:
         build = _REGISTRY[scenario_id]
     except KeyError:
-        close = difflib.get_close_matches(scenario_id, _REGISTRY, n=1)
+        from mesascope.scenarios.study import is_study, study_ids
+
+        if is_study(scenario_id):
+            raise MesascopeError(
+                f"{scenario_id!r} is a study, not a gridworld scenario; run it with `mesascope run {scenario_id}` "
+                "or load it with mesascope.scenarios.study.get_study"
+            ) from None
+        every = sorted([*_REGISTRY, *study_ids()])
+        close = difflib.get_close_matches(scenario_id, every, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise MesascopeError(
-            f"unknown scenario {scenario_id!r}.{hint} Valid scenarios: {', '.join(registered_ids())}"
-        ) from None
+        raise MesascopeError(f"unknown scenario {scenario_id!r}.{hint} Valid scenarios: {', '.join(every)}") from None
     return build()

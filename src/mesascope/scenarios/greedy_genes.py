@@ -1,0 +1,182 @@
+"""`greedy-genes-v0`: a meiotic-drive allele hacks the genetic algorithm's search (seed 001, SPEC.md §8).
+
+Seed 001 (Wentworth) names greedy genes as the prototype of a true inner alignment failure: an inner
+part of the system exploits the outer optimizer's imperfect search. Here the outer optimizer is a
+fitness-proportional, sexually recombining genetic algorithm (a diploid Wright-Fisher population,
+`mesascope.optimizers.evolution.make_wright_fisher`); the base objective is viability. A driving
+allele `D` costs fitness (`DD` viability `1 - s`, `Dd` viability `1 - h s`) but wins `(1 + k) / 2` of
+the gametes of heterozygotes. The global optimum of the base objective is the driver-free population
+(mean fitness 1), yet the search settles at the drive equilibrium `p*` with mean fitness below 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import jax
+import numpy as np
+
+from mesascope.experiments.study import THRESHOLDS, check, save_figure
+from mesascope.optimizers.evolution import (
+    DriveConfig,
+    drive_equilibrium,
+    drive_invades,
+    drive_recursion,
+    make_wright_fisher,
+)
+from mesascope.scenarios.study import Study, StudyContext, register_study
+
+__all__ = ["greedy_genes", "mean_fitness"]
+
+DESCRIPTION = (
+    "One diploid locus evolved by a fitness-proportional, sexually recombining genetic algorithm "
+    "(individual-based Wright-Fisher, vmapped over replicate populations). Allele D costs viability "
+    "(DD: 1-s, Dd: 1-hs) but Dd parents pass it on with probability (1+k)/2 (meiotic drive, seed 001's "
+    "'greedy genes'). Compared with the infinite-population recursion and its closed-form equilibrium."
+)
+EXPECTED = (
+    "D invades iff (1-hs)(1+k) > 1 and settles at p* = ((1+k)(1-hs)-1)/(s(1-2h)) (k/s for a recessive cost), "
+    "lowering mean fitness below the driver-free optimum: the search is hacked (an inner failure "
+    "through imperfect optimization in Wentworth's terms)."
+)
+
+
+def mean_fitness(p: np.ndarray, cfg: DriveConfig) -> np.ndarray:
+    """Mean viability of Hardy-Weinberg zygotes at driver frequency `p` (any shape)."""
+    w0, w1, w2 = cfg.viabilities()
+    q = 1.0 - p
+    return p * p * w2 + 2 * p * q * w1 + q * q * w0
+
+
+def _execute(ctx: StudyContext) -> dict[str, Any]:
+    prm, cfg_in = ctx.params, ctx.config
+    cfg = DriveConfig(
+        k=float(prm["k"]), s=float(prm["s"]), h=float(prm["h"]), p0=float(prm["p0"]),
+        n=int(cfg_in["n"]), generations=int(cfg_in["generations"]),
+    )
+    reps = int(cfg_in["replicates_per_seed"])
+    p_star = drive_equilibrium(cfg)
+    recursion = drive_recursion(cfg, generations=int(cfg_in["recursion_generations"]))
+    ctx.progress("simulate", 0.0)
+    simulate = jax.jit(jax.vmap(make_wright_fisher(cfg)))
+    trajectories = []
+    for i, seed in enumerate(ctx.seeds):
+        keys = jax.random.split(jax.random.key(seed), reps)
+        trajectories.append(np.asarray(simulate(keys), np.float64))
+        ctx.progress("simulate", (i + 1) / len(ctx.seeds))
+    traj = np.concatenate(trajectories)  # [R, G + 1]
+    burn = cfg.generations // 2
+    per_rep = traj[:, burn:].mean(1)  # each replicate's time-averaged frequency after burn-in
+    sim_mean = float(per_rep.mean())
+    sim_se = float(per_rep.std(ddof=1) / np.sqrt(len(per_rep))) if len(per_rep) > 1 else float("nan")
+    w_eq = float(mean_fitness(np.asarray(p_star), cfg))
+    w_sim = float(mean_fitness(traj[:, burn:], cfg).mean())
+    no_drive = replace(cfg, k=0.0)
+    no_drive_final = float(drive_recursion(no_drive, generations=int(cfg_in["recursion_generations"]))[-1])
+    rec_final = float(recursion[-1])
+    gap = (1.0 - w_sim) / 1.0  # optimum: the driver-free population, mean viability 1
+
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot(1, 1, 1)
+        g = np.arange(cfg.generations + 1)
+        for row in traj[: min(len(traj), 24)]:
+            ax.plot(g, row, color="tab:blue", alpha=0.25, lw=0.8)
+        ax.plot(g, recursion[: cfg.generations + 1], color="k", lw=2, label="infinite-population recursion")
+        ax.axhline(p_star, color="tab:red", ls="--", label=f"closed form p* = {p_star:.3f}")
+        ax.set_xlabel("generation")
+        ax.set_ylabel("frequency of the driving allele D")
+        ax.set_title(f"meiotic drive k={cfg.k}, cost s={cfg.s}, h={cfg.h}, N={cfg.n}")
+        ax.legend(loc="lower right")
+
+    save_figure(ctx.out, "drive-frequency", draw)
+    tol = 3.0 * sim_se + 2.0 / cfg.n  # three standard errors plus the O(1/N) drift bias
+    checks = [
+        check("invasion condition (1-hs)(1+k) > 1", (1 - cfg.h * cfg.s) * (1 + cfg.k), "> 1", drive_invades(cfg)),
+        check("recursion equilibrium - closed form p*", rec_final - p_star, "|.| < 1e-3", abs(rec_final - p_star) < 1e-3),
+        check(
+            "simulated mean frequency - p*",
+            sim_mean - p_star,
+            f"|.| < 3 SE + 2/N = {tol:.2g} (SE {sim_se:.2g})",
+            abs(sim_mean - p_star) < tol,
+        ),
+        check("mean fitness at p* (driver-free optimum: 1)", w_eq, "< 1", w_eq < 1.0),
+        check("same cost without drive (k=0): final frequency", no_drive_final, "< 1e-3 (purged)", no_drive_final < 1e-3),
+    ]
+    delta = THRESHOLDS["delta"]
+    systems = []
+    for i, seed in enumerate(ctx.seeds):
+        block = traj[i * reps : (i + 1) * reps, burn:]
+        w = float(mean_fitness(block, cfg).mean())
+        g_i = 1.0 - w
+        systems.append({
+            "seed": seed,
+            "measurements": {
+                "system": "population (driver frequency)",
+                "driver_frequency": float(block.mean()),
+                "J_base_train": w,
+                "J_base_train_optimal": 1.0,
+                "training_optimality_gap": g_i,
+                "mesa_objective": None,
+            },
+            "properties": {
+                "training_optimal": {
+                    "state": "holds" if g_i <= delta else "fails", "score": g_i, "threshold": delta,
+                    "definition": "mean fitness within delta of the best population (driver-free)",
+                    "school": "wentworth", "evidence": {"optimum": "frequency of D = 0"},
+                },
+                "inner_alignment": {
+                    "state": "undefined", "score": None, "threshold": None,
+                    "definition": "needs a mesa-objective (SPEC.md section 5); a gene has none",
+                    "school": "hubinger", "evidence": {},
+                },
+            },
+            "verdicts": {
+                "wentworth": {
+                    "label": "inner alignment failure (imperfect optimization)" if g_i > delta else "no failure",
+                    "reason": "the outer objective (viability) is optimised by the driver-free population, which "
+                    "the search cannot reach because the driver biases its own transmission",
+                    "evidence": {"training_optimality_gap": g_i, "delta": delta},
+                },
+            },
+        })
+    return {
+        "findings": {
+            "closed_form": {
+                "p_star": p_star,
+                "invades": drive_invades(cfg),
+                "formula": "p* = ((1+k)(1-hs) - 1) / (s (1-2h)); D invades iff (1-hs)(1+k) > 1; "
+                "d invades iff (1-hs)(1-k) > 1-s",
+                "mean_fitness_at_p_star": w_eq,
+            },
+            "recursion_final": rec_final,
+            "simulation": {
+                "replicates": int(len(per_rep)), "mean_frequency": sim_mean, "standard_error": sim_se,
+                "mean_fitness": w_sim, "burn_in": burn,
+                "final_frequencies": traj[:, -1].tolist(),
+            },
+            "no_drive_control_final": no_drive_final,
+            "search_hacked_gap": gap,
+            "checks": checks,
+        },
+        "systems": systems,
+    }
+
+
+def greedy_genes() -> Study:
+    """Build `greedy-genes-v0`."""
+    return Study(
+        id="greedy-genes-v0",
+        description=DESCRIPTION,
+        expected_finding=EXPECTED,
+        optimizer="evolution",
+        presets={
+            "fast": {"n": 2000, "generations": 300, "replicates_per_seed": 8, "recursion_generations": 3000},
+            "full": {"n": 20000, "generations": 1000, "replicates_per_seed": 32, "recursion_generations": 10000},
+        },
+        params={"k": 0.2, "s": 0.5, "h": 0.0, "p0": 0.05},
+        execute=_execute,
+    )
+
+
+register_study("greedy-genes-v0", greedy_genes)
