@@ -35,7 +35,6 @@ identified up to shaping, and its optimal policies can be degenerate where it is
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import jax
@@ -46,38 +45,36 @@ from mesascope.measures.scores import normalised_score
 from mesascope.properties.measurements import Measurements, Witness
 from mesascope.solve.dp import optimal_action_mask, policy_evaluation, uniform_policy, value_iteration
 
-__all__ = ["exact_split", "gridworld_measurements", "reward_scores", "support"]
+__all__ = ["exact_split", "gridworld_measurements", "measure_split", "reward_scores", "support"]
 
 
-@partial(jax.jit, static_argnames=())
+@jax.jit
 def _exact(next_state, features, start, w_base, w_int, w_goals, gamma):
+    # Each solver is traced once and vmapped over objectives: compile time grows with the number of
+    # traced solver calls, not with the number of objectives.
     def one_level(ns, ft, s0):
-        r_base, r_int = ft @ w_base, ft @ w_int
+        w_all = jnp.concatenate([w_base[None], w_int[None], w_goals])  # [2 + G, K]
+        rewards = jnp.einsum("sak,ok->osa", ft, w_all)
+        sols = jax.vmap(lambda r: value_iteration(ns, r, gamma))(rewards)
+        v_star = sols.v[:, s0]  # [2 + G]
         unif = uniform_policy(ns)
+        v_unif = jax.vmap(lambda r: policy_evaluation(ns, r, unif, gamma)[s0])(rewards[:2])
+        masks = jax.vmap(optimal_action_mask)(jnp.concatenate([sols.q[:1], sols.q[2:]]))  # base, goals
+        r_int = rewards[1]
+        worst = jax.vmap(lambda m: value_iteration(ns, r_int, gamma, allowed=m, minimize=True).v[s0])(masks)
+        pursuers = masks[1:] / masks[1:].sum(-1, keepdims=True)  # [G, S, A]
 
-        def bounds(r):
-            return value_iteration(ns, r, gamma).v[s0], policy_evaluation(ns, r, unif, gamma)[s0]
+        def pursue(pi):
+            return jax.vmap(lambda r: policy_evaluation(ns, r, pi, gamma)[s0])(rewards[:2])
 
-        base_star, base_unif = bounds(r_base)
-        int_star, int_unif = bounds(r_int)
-        q_base = value_iteration(ns, r_base, gamma).q
-        worst_int_base = value_iteration(ns, r_int, gamma, allowed=optimal_action_mask(q_base), minimize=True).v[s0]
-
-        def one_goal(w_g):
-            r_g = ft @ w_g
-            mask = optimal_action_mask(value_iteration(ns, r_g, gamma).q)
-            worst_int = value_iteration(ns, r_int, gamma, allowed=mask, minimize=True).v[s0]
-            pursuer = mask / mask.sum(-1, keepdims=True)
-            v_base = policy_evaluation(ns, r_base, pursuer, gamma)[s0]
-            v_int = policy_evaluation(ns, r_int, pursuer, gamma)[s0]
-            return (
-                normalised_score(worst_int, int_star, int_unif),
-                normalised_score(v_base, base_star, base_unif),
-                normalised_score(v_int, int_star, int_unif),
-            )
-
-        worst_goal, pursue_base, pursue_int = jax.vmap(one_goal)(w_goals)
-        return normalised_score(worst_int_base, int_star, int_unif), worst_goal, pursue_base, pursue_int
+        v_pursue = jax.vmap(pursue)(pursuers)  # [G, 2]: base, intended
+        j_int = lambda v: normalised_score(v, v_star[1], v_unif[1])  # noqa: E731
+        return (
+            j_int(worst[0]),
+            j_int(worst[1:]),
+            normalised_score(v_pursue[:, 0], v_star[0], v_unif[0]),
+            j_int(v_pursue[:, 1]),
+        )
 
     return jax.vmap(one_level)(next_state, features, start)
 
@@ -228,3 +225,51 @@ def gridworld_measurements(
         },
         **kwargs,
     )
+
+
+def measure_split(
+    tab: Any,
+    probs: jax.Array,
+    objectives: Mapping[str, np.ndarray],
+    goals: Sequence[str],
+    gamma: float,
+    *,
+    mesa_reward: jax.Array | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One system's per-split summary and the split's exact quantities, for hand-built tabular levels.
+
+    The audit of a scenario (`mesascope.experiments.run`) computes the same numbers with its own
+    sampling and pictures; this is the direct route for levels built by hand (tests, other callers).
+
+    Args:
+        tab: `TabularMDP` `[L, ...]`.
+        probs: float32 `[L, S, A]`, the system's action probabilities.
+        objectives: name -> float32 `[K]` weights; must contain `base`, `intended` and every goal.
+        goals: Candidate goal names (keys of `objectives`).
+        gamma: Discount.
+        mesa_reward: float32 `[L, S, A]`, the bridged mesa-objective, for a mesa-optimizer.
+
+    Returns:
+        `(summary, exact)`: the two per-split inputs of `gridworld_measurements` (`summary` also carries
+        `mesa_j` when `mesa_reward` is given).
+    """
+    from mesascope.measures.distances import pairwise_epic
+    from mesascope.measures.irl import goal_posterior
+    from mesascope.measures.scores import score_levels
+
+    names = list(objectives)
+    weights = jnp.asarray(np.stack([np.asarray(objectives[n], np.float32) for n in names]))
+    goal_w = np.stack([np.asarray(objectives[g], np.float32) for g in goals])
+    j = np.asarray(score_levels(tab, probs, weights, gamma).j).mean(0)
+    posterior = goal_posterior(tab, probs, jnp.asarray(goal_w), gamma, names=tuple(goals))
+    rewards = {n: tab.features @ weights[i] for i, n in enumerate(names)}
+    summary: dict[str, Any] = {
+        "scores": {n: float(x) for n, x in zip(names, j)},
+        "behavioral": {"goal_posterior": posterior.as_dict()},
+    }
+    if mesa_reward is not None:
+        rewards["mesa"] = mesa_reward
+        summary["mesa_j"] = reward_scores(tab, mesa_reward, probs, gamma)
+    summary["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
+    exact = exact_split(tab, objectives["base"], objectives["intended"], goal_w, gamma)
+    return summary, exact
