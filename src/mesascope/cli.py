@@ -82,10 +82,13 @@ def run_command(
     audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in the exact audit."),
     set_: list[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set total_timesteps=200000."),
     param: list[str] = typer.Option([], "--param", help="Scenario parameter, e.g. --param region=3."),
+    mlflow: bool = typer.Option(False, "--mlflow", help="Also log the run to MLflow (needs the optional extra `mlflow`)."),
+    mlflow_uri: str = typer.Option(None, "--mlflow-uri", help="MLflow tracking URI or local folder (default: MLflow's own)."),
     tau: float = typer.Option(0.9, "--tau", help="J >= tau 'performs well' (SPEC.md section 2)."),
     eps: float = typer.Option(0.2, "--eps", help="EPIC <= eps: two objectives 'agree'."),
     delta: float = typer.Option(0.05, "--delta", help="Training-optimality gap <= delta counts as optimal."),
     tau_acc: float = typer.Option(0.5, "--tau-acc", help="J >= tau_acc is 'acceptable' (not catastrophic)."),
+    db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside the run folder)."),
 ) -> None:
     """Train systems on SCENARIO with a base optimizer, audit each one exactly, print a summary."""
     from mesascope.experiments.run import AuditConfig, run
@@ -94,8 +97,16 @@ def run_command(
 
     from mesascope.scenarios.study import is_study
 
+    if mlflow:
+        from mesascope.report.tracking import require_mlflow
+
+        require_mlflow()  # fail before training, not after
     if is_study(scenario):
+        study_out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
+        study_store = _run_store(db, study_out)
         _run_study_command(scenario, seeds, preset, out, set_, param)
+        _store_events(study_store)("ingest", study_out, {})
+        _after_run(study_out, mlflow, mlflow_uri)
         return
     get_scenario(scenario)  # fail fast on a bad id, before anything is written
     if preset not in PRESETS:
@@ -103,6 +114,7 @@ def run_command(
     if audit_levels < 1:
         raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
     out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
+    store = _run_store(db, out)  # a foreign or corrupt store file is refused before training
     with _progress_bar() as bar:
         tasks: dict[str, Any] = {}
 
@@ -121,9 +133,47 @@ def run_command(
             scenario_params=_parse_assignments(param, "--param"),
             progress=progress,
             thresholds=_thresholds(tau, eps, delta, tau_acc),
+            events=_store_events(store),
         )
     print_summary(result)
     console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
+    _after_run(out, mlflow, mlflow_uri)
+
+
+def _write_report(run_dir: Path) -> None:
+    """Write RUN_DIR/report.html; a failure is a warning (the audit is already safe on disk)."""
+    from mesascope.report import try_write_report
+
+    path, error = try_write_report(run_dir)
+    if path is not None:
+        console.print(f"[dim]report written to[/] {path}")
+    else:
+        err_console.print(
+            f"warning: the HTML report could not be written ({error}); audit.json is intact; "
+            f"retry with `mesascope report {run_dir}`",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _after_run(run_dir: Path, mlflow: bool = False, mlflow_uri: str | None = None) -> None:
+    """The steps after a finished audit: the HTML report, then (if asked) MLflow; neither can lose the run."""
+    _write_report(run_dir)
+    if not mlflow:
+        return
+    from mesascope.report.tracking import log_run_to_mlflow
+
+    try:
+        run_id = log_run_to_mlflow(run_dir, mlflow_uri)
+    except Exception as err:  # noqa: BLE001 - the run is finished and on disk; logging is extra
+        first = str(err).splitlines()[0] if str(err) else ""
+        err_console.print(
+            f"warning: logging to MLflow failed ({type(err).__name__}: {first}); the run folder {run_dir} is intact",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"[dim]logged to MLflow as run[/] {run_id}")
 
 
 def _run_study_command(scenario: str, seeds: int, preset: str, out: Path | None, set_: list[str], param: list[str]) -> None:
@@ -185,6 +235,7 @@ def audit_command(
     eps: float = typer.Option(0.2, "--eps", help="EPIC <= eps: two objectives 'agree'."),
     delta: float = typer.Option(0.05, "--delta", help="Training-optimality gap <= delta counts as optimal."),
     tau_acc: float = typer.Option(0.5, "--tau-acc", help="J >= tau_acc is 'acceptable' (not catastrophic)."),
+    db: Path = typer.Option(None, "--db", help="Result store to update (default: $MESASCOPE_DB, else runs.duckdb beside RUN_DIR)."),
 ) -> None:
     """Re-audit the trained systems of RUN_DIR (no retraining) and rewrite its audit.json."""
     from mesascope.experiments.run import AuditConfig, audit_run
@@ -192,6 +243,23 @@ def audit_command(
     thresholds = _thresholds(tau, eps, delta, tau_acc)
     result = audit_run(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), thresholds=thresholds)
     print_summary(result)
+    _store_events(_run_store(db, run_dir))("ingest", run_dir, result)
+    _write_report(run_dir)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run folder (with audit.json) or a sweep folder (with curve.json)."),
+    out: Path = typer.Option(None, "--out", help="Where to write the HTML (default: RUN_DIR/report.html)."),
+) -> None:
+    """Write one self-contained HTML report of RUN_DIR (plots, graphs, verdicts, pictures inline)."""
+    from mesascope.report import write_run_report, write_sweep_report
+
+    if not (run_dir / "audit.json").exists() and (run_dir / "curve.json").exists():
+        path = write_sweep_report(run_dir, out)
+    else:
+        path = write_run_report(run_dir, out)
+    console.print(f"[dim]report written to[/] {path}")
 
 
 def _thresholds(tau: float, eps: float, delta: float, tau_acc: float) -> Any:
@@ -257,6 +325,221 @@ def print_summary(result: dict[str, Any]) -> None:
     verdicts = verdict_table(result)
     if verdicts is not None:
         console.print(verdicts)
+
+
+# -- the result store and sweeps (mesascope.experiments.store, mesascope.experiments.sweep) ---------------
+
+DB_HELP = "Result store (default: $MESASCOPE_DB, else runs/runs.duckdb)."
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"warning: {message}", highlight=False, soft_wrap=True)
+
+
+def _run_store(db: Path | None, run_dir: Path) -> Any:
+    """The store a run in `run_dir` records to, checked (a foreign or corrupt file is refused)."""
+    from mesascope.experiments.store import Store, resolve_db
+
+    store = Store(resolve_db(db, Path(run_dir).parent))
+    store.check()
+    return store
+
+
+def _store_events(store: Any) -> Any:
+    from mesascope.experiments.store import recorder
+
+    return recorder(store, warn=_warn)
+
+
+def _open_store(db: Path | None) -> Any:
+    from mesascope.experiments.store import Store, resolve_db
+
+    return Store(resolve_db(db, Path("runs")))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ", timespec="seconds")
+    return str(value)
+
+
+@app.command("runs")
+def runs_command(
+    db: Path = typer.Option(None, "--db", help=DB_HELP),
+    scenario: str = typer.Option(None, "--scenario", help="Only runs of this scenario."),
+) -> None:
+    """List the runs in the result store, with their key scores (means over seeds)."""
+    from mesascope.experiments.store import list_runs
+
+    store = _open_store(db)
+    cols, rows = list_runs(store)
+    if scenario:
+        rows = [r for r in rows if r[1] == scenario]
+    table = Table(title=f"runs in {store.path}")
+    heads = ["id", "scenario", "params", "preset", "seeds", "status", "started", "train\nJ_base", "deploy\nJ_intended", "proxy", "deploy\nproxy 1st"]
+    for h in heads:
+        table.add_column(h, justify="right" if "\n" in h or h == "seeds" else "left", no_wrap=h in ("id", "status"))
+    for r in rows:
+        d = dict(zip(cols, r))
+        status = {"complete": "[green]complete[/]", "incomplete": "[red]incomplete[/]"}.get(d["status"], f"[yellow]{d['status']}[/]")
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in json.loads(d["scenario_params"] or "{}").items())
+        table.add_row(
+            d["run_id"], d["scenario"] or "-", params, d["preset"] or "-", _cell(d["seeds"]), status, _cell(d["started"]),
+            _cell(d["train_j_base"]), _cell(d["deploy_j_intended"]), d["proxy_goal"] or "-", _cell(d["deploy_proxy_first"]),
+        )
+    table.caption = f"{len(rows)} run(s); `mesascope query \"SELECT ...\"` for anything else"
+    console.print(table)
+
+
+@app.command("query")
+def query_command(
+    sql: str = typer.Argument(..., help='A read-only SQL query, e.g. "SELECT * FROM runs".'),
+    db: Path = typer.Option(None, "--db", help=DB_HELP),
+    limit: int = typer.Option(200, "--limit", help="Rows to print at most."),
+) -> None:
+    """Run a read-only SQL query on the result store and print the result as a table."""
+    store = _open_store(db)
+    cols, rows = store.query(sql)
+    table = Table(title=None)
+    for c in cols:
+        table.add_column(str(c))
+    for r in rows[:limit]:
+        table.add_row(*(_cell(v) for v in r))
+    if len(rows) > limit:
+        table.caption = f"first {limit} of {len(rows)} rows (--limit)"
+    console.print(table)
+
+
+@app.command("compare")
+def compare_command(
+    run_a: str = typer.Argument(..., help="A run id (or unique prefix, or run folder)."),
+    run_b: str = typer.Argument(..., help="Another run id (or unique prefix, or run folder)."),
+    db: Path = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Show what differs between two runs: settings, scores per objective and split, verdicts."""
+    from mesascope.experiments.store import compare_runs
+
+    diff = compare_runs(_open_store(db), run_a, run_b)
+    a, b = diff["ids"]
+    settings = Table(title=f"settings that differ ({len(diff['settings'])})")
+    for col in ("field", a, b):
+        settings.add_column(col)
+    for name, va, vb in diff["settings"]:
+        settings.add_row(name, _cell(va), _cell(vb))
+    console.print(settings)
+    for key, what in (("scores", "mean J over seeds"), ("first_reached", "mean first-reached probability")):
+        table = Table(title=what)
+        for col in ("split", "objective" if key == "scores" else "goal", a, b, "b - a"):
+            table.add_column(col, justify="right" if col in (a, b, "b - a") else "left")
+        for split, name, va, vb in diff[key]:
+            delta = vb - va if va is not None and vb is not None else None
+            shown = "-" if delta is None else (f"[bold]{delta:+.3f}[/]" if abs(delta) >= 0.05 else f"{delta:+.3f}")
+            table.add_row(split, name, _cell(va), _cell(vb), shown)
+        console.print(table)
+    for key, what in (("verdicts", "verdicts that differ (labels over seeds)"), ("properties", "properties that differ (states over seeds)")):
+        table = Table(title=f"{what} ({len(diff[key])})")
+        for col in ("school" if key == "verdicts" else "property", a, b):
+            table.add_column(col)
+        for row in diff[key]:
+            table.add_row(*row)
+        console.print(table)
+
+
+@app.command("ingest")
+def ingest_command(
+    folder: Path = typer.Argument(..., help="A run folder, a sweep folder, or a folder holding run folders."),
+    db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside FOLDER's runs)."),
+) -> None:
+    """(Re)import existing run folders into the result store (idempotent)."""
+    from mesascope.experiments.store import Store, ingest_tree, resolve_db
+
+    folder = Path(folder)
+    holder = folder.parent if (folder / "run.json").exists() or (folder / "sweep.json").exists() else folder
+    store = Store(resolve_db(db, holder))
+    found = ingest_tree(store, folder)
+    done = sum(1 for _, _, st in found if st == "complete")
+    console.print(f"ingested {len(found)} run(s) into {store.path} ({done} complete, {len(found) - done} incomplete)")
+
+
+@app.command("sweep")
+def sweep_command(
+    scenario: str = typer.Argument(..., help="Scenario id (see `mesascope list`)."),
+    param: list[str] = typer.Option([], "--param", help="Scenario parameter values, e.g. --param region=1,3."),
+    set_: list[str] = typer.Option([], "--set", help="Training setting values, e.g. --set lr=0.001,0.0003."),
+    seeds: int = typer.Option(4, "--seeds", help="Seeds per point."),
+    preset: str = typer.Option("fast", "--preset", help="Training preset: fast or full."),
+    out: Path = typer.Option(None, "--out", help="Sweep folder (default: runs/sweep-<scenario>-<names>)."),
+    backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
+    workers: int = typer.Option(None, "--workers", help="Points run at once (default: half the CPUs)."),
+    audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in each point's exact audit."),
+    goal: str = typer.Option(None, "--goal", help="Candidate goal whose first-reached fraction the curve shows (default: the proxy)."),
+    db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside the sweep folder)."),
+) -> None:
+    """Run a grid of points (scenario parameters x training settings) and print the curve over seeds."""
+    from mesascope.experiments.store import resolve_db
+    from mesascope.experiments.sweep import parse_values, sweep
+
+    params = dict(parse_values(p, "--param") for p in param)
+    settings = dict(parse_values(p, "--set") for p in set_)
+    names = "-".join([*params, *settings]) or "grid"
+    out = out or Path("runs") / f"sweep-{scenario}-{names}"
+    db_path = resolve_db(db, out.parent)
+    with _progress_bar() as bar:
+        tasks: list[Any] = []
+
+        def on_point(row: dict[str, Any]) -> None:
+            if not tasks:  # created on the first point, so a refused sweep prints only its error line
+                tasks.append(bar.add_task("points", total=None))
+            bar.advance(tasks[0])
+            values = ", ".join(f"{k}={json.dumps(v)}" for k, v in {**row["params"], **row["settings"]}.items())
+            bar.console.print(f"[dim]{row['dir']}[/] {values}: {row['status']} ({row.get('action', '')})", highlight=False)
+
+        try:
+            curve = sweep(
+                scenario, params=params, settings=settings, seeds=seeds, preset=preset, out=out, backend=backend,
+                address=address, workers=workers, audit_levels=audit_levels, goal=goal, db=db_path, on_point=on_point,
+            )
+        finally:
+            _print_curve_if_any(out)
+    for w in curve.get("warnings", []):
+        _warn(w)
+    console.print(f"[dim]curve written to[/] {out / 'curve.json'} [dim]and[/] curve.csv")
+
+
+def _print_curve_if_any(sweep_dir: Path) -> None:
+    path = Path(sweep_dir) / "curve.json"
+    if path.exists():
+        console.print(curve_table(json.loads(path.read_text())))
+
+
+def curve_table(curve: dict[str, Any]) -> Table:
+    """The terminal view of a sweep's curve: one row per point, mean ± sd over seeds and [min, max]."""
+    goal = curve.get("goal") or "goal"
+    table = Table(title=f"{curve['scenario']} sweep · deploy levels · mean ± sd over seeds [min, max]")
+    for name in curve["swept"]:
+        table.add_column(name, style="bold")
+    for col in ("seeds", "J_intended", f"{goal} 1st", f"uniform\n{goal} 1st"):
+        table.add_column(col, justify="right")
+
+    def fmt(stats: dict[str, Any] | None) -> str:
+        if not stats or stats.get("mean") is None:
+            return "-"
+        return f"{stats['mean']:.3f} ± {stats['sd']:.3f} [{stats['min']:.2f}, {stats['max']:.2f}]"
+
+    for row in curve["points"]:
+        values = {**row["params"], **row["settings"]}
+        cells = [json.dumps(values[n]) for n in curve["swept"]]
+        if row["status"] != "complete":
+            table.add_row(*cells, "-", f"[red]{row['status']}[/]", row.get("error") or "", "-")
+            continue
+        table.add_row(*cells, str(row["n_seeds"]), fmt(row.get("j_intended_deploy")), fmt(row.get("goal_first_deploy")),
+                      _cell(row.get("uniform_goal_first_deploy")))
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,8 @@ class MesaConfig:
     """Training of an explicit mesa-optimizer (`mesascope.systems.mesa`) by a base optimizer.
 
     Attributes:
-        method: "gradient" (through the differentiable planner) or "evolution".
+        method: "gradient" (through the differentiable planner), "evolution", or "exhaustive" (every
+            mesa-objective on a weight grid scored exactly; `mesascope.optimizers.exhaustive`).
         n_levels: Training levels per seed (the base objective is evaluated exactly on them).
         steps: Gradient steps, or generations for evolution.
         lr: Adam learning rate (gradient).
@@ -111,7 +112,7 @@ class MesaConfig:
 
 
 MESA_PRESETS = {"fast": MesaConfig(), "full": MesaConfig(n_levels=256, steps=400)}
-OPTIMIZERS = ("ppo", "mesa-gradient", "mesa-evolution")
+OPTIMIZERS = ("ppo", "mesa-gradient", "mesa-evolution", "mesa-exhaustive")
 
 
 def _config_to_json(cfg: PPOConfig | MesaConfig) -> dict[str, Any]:
@@ -135,7 +136,8 @@ def _make_config(optimizer: str, preset: str, overrides: dict[str, Any]) -> PPOC
 
 
 def _mesa_system(scenario: Scenario, cfg: MesaConfig) -> MesaOptimizer:
-    return MesaOptimizer(scenario.spec, beta=cfg.beta, gamma=cfg.plan_gamma, iters=cfg.plan_iters)
+    # A scenario may declare its own mesa-optimizer class (e.g. one whose objective sees a training flag).
+    return getattr(scenario, "mesa_system", MesaOptimizer)(scenario.spec, beta=cfg.beta, gamma=cfg.plan_gamma, iters=cfg.plan_iters)
 
 
 def _chunk_size(n_updates: int, target_chunks: int = 20) -> int:
@@ -192,6 +194,10 @@ def train_mesa_systems(
         tabs = tabularize_levels(scenario.spec, levels)
         if config.method == "gradient":
             result = train_gradient(system, levels, tabs, w_base, key=k_init, steps=config.steps, lr=config.lr)
+        elif config.method == "exhaustive":  # the perfect base optimizer over a weight grid
+            from mesascope.optimizers.exhaustive import train_exhaustive
+
+            result = train_exhaustive(system, levels, tabs, w_base, key=k_init)
         else:
             result = train_evolution(system, levels, tabs, w_base, key=k_init, generations=config.steps)
         thetas.append(np.asarray(result.params.theta))
@@ -474,6 +480,19 @@ def audit_run(
     return result
 
 
+RunEvents = Callable[[str, Path, dict[str, Any]], None]
+"""`events(stage, run_dir, data)`: hears a run's progress (see `run`)."""
+
+
+def _no_events(stage: str, run_dir: Path, data: dict[str, Any]) -> None:
+    return None
+
+
+def _error_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 def run(
     scenario_id: str,
     *,
@@ -485,8 +504,13 @@ def run(
     scenario_params: dict[str, Any] | None = None,
     progress: ProgressFn = _noop,
     thresholds: Thresholds = Thresholds(),
+    events: RunEvents | None = None,
 ) -> dict[str, Any]:
     """Train `seeds` systems on a scenario and audit them; everything lands in `out`.
+
+    `events(stage, out, data)`, if given, hears "started" (run.json written), "trained" (systems
+    saved), "audited" (audit.json written), then "complete", or "failed" with `{"error": ...}`; the
+    result store (`mesascope.experiments.store.recorder`) records the run through it.
 
     Raises:
         MesascopeError: on a bad scenario id, preset, seed count or output folder.
@@ -496,9 +520,19 @@ def run(
     if is_study(scenario_id):  # a non-gridworld scenario: its own optimizer, no level audit
         from mesascope.experiments.study import run_study
 
-        return run_study(
-            scenario_id, seeds=seeds, preset=preset, out=out, overrides=overrides, params=scenario_params, progress=progress
-        )
+        emit = events or _no_events
+        existed = (out / "run.json").exists()
+        try:
+            result = run_study(
+                scenario_id, seeds=seeds, preset=preset, out=out, overrides=overrides, params=scenario_params, progress=progress
+            )
+        except BaseException as err:
+            if not existed and (out / "run.json").exists():
+                emit("failed", out, {"error": _error_line(err)})
+            raise
+        emit("ingest", out, result)
+        emit("complete", out, result)
+        return result
     scenario = get_scenario(scenario_id)
     if scenario_params:
         scenario = scenario.with_params(**scenario_params)
@@ -524,13 +558,23 @@ def run(
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if isinstance(config, MesaConfig):
-        thetas, metrics = train_mesa_systems(scenario, config, seed_list, progress)
-        (out / "systems").mkdir(parents=True, exist_ok=True)
-        for seed, theta in zip(seed_list, np.asarray(thetas)):
-            np.save(out / "systems" / f"seed-{seed}.npy", theta)
-        np.savez(out / "training.npz", **metrics)
-    else:
-        params, _, metrics = train_systems(scenario, config, seed_list, progress)
-        save_systems(out, params, seed_list, metrics)
-    return audit_run(out, audit, progress, thresholds)
+    emit = events or _no_events
+    emit("started", out, meta)
+    try:
+        if isinstance(config, MesaConfig):
+            thetas, metrics = train_mesa_systems(scenario, config, seed_list, progress)
+            (out / "systems").mkdir(parents=True, exist_ok=True)
+            for seed, theta in zip(seed_list, np.asarray(thetas)):
+                np.save(out / "systems" / f"seed-{seed}.npy", theta)
+            np.savez(out / "training.npz", **metrics)
+        else:
+            params, _, metrics = train_systems(scenario, config, seed_list, progress)
+            save_systems(out, params, seed_list, metrics)
+        emit("trained", out, meta)
+        result = audit_run(out, audit, progress, thresholds)
+        emit("audited", out, result)
+    except BaseException as err:  # recorded as incomplete (what finished stays), then re-raised
+        emit("failed", out, {"error": _error_line(err)})
+        raise
+    emit("complete", out, result)
+    return result
