@@ -280,9 +280,10 @@ def graph_command(run_dir: Path = typer.Argument(..., help="An audited run folde
 @app.command("explain")
 def explain_command(prop: str = typer.Argument(..., metavar="PROPERTY", help="e.g. outer_alignment")) -> None:
     """Print every school's definition of PROPERTY, with the seed each comes from."""
-    from mesascope.verdicts.table import explain_table
+    from mesascope.verdicts.table import explain_lines
 
-    console.print(explain_table(prop))
+    for line in explain_lines(prop):
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def summary_table(result: dict[str, Any]) -> Table:

@@ -9,7 +9,7 @@ from rich.table import Table
 from mesascope.properties.core import DEFINITIONS, Definition
 from mesascope.types import MesascopeError
 
-__all__ = ["UnknownPropertyError", "explain", "explain_table", "verdict_table"]
+__all__ = ["UnknownPropertyError", "explain", "explain_lines", "verdict_table"]
 
 _RELATED = {"outer_alignment": ("on_distribution_alignment",)}
 _ORDER = ("hubinger", "wentworth", "shah", "ngo", "demski", "pseudo_alignment")
@@ -69,14 +69,10 @@ def explain(name: str) -> list[Definition]:
     )
 
 
-def explain_table(name: str) -> Table:
-    """`explain(name)` as a table: school, definition, seed."""
-    table = Table(title=f"{name}: definitions by school", show_lines=True)
-    table.add_column("property", style="bold", no_wrap=True)
-    table.add_column("school")
-    table.add_column("definition")
-    table.add_column("seed")
+def explain_lines(name: str) -> list[str]:
+    """`explain(name)` as plain lines (rich markup): one block per school, ending with the seed."""
+    lines = []
     for d in explain(name):
-        extra = " (undefined without a mesa-objective)" if d.mesa_only else ""
-        table.add_row(d.name, d.school, d.text + extra, f"seeds/{d.seed}")
-    return table
+        extra = " Undefined without a mesa-objective." if d.mesa_only else ""
+        lines.append(f"[bold]{d.name}[/] ([cyan]{d.school}[/]): {d.text}{extra} [dim]source: seeds/{d.seed}[/]")
+    return lines
