@@ -7,7 +7,7 @@ SEEDS   ?= 4
 PRESET  ?= fast
 SCENARIO ?= cheese-corner-v0
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo test test-slow bench install clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,11 +24,26 @@ demo: $(STAMP)
 	rm -rf runs/demo
 	$(BIN)/mesascope run $(SCENARIO) --seeds $(SEEDS) --preset $(PRESET) --out runs/demo
 
+## Debian packages the tests use, installed only when missing (idempotent): chromium for the report's
+## browser test, graphviz (`dot`) for the and-or graph SVGs. Needs root; otherwise says what to install.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "warning: missing Debian packages:$$missing (as root: apt-get install -y$$missing); their tests will be skipped"; \
+	  fi; \
+	fi
+
 ## The whole default test suite (slow training tests are marked and skipped; see test-slow).
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m slow
 
 $(VENV)/.bench-installed: $(STAMP)

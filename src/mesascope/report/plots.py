@@ -174,7 +174,7 @@ def learning_curves_svg(curves: Mapping[str, np.ndarray], seeds: Sequence[int], 
             ax.set_visible(False)
         if names:
             axes.flat[0].legend(fontsize=7, loc="best")
-        fig.tight_layout()
+        fig.subplots_adjust(hspace=0.6, wspace=0.3)  # fixed spacing: tight_layout doubles the drawing time
         return _to_svg(fig)
 
 
@@ -222,5 +222,5 @@ def curve_svg(param: str, values: Sequence[object], series: Mapping[str, Mapping
             if not numeric:
                 ax.set_xticks(x, [str(v) for v in values])
             ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
+        fig.subplots_adjust(wspace=0.3)
         return _to_svg(fig)

@@ -308,8 +308,12 @@ def _mesa(audit: Mapping[str, Any]) -> Safe:
         for f in s["mesa_objective"].get("weights") or {}:
             if f not in features:
                 features.append(f)
+    def epic(s: Mapping[str, Any], other: str) -> Any:
+        table_ = _get(s, "distances", "deploy", "epic") or {}
+        return table_.get(f"mesa~{other}", table_.get(f"{other}~mesa"))
+
     rows = [[_seed_label(s, i), *[(s["mesa_objective"].get("weights") or {}).get(f) for f in features],
-             _get(s, "distances", "deploy", "epic", "mesa~base"), _get(s, "distances", "deploy", "epic", "mesa~intended")]
+             epic(s, "base"), epic(s, "intended")]
             for i, s in with_mesa]
     first = with_mesa[0][1]["mesa_objective"]
     bridge = first.get("bridge") or {}

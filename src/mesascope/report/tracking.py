@@ -20,7 +20,8 @@ from mesascope.types import MesascopeError
 
 __all__ = ["MlflowMissingError", "audit_metrics", "audit_params", "log_run_to_mlflow", "require_mlflow"]
 
-INSTALL_HINT = "install the optional extra: pip install 'mesascope[mlflow]' (or pip install mlflow-skinny)"
+INSTALL_HINT = "install mesascope's optional extra `mlflow` (pip install mlflow-skinny)"
+# No square brackets here: the CLI prints errors through rich, which would read `[mlflow]` as markup.
 _KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
