@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from mesascope import __version__
-from mesascope.scenarios.study import StudyContext, get_study
 from mesascope.types import MesascopeError
 
 __all__ = ["THRESHOLDS", "check", "jsonable", "run_study", "save_figure"]
@@ -95,6 +94,9 @@ def run_study(
     Raises:
         MesascopeError: on a bad id, preset, setting, parameter, seed count or output folder.
     """
+    # imported here: study modules import this module's helpers while the registry is loading
+    from mesascope.scenarios.study import StudyContext, get_study
+
     study = get_study(study_id)
     config, full_params = study.resolve(preset, dict(overrides or {}), dict(params or {}))
     if seeds < 1:
