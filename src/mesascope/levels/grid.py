@@ -97,6 +97,9 @@ class GridSpec:
             channel after the others, e.g. a visible button or screen that is not an object kind.
         terminal_regions: Regions whose squares end the episode when entered (like a coin), e.g. a
             scenario-specific goal square.
+        region_deltas: Add one feature `delta_<region>` per region after the region features:
+            `region(s') - region(s)`, so rewards that depend on where the agent came from (e.g.
+            potential-based shaping, `gamma * Phi(s') - Phi(s)`) are linear in the features.
     """
 
     height: int
@@ -111,6 +114,7 @@ class GridSpec:
     max_steps: int = 256
     observed_regions: tuple[str, ...] = ()
     terminal_regions: tuple[str, ...] = ()
+    region_deltas: bool = False
 
     def __post_init__(self) -> None:
         stray = [r for r in self.observed_regions + self.terminal_regions if r not in self.regions]
@@ -156,7 +160,8 @@ class GridSpec:
 
 def feature_names(spec: GridSpec) -> tuple[str, ...]:
     """Names of the `K` transition features of levels with this spec, in order."""
-    return tuple(spec.kinds) + ("step",) + tuple(spec.regions)
+    deltas = tuple(f"delta_{r}" for r in spec.regions) if spec.region_deltas else ()
+    return tuple(spec.kinds) + ("step",) + tuple(spec.regions) + deltas
 
 
 class Level(NamedTuple):
@@ -237,7 +242,10 @@ def step(spec: GridSpec, level: Level, state: State, action: jax.Array) -> tuple
     slot = jnp.asarray(spec.kind_slots())[kind]
     kind_feats = jnp.zeros((len(spec.kinds) + 1,), jnp.float32).at[slot].add(fires.astype(jnp.float32))[:-1]
     region_feats = level.regions[:, pos[0], pos[1]].astype(jnp.float32)
-    phi = jnp.concatenate([kind_feats, jnp.ones((1,), jnp.float32), region_feats])
+    parts = [kind_feats, jnp.ones((1,), jnp.float32), region_feats]
+    if spec.region_deltas:
+        parts.append(region_feats - level.regions[:, state.pos[0], state.pos[1]].astype(jnp.float32))
+    phi = jnp.concatenate(parts)
 
     live = ~state.done
     nxt = State(
