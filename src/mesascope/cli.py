@@ -516,6 +516,19 @@ def _print_curve_if_any(sweep_dir: Path) -> None:
     path = Path(sweep_dir) / "curve.json"
     if path.exists():
         console.print(curve_table(json.loads(path.read_text())))
+        _write_sweep_report(Path(sweep_dir))
+
+
+def _write_sweep_report(sweep_dir: Path) -> None:
+    """Write SWEEP_DIR/report.html (the curve with its seed spread); a failure is only a warning."""
+    from mesascope.report import write_sweep_report
+
+    try:
+        path = write_sweep_report(sweep_dir)
+    except Exception as err:  # noqa: BLE001 - the curve is already on disk
+        err_console.print(f"warning: the sweep report could not be written ({type(err).__name__}: {err})", highlight=False)
+    else:
+        console.print(f"[dim]report written to[/] {path}")
 
 
 def curve_table(curve: dict[str, Any]) -> Table:

@@ -206,3 +206,35 @@ def test_a_mesa_optimizer_run_shows_its_mesa_objective(structure_of, monkeypatch
     props = {r[0]: r for r in structure_of(html).tables["properties-table"]}
     state = audit["systems"][0]["properties"]["inner_alignment"]["state"]
     assert props["inner alignment"][2].startswith(state)  # defined (not undefined) for a mesa-optimizer
+
+
+def test_a_study_shows_its_checks_tables_and_plots(tmp_path, structure_of):
+    """Non-gridworld scenarios (studies) record their own results under `findings`."""
+    from PIL import Image
+
+    (tmp_path / "plots").mkdir()
+    Image.new("RGB", (40, 30), "white").save(tmp_path / "plots" / "frequency.png")
+    audit = {
+        "kind": "study",
+        "scenario": "some-study-v0",
+        "description": "A population evolves.",
+        "expected_finding": "The driver invades.",
+        "finding_holds": False,
+        "findings": {
+            "checks": [{"name": "invasion", "measured": 1.2, "expected": "> 1", "holds": True},
+                       {"name": "equilibrium gap", "measured": 0.25, "expected": "< 0.01", "holds": False}],
+            "tables": {"schools per behaviour": [{"behaviour": "birth control", "wentworth": "outer", "hubinger": "none"}]},
+            "p_star": 0.4,
+        },
+        "plots": ["plots/frequency.png", "../outside.png"],
+        "systems": [{"seed": 0, "properties": {}, "verdicts": {}}],
+    }
+    (tmp_path / "audit.json").write_text(json.dumps(audit))
+    html = build_run_report(tmp_path)
+    structure = structure_of(html)
+    assert structure.sections[:2] == ["overview", "findings"]
+    assert structure.tables["checks-table"][1:] == [["invasion", "1.2", "> 1", "holds"], ["equilibrium gap", "0.25", "< 0.01", "fails"]]
+    assert "the expected finding was NOT reproduced" in html
+    assert "birth control" in html and "&quot;p_star&quot;: 0.4" in html
+    assert html.count('class="plot-picture"') == 1  # a plot outside the run folder is not read
+    assert "study without gridworld levels" in html.split('<section id="scores">', 1)[1].split("</section>", 1)[0]

@@ -172,6 +172,8 @@ details[open] > summary { margin-bottom: 6px; }
 .pictures { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 14px; }
 .pictures figure { margin: 0; border: 1px solid var(--rule); border-radius: 8px; padding: 8px; background: var(--band); }
 .pictures img { width: 100%; height: auto; image-rendering: pixelated; display: block; border-radius: 4px; }
+.pictures.wide { grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); }
+.pictures img.plot-picture { image-rendering: auto; background: #fff; }
 .verdict-label { font-weight: 650; display: block; }
 .verdict-reason { color: var(--muted); font-size: 12.5px; display: block; max-width: 36em; }
 dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: 3px 16px; margin: 8px 0; font-size: 14px; }

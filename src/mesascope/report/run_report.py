@@ -60,7 +60,15 @@ class ReportError(MesascopeError):
     """The folder cannot be reported on (no audit.json, or an unreadable one); the message says why."""
 
 
-def _absent(what: str) -> Safe:
+def _is_study(audit: Mapping[str, Any]) -> bool:
+    """A study (a non-gridworld scenario): its missing sections are not applicable, not outdated."""
+    return audit.get("kind") == "study"
+
+
+def _absent(what: str, audit: Mapping[str, Any]) -> Safe:
+    if _is_study(audit):
+        return Safe(f'<p class="absent">{esc(what)}: {esc(NOT_COMPUTED)} (this scenario is a study without gridworld '
+                    "levels; its results are under Scenario findings).</p>")
     return Safe(f'<p class="absent">{esc(what)}: {esc(NOT_COMPUTED)} (re-run <code>mesascope audit RUN_DIR</code> '
                 "with a mesascope version that computes it).</p>")
 
@@ -113,7 +121,8 @@ def _overview(audit: Mapping[str, Any], run_meta: Mapping[str, Any]) -> Safe:
         ("base optimizer", audit.get("optimizer", "ppo")),
         ("preset", audit.get("preset")),
         ("seeds", ", ".join(str(s) for s in audit.get("seeds") or [])),
-        ("audited levels", f"{audit_cfg.get('n_train', '?')} train, {audit_cfg.get('n_deploy', '?')} deploy (exact, key {audit_cfg.get('seed', '?')})"),
+        ("audited levels", f"{audit_cfg['n_train']} train, {audit_cfg['n_deploy']} deploy (exact, key {audit_cfg.get('seed', '?')})"
+         if {"n_train", "n_deploy"} <= set(audit_cfg) else None),
         ("discount", audit.get("gamma")),
         ("started", run_meta.get("started")),
         ("mesascope", audit.get("mesascope_version")),
@@ -136,7 +145,7 @@ def _overview(audit: Mapping[str, Any], run_meta: Mapping[str, Any]) -> Safe:
 def _summary(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     if not systems or not _get(systems[0], "scores"):
-        return section("summary", "Summary", [_absent("Scores")])
+        return section("summary", "Summary", [_absent("Scores", audit)])
     goals = list(audit.get("candidate_goals") or [])
     uniform = _get(audit, "baselines", "uniform") or {}
 
@@ -189,7 +198,7 @@ def _scores(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     objectives = _objectives(audit)
     if not systems or not objectives:
-        return section("scores", "Scores over seeds", [_absent("Scores")])
+        return section("scores", "Scores over seeds", [_absent("Scores", audit)])
     data = {sp: {o: [v for s in systems if (v := _get(s, "scores", sp, o)) is not None] for o in objectives} for sp in ("train", "deploy")}
     uniform = _get(audit, "baselines", "uniform", "scores") or {}
     svg = score_distributions_svg(data, objectives, uniform)
@@ -212,7 +221,7 @@ def _first_reached(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     goals = list(audit.get("candidate_goals") or [])
     if not systems or not goals or not _get(systems[0], "first_reached"):
-        return section("first-reached", "Which goal is reached first", [_absent("First-reached probabilities")])
+        return section("first-reached", "Which goal is reached first", [_absent("First-reached probabilities", audit)])
     data = {sp: {g: [v for s in systems if (v := _get(s, "first_reached", sp, g)) is not None] for g in goals} for sp in ("train", "deploy")}
     uniform = _get(audit, "baselines", "uniform", "first_reached") or {}
     svg = first_reached_svg(data, goals, uniform)
@@ -235,7 +244,7 @@ def _first_reached(audit: Mapping[str, Any]) -> Safe:
 def _behavioral(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     if not systems or not _get(systems[0], "behavioral"):
-        return section("behavioral", "Behavioral objective", [_absent("The behavioral objective")])
+        return section("behavioral", "Behavioral objective", [_absent("The behavioral objective", audit)])
     goals = list(audit.get("candidate_goals") or [])
     body: list[str] = []
     for sp in ("train", "deploy"):
@@ -275,7 +284,7 @@ def _behavioral(audit: Mapping[str, Any]) -> Safe:
 def _distances(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     if not systems or not _get(systems[0], "distances", "deploy", "epic"):
-        return section("distances", "EPIC distances", [_absent("EPIC distances")])
+        return section("distances", "EPIC distances", [_absent("EPIC distances", audit)])
     pairs: list[str] = []
     for s in systems:
         for p in _get(s, "distances", "deploy", "epic") or {}:
@@ -298,11 +307,9 @@ def _mesa(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     with_mesa = [(i, s) for i, s in enumerate(systems) if s.get("mesa_objective")]
     if not with_mesa:
-        kind = audit.get("optimizer", "ppo")
         return section("mesa", "Mesa-objective", [
-            f'<p class="absent">No system in this run has an explicit mesa-objective (base optimizer {esc(kind)}: '
-            "the systems are policies, not planners with a readable objective). The properties that need one are "
-            "undefined for them, not failed.</p>"])
+            '<p class="absent">No system in this run has an explicit, readable mesa-objective recorded (a trained '
+            "policy network has none). The properties that need one are undefined for these systems, not failed.</p>"])
     features: list[str] = []
     for _, s in with_mesa:
         for f in s["mesa_objective"].get("weights") or {}:
@@ -328,7 +335,7 @@ def _mesa(audit: Mapping[str, Any]) -> Safe:
 def _properties(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     if not systems or not any(s.get("properties") for s in systems):
-        return section("properties", "Properties", [_absent("Properties (SPEC.md section 5)")])
+        return section("properties", "Properties", [_absent("Properties (SPEC.md section 5)", audit)])
     thresholds = audit.get("thresholds") or {}
     body = []
     if thresholds:
@@ -365,7 +372,7 @@ def _properties(audit: Mapping[str, Any]) -> Safe:
 def _graphs(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     if not systems or not any(s.get("graphs") for s in systems):
-        return section("graphs", "And-or graphs", [_absent("The and-or graphs (SPEC.md section 6)")])
+        return section("graphs", "And-or graphs", [_absent("The and-or graphs (SPEC.md section 6)", audit)])
     legend = (
         '<div class="legend"><span><span class="sw red"></span>generalization-focused</span>'
         '<span><span class="sw yellow"></span>objective-focused</span><span><span class="sw blue"></span>both approaches</span>'
@@ -398,7 +405,7 @@ def _graphs(audit: Mapping[str, Any]) -> Safe:
                 f"<details><summary>node states as a table</summary>{node_table}</details>"
             )
         if not figures:
-            parts.append(_absent("Graphs for this system"))
+            parts.append(_absent("Graphs for this system", audit))
         opened = " open" if i == 0 else ""
         body.append(f"<details class=\"system\"{opened}><summary>{esc(_seed_label(s, i))}</summary>{''.join(parts)}</details>")
     return section("graphs", "And-or graphs", body,
@@ -429,7 +436,7 @@ def _describe_one(item: Any) -> str:
 def _verdicts(audit: Mapping[str, Any]) -> Safe:
     systems = audit.get("systems") or []
     if not systems or not any(s.get("verdicts") for s in systems):
-        return section("verdicts", "Verdicts by school", [_absent("Verdicts (SPEC.md section 7)")])
+        return section("verdicts", "Verdicts by school", [_absent("Verdicts (SPEC.md section 7)", audit)])
     schools: list[str] = [k for k in SCHOOL_TITLES if any(k in (s.get("verdicts") or {}) for s in systems)]
     for s in systems:
         for k in s.get("verdicts") or {}:
@@ -465,7 +472,7 @@ def _verdicts(audit: Mapping[str, Any]) -> Safe:
 def _training(run_dir: Path, audit: Mapping[str, Any]) -> Safe:
     path = run_dir / "training.npz"
     if not path.exists():
-        return section("training", "Learning curves", [_absent("Learning curves (training.npz)")])
+        return section("training", "Learning curves", [_absent("Learning curves (training.npz)", audit)])
     try:
         with np.load(path) as data:
             curves = {k: np.asarray(data[k]) for k in data.files}
@@ -493,25 +500,54 @@ def _pictures(run_dir: Path, audit: Mapping[str, Any]) -> Safe:
     if audit.get("pictures_error"):
         body.append(f'<p class="note">Drawing the pictures failed: {esc(audit["pictures_error"])}</p>')
     if not files:
-        body.append(_absent("Pictures of the systems (pictures/*.png)"))
+        body.append(_absent("Pictures of the systems (pictures/*.png)", audit))
         return section("pictures", "What the systems do", body)
-    figs = []
-    for f in files:
-        data = base64.b64encode(f.read_bytes()).decode("ascii")
-        label = f.stem.replace("-", " ")
-        figs.append(f'<figure><img class="level-picture" alt="{esc(label)}: train and deploy level" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{esc(label)}: left, the first audited train level; right, the first audited deploy level.</figcaption></figure>")
+    figs = [
+        _png_figure(f, f"{f.stem.replace('-', ' ')}: left, the first audited train level; right, the first audited deploy level.")
+        for f in files
+    ]
     body.append(f'<div class="pictures">{"".join(figs)}</div>')
     return section("pictures", "What the systems do", body,
                    lead="Each system's most likely action in every square, followed from the start: the path it takes on a train level and on a deploy level.")
 
 
-def _findings(audit: Mapping[str, Any]) -> Safe | None:
+def _png_figure(path: Path, caption: str, css_class: str = "level-picture") -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img class="{esc(css_class)}" alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def _findings(run_dir: Path, audit: Mapping[str, Any]) -> Safe | None:
+    """A scenario's own results (non-gridworld studies): its checks, its tables, its plots, the rest as JSON."""
     if "findings" not in audit:
         return None
-    text = json.dumps(audit["findings"], indent=2, sort_keys=False, default=str)
-    return section("findings", "Scenario findings", [f'<pre class="json">{esc(text)}</pre>'],
-                   lead="Results this scenario records beyond the common audit.")
+    findings = audit["findings"] if isinstance(audit["findings"], Mapping) else {"value": audit["findings"]}
+    body: list[str] = []
+    if "finding_holds" in audit:
+        held = bool(audit["finding_holds"])
+        body.append(f'<p>{badge("holds" if held else "fails")} the expected finding was '
+                    f'{"reproduced" if held else "NOT reproduced"} by this run.</p>')
+    checks = findings.get("checks")
+    if isinstance(checks, list) and checks:
+        rows = [[c.get("name"), Safe(esc(f"{c['measured']:.4g}" if isinstance(c.get("measured"), float) else c.get("measured"))),
+                 c.get("expected"), Safe(badge("holds" if c.get("holds") else "fails"))] for c in checks if isinstance(c, Mapping)]
+        body.append(table(["check", "measured", "expected", "holds"], rows, numeric=(1,), table_id="checks-table"))
+    for name, rows in (findings.get("tables") or {}).items():
+        if not isinstance(rows, list) or not rows or not isinstance(rows[0], Mapping):
+            continue
+        cols = list(rows[0])
+        cells = [[r.get(c) if isinstance(r.get(c), (int, float, str)) or r.get(c) is None else json.dumps(r.get(c)) for c in cols] for r in rows]
+        body.append(f"<h3>{esc(name)}</h3>")
+        body.append(f'<div class="scroll">{table(cols, cells)}</div>')
+    plots = [run_dir / p for p in audit.get("plots") or [] if isinstance(p, str)]
+    plots = [p for p in plots if p.suffix == ".png" and p.is_file() and run_dir.resolve() in p.resolve().parents]
+    if plots:
+        body.append('<div class="pictures wide">' + "".join(_png_figure(p, p.stem.replace("-", " "), "plot-picture") for p in plots) + "</div>")
+    rest = {k: v for k, v in findings.items() if k not in ("checks", "tables")}
+    if rest:
+        text = json.dumps(rest, indent=2, sort_keys=False, default=str)
+        body.append(f'<details><summary>all recorded numbers</summary><pre class="json">{esc(text)}</pre></details>')
+    return section("findings", "Scenario findings", body, lead="Results this scenario records beyond the common audit.")
 
 
 def build_run_report(run_dir: str | Path) -> str:
@@ -548,14 +584,14 @@ def build_run_report(run_dir: str | Path) -> str:
         _pictures(run_dir, audit),
     ]
     toc = list(SECTION_IDS)
-    extra = _findings(audit)
+    extra = _findings(run_dir, audit)
     if extra is not None:
         sections.insert(1, extra)
         toc.insert(1, ("findings", "Findings"))
     title = f"{audit.get('scenario', 'run')} · mesascope report"
     nav = "".join(f'<li><a href="#{esc(i)}">{esc(t)}</a></li>' for i, t in toc)
     n = len(audit.get("systems") or [])
-    meta = f"preset {audit.get('preset', '?')} · {n} system{'s' if n != 1 else ''} · exact audit"
+    meta = f"preset {audit.get('preset', '?')} · {n} system{'s' if n != 1 else ''} · " + ("study" if _is_study(audit) else "exact audit")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

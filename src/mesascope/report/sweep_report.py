@@ -159,7 +159,7 @@ def build_sweep_report(sweep_dir: str | Path) -> str:
         prow = [[p.get("dir") or p.get("path") or str(p.get("index")), str(values[i]), p.get("status", ""),
                  p.get("n_seeds"), p.get("error") or ""] for i, p in enumerate(points)]
         body.append(section("points", "Points", [table(["run folder", param, "status", "seeds", "error"], prow, numeric=(3,), table_id="points-table")],
-                            lead="Each point is a complete run folder with its own report.html."))
+                            lead="Each point is a complete run folder: `mesascope report` on it writes its own report."))
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
