@@ -88,6 +88,16 @@ def test_reaudit_reproduces_the_audit(tiny_run):
     assert again["systems"] == result["systems"]
 
 
+def test_audit_has_properties_verdicts_and_the_wentworth_invariant(tiny_run):
+    _, result = tiny_run
+    assert set(result["thresholds"]) == {"tau", "eps", "delta", "tau_acc"}
+    for system in result["systems"]:
+        assert {"measurements", "properties", "graphs", "verdicts", "invariants"} <= set(system)
+        assert system["invariants"]["wentworth_corollary"]["holds"], system["invariants"]
+        assert system["properties"]["inner_alignment"]["state"] == "undefined"  # no mesa-optimizer
+        assert set(system["verdicts"]) == {"hubinger", "wentworth", "shah", "ngo", "demski"}
+
+
 def test_existing_run_folder_is_not_overwritten(tiny_run):
     out, _ = tiny_run
     before = (out / "audit.json").read_text()
@@ -138,6 +148,10 @@ def test_mesa_scenario_runs_and_reads_off_its_mesa_objective(tmp_path):
     assert system["mesa_objective"]["bridge"]["name"] == "cell-entered"
     epic = system["distances"]["deploy"]["epic"]
     assert {"base~mesa", "behavioral~mesa"} <= set(epic)
+    assert system["measurements"]["has_mesa_objective"] and system["measurements"]["j_mesa_deploy"] is not None
+    assert system["properties"]["inner_alignment"]["state"] in {"holds", "fails"}
+    assert "pseudo_alignment" in system["verdicts"]
+    assert system["invariants"]["wentworth_corollary"]["holds"], system["invariants"]
     # The audit re-reads the saved mesa-objective rather than retraining it.
     assert audit_run(tmp_path / "mesa", AuditConfig(n_train=8, n_deploy=8))["systems"] == result["systems"]
 
