@@ -96,8 +96,9 @@ def score_distributions_svg(
                     ax.hlines(ys.mean(), xs - 0.15, xs + 0.15, color=COLOURS[split], linewidth=2.2, zorder=4)
         ax.axhline(1.0, color="#52606d", linewidth=0.8, linestyle=":", zorder=1)
         ax.axhline(0.0, color=COLOURS["uniform"], linewidth=1.0, linestyle="--", zorder=1)
-        ax.text(len(objectives) - 0.45, 1.0, " optimal", va="center", fontsize=8, color="#52606d")
-        ax.text(len(objectives) - 0.45, 0.0, " uniform", va="center", fontsize=8, color=COLOURS["uniform"])
+        edge = ax.get_yaxis_transform()  # x in axes fraction: the labels sit just right of the plot
+        ax.text(1.01, 1.0, "optimal", transform=edge, va="center", fontsize=8, color="#52606d")
+        ax.text(1.01, 0.0, "uniform", transform=edge, va="center", fontsize=8, color=COLOURS["uniform"])
         ax.set_xticks(range(len(objectives)), [f"J_{o}" for o in objectives])
         ax.set_xlim(-0.6, len(objectives) - 0.4)
         ax.set_ylabel("normalised score J")
@@ -139,7 +140,7 @@ def first_reached_svg(
             ax.set_ylim(0, 1.02)
             ax.grid(axis="x", visible=False)
         axes[0].set_ylabel("P(reached first)")
-        axes[0].legend(loc="upper right", fontsize=8)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8)
         return _to_svg(fig)
 
 
