@@ -48,3 +48,23 @@ def test_graph_and_explain_errors_are_one_line(tmp_path, capsys):
     assert main(["explain", "objective_robustness"]) == 0
     out = capsys.readouterr().out
     assert "hubinger" in out and "demski" in out and "seeds/000_a6e1b8d5e803b8fe.txt" in out
+
+
+GOLDEN_RENDER = __import__("pathlib").Path(__file__).parents[1] / "golden" / "verdict_table.txt"
+
+
+def test_terminal_verdict_table_matches_golden():
+    import os
+
+    from rich.console import Console
+
+    from mesascope.verdicts.table import verdict_table
+
+    systems = [{"seed": seed, **audit_entry(CASES[case])} for seed, case in enumerate(["capable-wrong-goal", "mesa-proxy", "aligned"])]
+    console = Console(width=100, record=True, color_system=None, file=open(os.devnull, "w"))
+    console.print(verdict_table({"thresholds": Thresholds().to_dict(), "systems": systems}))
+    text = console.export_text()
+    if os.environ.get("MESASCOPE_UPDATE_GOLDEN"):
+        GOLDEN_RENDER.write_text(text)
+    assert text == GOLDEN_RENDER.read_text()
+    assert verdict_table({"systems": [{"seed": 0}]}) is None  # an audit without verdicts: no table

@@ -23,25 +23,33 @@ class UnknownPropertyError(MesascopeError, KeyError):
 
 
 def verdict_table(result: dict[str, Any]) -> Table | None:
-    """One row per system, one column per school: the label each school gives (`None` if no verdicts)."""
+    """One row per school, one column per system: the label each school gives (`None` if no verdicts).
+
+    Schools are rows so the table stays readable on an 80-column terminal whatever the number of seeds;
+    where the schools disagree about the same system is read down a column.
+    """
     systems = [s for s in result.get("systems", []) if "verdicts" in s]
     if not systems:
         return None
     schools = [k for k in _ORDER if any(k in s["verdicts"] for s in systems)]
     t = result.get("thresholds", {})
-    table = Table(title="verdicts by school (SPEC.md section 7)", show_lines=False)
-    table.add_column("system", style="bold")
-    table.add_column("behavioral\nalignment")
-    for school in schools:
-        table.add_column(school.replace("_", "-"))
-    table.add_column("Wentworth\ncorollary")
+    table = Table(title="verdicts by school (SPEC.md section 7)", show_lines=True)
+    table.add_column("school", style="bold", overflow="fold")
     for s in systems:
+        table.add_column(f"seed {s['seed']}", overflow="fold")
+
+    def state(s: dict[str, Any]) -> str:
         beh = s["properties"]["behavioral_alignment"]["state"]
-        cells = [f"[green]{beh}[/]" if beh == "holds" else f"[red]{beh}[/]" if beh == "fails" else beh]
-        cells += [s["verdicts"].get(school, {}).get("label", "-") for school in schools]
-        inv = s.get("invariants", {}).get("wentworth_corollary", {})
-        cells.append("[green]holds[/]" if inv.get("holds") else "[bold red]VIOLATED (bug)[/]")
-        table.add_row(f"seed {s['seed']}", *cells)
+        return f"[green]{beh}[/]" if beh == "holds" else f"[red]{beh}[/]" if beh == "fails" else beh
+
+    table.add_row("behavioral alignment", *(state(s) for s in systems))
+    for school in schools:
+        table.add_row(school.replace("_", "-"), *(s["verdicts"].get(school, {}).get("label", "-") for s in systems))
+
+    def invariant(s: dict[str, Any]) -> str:
+        return "[green]holds[/]" if s.get("invariants", {}).get("wentworth_corollary", {}).get("holds") else "[bold red]VIOLATED (bug)[/]"
+
+    table.add_row("Wentworth corollary", *(invariant(s) for s in systems))
     table.caption = (
         f"thresholds: tau={t.get('tau')} eps={t.get('eps')} delta={t.get('delta')} tau_acc={t.get('tau_acc')}. "
         "Reasons and evidence: audit.json `verdicts`; definitions: `mesascope explain PROPERTY`."
