@@ -238,3 +238,12 @@ def test_a_study_shows_its_checks_tables_and_plots(tmp_path, structure_of):
     assert "birth control" in html and "&quot;p_star&quot;: 0.4" in html
     assert html.count('class="plot-picture"') == 1  # a plot outside the run folder is not read
     assert "study without gridworld levels" in html.split('<section id="scores">', 1)[1].split("</section>", 1)[0]
+
+
+def test_verdicts_at_a_glance_count_seeds(report_run):
+    audit = json.loads((report_run.run_dir / "audit.json").read_text())
+    labels = [s["verdicts"]["wentworth"]["label"] for s in audit["systems"]]
+    label = labels[0]
+    expected = f"<strong>Wentworth</strong>: {label} ({labels.count(label)}/{len(labels)})"
+    summary = report_run.html.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
+    assert expected in summary

@@ -152,6 +152,7 @@ table.data tr.mean th, table.data tr.mean td { border-top: 2px solid var(--rule)
 .card .k { font-size: 12px; color: var(--muted); }
 .card .v { font-size: 24px; font-weight: 650; font-variant-numeric: tabular-nums; }
 .card .s { font-size: 12px; color: var(--muted); }
+.glance ul { margin: 4px 0 12px; padding-left: 20px; } .glance li { margin: 2px 0; }
 .card.train { border-top: 3px solid var(--train); } .card.deploy { border-top: 3px solid var(--deploy); }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; font-weight: 600; }
 .badge-holds { background: var(--holds-bg); color: var(--holds-fg); }

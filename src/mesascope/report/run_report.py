@@ -191,7 +191,29 @@ def _summary(audit: Mapping[str, Any]) -> Safe:
         for cls, r in extra
     )
     body_rows = Safe(body_rows.replace("</tbody>", tail + "</tbody>"))
-    return section("summary", "Summary", [f'<div class="cards">{card_html}</div>', f'<div class="scroll">{body_rows}</div>'])
+    return section("summary", "Summary", [f'<div class="cards">{card_html}</div>', _glance(audit), f'<div class="scroll">{body_rows}</div>'])
+
+
+def _glance(audit: Mapping[str, Any]) -> str:
+    """One line per school: its verdicts counted over seeds (the full table is under Verdicts)."""
+    systems = audit.get("systems") or []
+    counts: dict[str, dict[str, int]] = {}
+    for s in systems:
+        for school, v in (s.get("verdicts") or {}).items():
+            label = str((v or {}).get("label"))
+            counts.setdefault(school, {}).setdefault(label, 0)
+            counts[school][label] += 1
+    if not counts:
+        return ""
+    order = [k for k in SCHOOL_TITLES if k in counts] + [k for k in counts if k not in SCHOOL_TITLES]
+    items = "".join(
+        f"<li><strong>{esc(SCHOOL_TITLES.get(k, k))}</strong>: "
+        + "; ".join(f"{esc(label)} ({n}/{len(systems)})" for label, n in counts[k].items())
+        + "</li>"
+        for k in order
+    )
+    return f'<div class="glance"><h3>Verdicts at a glance</h3><ul>{items}</ul></div>'
+
 
 
 def _scores(audit: Mapping[str, Any]) -> Safe:
