@@ -37,7 +37,7 @@ from mesascope.measures.scores import (
 )
 from mesascope.optimizers.ppo import PPOConfig, make_train, ppo_config
 from mesascope.properties import Thresholds
-from mesascope.properties.gridworld import exact_split, gridworld_measurements, reward_scores, support
+from mesascope.properties.gridworld import exact_split, gridworld_measurements, reward_scores, support, witness_policies
 from mesascope.scenarios import Scenario, get_scenario
 from mesascope.solve.dp import uniform_policy
 from mesascope.levels.grid import ACTION_DELTAS, GridSpec, Level
@@ -295,6 +295,12 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
         from mesascope.systems.mesa import mesa_features
 
         mesa_support = support(jax.vmap(lambda lv: mesa_features(scenario.spec, lv))(levels))
+    # The policies the properties quantify over, drawn on the first level as evidence.
+    witnesses = witness_policies(
+        jax.tree_util.tree_map(lambda x: x[0], tab), weights[names.index("base")], weights[names.index("intended")],
+        goal_w, goals, gamma,
+    )
+    witness_paths = {name: greedy_path(scenario.spec, tab, pi[None], 0) for name, pi in witnesses.items()}
 
     def summarise(probs: jax.Array, behavioral: bool, system: TrainedSystem | None = None) -> dict[str, Any]:
         s = score_levels(tab, probs, weights, gamma)
@@ -332,7 +338,28 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
         paths.append(greedy_path(scenario.spec, tab, probs, 0))
     uniform = summarise(jax.vmap(uniform_policy)(tab.next_state), False)
     first_level = jax.tree_util.tree_map(lambda x: x[0], levels)
-    return {"systems": systems, "uniform": uniform, "pictures": (first_level, paths), "exact": exact, "mesa_support": mesa_support}
+    return {"systems": systems, "uniform": uniform, "pictures": (first_level, paths), "exact": exact, "mesa_support": mesa_support, "witness_paths": witness_paths}
+
+
+def _attach_witness_pictures(run_dir: Path, scenario: Scenario, train: dict, deploy: dict, result: dict) -> None:
+    """Draw each witness policy on the first train and deploy level and cite the pictures as evidence."""
+    (run_dir / "pictures").mkdir(exist_ok=True)
+    train_level, deploy_level = train["pictures"][0], deploy["pictures"][0]
+    files = {}
+    for name, tp in train["witness_paths"].items():
+        image = render_pair(scenario.spec, train_level, tp, deploy_level, deploy["witness_paths"][name],
+                            title_train=f"train ({name})", title_deploy=f"deploy ({name})")
+        path = run_dir / "pictures" / f"witness-{name.replace(':', '-')}.png"
+        files[name] = str(save_png(image, path).relative_to(run_dir))
+    result["witness_pictures"] = files
+    for system in result["systems"]:
+        props = system.get("properties", {})
+        if "outer_alignment_hubinger" in props:
+            props["outer_alignment_hubinger"]["evidence"]["picture"] = files["worst-base-optimal"]
+        witness = props.get("outer_alignment_wentworth", {}).get("evidence", {}).get("witness")
+        if witness and witness["name"] in files:
+            props["outer_alignment_wentworth"]["evidence"]["picture"] = files[witness["name"]]
+            system["verdicts"]["wentworth"]["evidence"]["picture"] = files[witness["name"]]
 
 
 def _properties_entry(
@@ -470,6 +497,10 @@ def audit_run(
         result["pictures"] = _write_pictures(run_dir, scenario, meta["seeds"], train, deploy)
     except Exception as err:  # noqa: BLE001 - reported, never fatal
         result["pictures_error"] = f"{type(err).__name__}: {err}"
+    try:
+        _attach_witness_pictures(run_dir, scenario, train, deploy, result)
+    except Exception as err:  # noqa: BLE001 - reported, never fatal
+        result["witness_pictures_error"] = f"{type(err).__name__}: {err}"
     try:
         from mesascope.verdicts.draw import write_run_graphs
 

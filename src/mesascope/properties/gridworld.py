@@ -45,7 +45,7 @@ from mesascope.measures.scores import normalised_score
 from mesascope.properties.measurements import Measurements, Witness
 from mesascope.solve.dp import optimal_action_mask, policy_evaluation, uniform_policy, value_iteration
 
-__all__ = ["exact_split", "gridworld_measurements", "measure_split", "reward_scores", "support"]
+__all__ = ["exact_split", "gridworld_measurements", "measure_split", "reward_scores", "support", "witness_policies"]
 
 
 @jax.jit
@@ -273,3 +273,32 @@ def measure_split(
     summary["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
     exact = exact_split(tab, objectives["base"], objectives["intended"], goal_w, gamma)
     return summary, exact
+
+
+def witness_policies(
+    tab: Any, w_base: np.ndarray, w_int: np.ndarray, w_goals: np.ndarray, goals: Sequence[str], gamma: float
+) -> dict[str, jax.Array]:
+    """The policies the properties quantify over, on ONE level, so they can be drawn as evidence.
+
+    Args:
+        tab: `TabularMDP` of a single level (no batch axis).
+        w_base, w_int: float32 `[K]`.
+        w_goals: float32 `[G, K]`.
+        goals: Goal names, in `w_goals` order.
+        gamma: Discount.
+
+    Returns:
+        name -> float32 `[S, A]`: `pursue:<goal>` (uniform over the goal's optimal actions, the Wentworth
+        witnesses) and `worst-base-optimal` (a deterministic base-optimal policy that minimises the
+        intended objective: the policy behind Hubinger's outer alignment score).
+    """
+    ns, ft = tab.next_state, tab.features
+    out = {}
+    for g, w in zip(goals, np.asarray(w_goals)):
+        mask = optimal_action_mask(value_iteration(ns, ft @ jnp.asarray(w), gamma).q)
+        out[f"pursue:{g}"] = mask / mask.sum(-1, keepdims=True)
+    allowed = optimal_action_mask(value_iteration(ns, ft @ jnp.asarray(w_base), gamma).q)
+    worst = value_iteration(ns, ft @ jnp.asarray(w_int), gamma, allowed=allowed, minimize=True)
+    q = jnp.where(allowed, worst.q, jnp.inf)
+    out["worst-base-optimal"] = jax.nn.one_hot(q.argmin(-1), q.shape[-1], dtype=jnp.float32)
+    return out
