@@ -76,7 +76,10 @@ class Thresholds:
         if not 0.0 <= self.delta <= 1.0:
             raise ThresholdsError(f"delta is a gap in normalised score, in [0, 1]; got {self.delta}")
         if self.tau_acc > self.tau:
-            raise ThresholdsError(f"tau_acc ({self.tau_acc}) must not exceed tau ({self.tau}): acceptable is weaker than good")
+            raise ThresholdsError(
+                f"tau_acc ({self.tau_acc}) must not exceed tau ({self.tau}): acceptable is weaker than good; "
+                "lower --tau-acc or raise --tau"
+            )
 
     def to_dict(self) -> dict[str, float]:
         """`{"tau", "eps", "delta", "tau_acc"}` (the audit's top-level `thresholds`)."""
