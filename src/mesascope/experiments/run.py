@@ -294,7 +294,10 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
     if any(s.mesa_objective is not None for s in systems_in):
         from mesascope.systems.mesa import mesa_features
 
-        mesa_support = support(jax.vmap(lambda lv: mesa_features(scenario.spec, lv))(levels))
+        # A scenario's own mesa-optimizer class may perceive other features (`features(level) -> [S, A, M]`).
+        own = getattr(getattr(scenario, "mesa_system", MesaOptimizer)(scenario.spec), "features", None)
+        psi = own if own is not None else (lambda lv: mesa_features(scenario.spec, lv))
+        mesa_support = support(jax.vmap(psi)(levels))
     # The policies the properties quantify over, drawn on the first level as evidence.
     witnesses = witness_policies(
         jax.tree_util.tree_map(lambda x: x[0], tab), weights[names.index("base")], weights[names.index("intended")],

@@ -84,11 +84,15 @@ class FlagMesaOptimizer(MesaOptimizer):
         kinds = self.spec.kinds
         return tuple(f"{k}|flag" for k in kinds) + tuple(f"{k}|noflag" for k in kinds)
 
-    def mesa_reward(self, params: MesaParams, level: Level) -> jax.Array:
-        """The flag-conditioned mesa-objective on one level: float32 `[S, A]`."""
+    def features(self, level: Level) -> jax.Array:
+        """`psi(s, a)` over `feature_names` on one level: float32 `[S, A, 2k]`."""
         kinds = mesa_features(self.spec, level)[..., : len(self.spec.kinds)]
         flag = level.regions[self.spec.regions.index(self.flag_region)].any().astype(jnp.float32)
-        return jnp.concatenate([flag * kinds, (1.0 - flag) * kinds], axis=-1) @ params.theta
+        return jnp.concatenate([flag * kinds, (1.0 - flag) * kinds], axis=-1)
+
+    def mesa_reward(self, params: MesaParams, level: Level) -> jax.Array:
+        """The flag-conditioned mesa-objective on one level: float32 `[S, A]`."""
+        return self.features(level) @ params.theta
 
 
 @dataclass(frozen=True)
