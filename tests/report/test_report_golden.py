@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,14 @@ def test_self_contained(report_run):
         assert attr.startswith(("data:image/png;base64,", "#")), attr
     assert not re.search(r"url\((?!#)", html)
     assert len(re.findall(r'<img class="level-picture"', html)) == 2
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed (make test installs it)")
+def test_every_graph_of_every_seed_is_drawn_inline(report_run):
+    html = report_run.html
     assert html.count('<figure class="graph"') == 6  # 3 graphs x 2 seeds, drawn by Graphviz
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))  # several SVGs in one page: every element id stays unique
 
 
 def test_same_folder_gives_the_same_report(report_run):

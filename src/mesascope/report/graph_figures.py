@@ -15,6 +15,7 @@ from typing import Any
 
 from mesascope.graphs import PROPERTIES, GraphError, PropertyValue, Truth, evaluate_graph, get_graph, index_values, to_dot
 from mesascope.graphs.render import INSTALL_HINT, find_dot
+from mesascope.report.html import prefix_svg_ids
 
 __all__ = ["GraphFigure", "graph_figures", "prefix_svg_ids", "property_values"]
 
@@ -100,23 +101,6 @@ def property_values(system: Mapping[str, Any], graph_name: str) -> dict[str, Pro
         if key not in values:
             values[key] = PropertyValue(node_id, Truth(_state(entry.get("state"))), entry.get("score"), school=school)
     return values
-
-
-_ID = re.compile(r'\bid="([^"]+)"')
-
-
-def prefix_svg_ids(svg: str, prefix: str) -> str:
-    """Make the element ids of one inline SVG unique in the page (several SVGs share one document)."""
-    ids = set(_ID.findall(svg))
-    if not ids:
-        return svg
-    svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
-
-    def ref(m: re.Match[str]) -> str:
-        name = m.group(2)
-        return f"{m.group(1)}#{prefix}-{name}" if name in ids else m.group(0)
-
-    return re.sub(r'(url\(|href=")#([^)"]+)', ref, svg)
 
 
 def _dot_to_svg(source: str, dot: str) -> str:

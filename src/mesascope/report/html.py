@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["CSS", "Safe", "badge", "esc", "fmt", "section", "table"]
+__all__ = ["CSS", "Safe", "badge", "esc", "fmt", "prefix_svg_ids", "section", "table"]
 
 
 class Safe(str):
@@ -88,6 +89,23 @@ def table(
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return Safe("".join(out))
+
+
+_ID = re.compile(r'\bid="([^"]+)"')
+
+
+def prefix_svg_ids(svg: str, prefix: str) -> str:
+    """Make the element ids of one inline SVG unique in the page (several SVGs share one document)."""
+    ids = set(_ID.findall(svg))
+    if not ids:
+        return svg
+    svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
+
+    def ref(m: re.Match[str]) -> str:
+        name = m.group(2)
+        return f"{m.group(1)}#{prefix}-{name}" if name in ids else m.group(0)
+
+    return re.sub(r'(url\(|href=")#([^)"]+)', ref, svg)
 
 
 def section(section_id: str, title: str, body: Iterable[str], lead: str | None = None) -> Safe:

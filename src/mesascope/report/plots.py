@@ -18,6 +18,8 @@ matplotlib.use("Agg")  # never a GUI backend: reports are written on headless ma
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mesascope.report.html import prefix_svg_ids  # noqa: E402
+
 __all__ = [
     "COLOURS",
     "curve_svg",
@@ -54,12 +56,14 @@ _RC = {
 }
 
 
-def _to_svg(fig: plt.Figure) -> str:
+def _to_svg(fig: plt.Figure, prefix: str) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": "mesascope"})
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: the SVG is inlined in HTML
+    # Drop the XML prolog and DOCTYPE (the SVG is inlined in HTML) and make the ids unique in the page:
+    # every matplotlib figure numbers its elements from 1.
+    return prefix_svg_ids(text[text.index("<svg") :], prefix)
 
 
 def _jitter(n: int, width: float = 0.18) -> np.ndarray:
@@ -104,7 +108,7 @@ def score_distributions_svg(
         ax.set_ylabel("normalised score J")
         ax.grid(axis="x", visible=False)
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, fontsize=8)
-        return _to_svg(fig)
+        return _to_svg(fig, "plot-scores")
 
 
 def first_reached_svg(
@@ -141,7 +145,7 @@ def first_reached_svg(
             ax.grid(axis="x", visible=False)
         axes[0].set_ylabel("P(reached first)")
         fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8)
-        return _to_svg(fig)
+        return _to_svg(fig, "plot-first")
 
 
 def learning_curves_svg(curves: Mapping[str, np.ndarray], seeds: Sequence[int], steps_per_update: int | None = None) -> str:
@@ -176,7 +180,7 @@ def learning_curves_svg(curves: Mapping[str, np.ndarray], seeds: Sequence[int], 
         if names:
             axes.flat[0].legend(fontsize=7, loc="best")
         fig.subplots_adjust(hspace=0.6, wspace=0.3)  # fixed spacing: tight_layout doubles the drawing time
-        return _to_svg(fig)
+        return _to_svg(fig, "plot-curves")
 
 
 def curve_svg(param: str, values: Sequence[object], series: Mapping[str, Mapping[str, Sequence[float | None]]]) -> str:
@@ -224,4 +228,4 @@ def curve_svg(param: str, values: Sequence[object], series: Mapping[str, Mapping
                 ax.set_xticks(x, [str(v) for v in values])
             ax.legend(fontsize=7, loc="best")
         fig.subplots_adjust(wspace=0.3)
-        return _to_svg(fig)
+        return _to_svg(fig, "plot-sweep")

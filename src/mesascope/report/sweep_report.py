@@ -152,7 +152,9 @@ def build_sweep_report(sweep_dir: str | Path) -> str:
             f'<figure class="plot">{svg}<figcaption>Mean over seeds (line), spread over seeds (band: min to max, '
             "or mean ± std), one dot per seed.</figcaption></figure>",
             f'<div class="scroll">{tbl}</div>',
-        ], lead=f"{len(values)} values of {param}."),
+        ], lead=f"{len(values)} values of {param}." + (
+            " Fixed: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in data["fixed"].items()) + "."
+            if isinstance(data.get("fixed"), Mapping) and data["fixed"] else "")),
     ]
     points = [p for p in data.get("points") or [] if isinstance(p, Mapping)]
     if points:
