@@ -321,6 +321,10 @@ def summary_table(result: dict[str, Any]) -> Table:
 
 def print_summary(result: dict[str, Any]) -> None:
     console.print(summary_table(result))
+    from mesascope.measures.shards import audit_shard_lines
+
+    for line in audit_shard_lines(result):
+        console.print(line, highlight=False, soft_wrap=True)
     from mesascope.verdicts.table import verdict_table
 
     verdicts = verdict_table(result)
@@ -535,6 +539,8 @@ def curve_table(curve: dict[str, Any]) -> Table:
     """The terminal view of a sweep's curve: one row per point, mean ± sd over seeds and [min, max]."""
     goal = curve.get("goal") or "goal"
     table = Table(title=f"{curve['scenario']} sweep · deploy levels · mean ± sd over seeds [min, max]")
+    if curve.get("fixed"):
+        table.caption = "fixed: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in curve["fixed"].items())
     for name in curve["swept"]:
         table.add_column(name, style="bold")
     for col in ("seeds", "J_intended", f"{goal} 1st", f"uniform\n{goal} 1st"):
@@ -549,7 +555,8 @@ def curve_table(curve: dict[str, Any]) -> Table:
         values = {**row["params"], **row["settings"]}
         cells = [json.dumps(values[n]) for n in curve["swept"]]
         if row["status"] != "complete":
-            table.add_row(*cells, "-", f"[red]{row['status']}[/]", row.get("error") or "", "-")
+            error = row.get("error") or ""
+            table.add_row(*cells, "-", f"[red]{row['status']}[/]", error if len(error) <= 80 else error[:77] + "...", "-")
             continue
         table.add_row(*cells, str(row["n_seeds"]), fmt(row.get("j_intended_deploy")), fmt(row.get("goal_first_deploy")),
                       _cell(row.get("uniform_goal_first_deploy")))

@@ -120,7 +120,8 @@ def test_an_interrupted_sweep_resumes_without_retraining_finished_points(tmp_pat
     assert (out / "point-001" / "audit.json").exists()
     assert (out / "point-001.interrupted-1" / "run.json").exists()  # the partial folder is kept aside
     curve = json.loads((out / "curve.json").read_text())
-    assert curve["goal"] == "corner" and curve["swept"] == ["region", "grid_size", "maze_sizes"]
+    assert curve["goal"] == "corner" and curve["swept"] == ["region"]
+    assert curve["fixed"] == {"grid_size": 5, "maze_sizes": [5], "total_timesteps": 2048, "num_envs": 32, "num_steps": 32, "level_pool": 64}
     assert [(p["params"]["region"], p["status"], p["n_seeds"]) for p in curve["points"]] == [(1, "complete", 1), (3, "complete", 1)]
     for p in curve["points"]:
         audit = json.loads((out / p["dir"] / "audit.json").read_text())

@@ -230,15 +230,20 @@ class Store:
             )
         return int(version)
 
-    def _connect(self, read_only: bool) -> Any:
-        """Connect, retrying while another program (not using our lock) holds the file."""
+    def _connect(self, read_only: bool, sandboxed: bool = False) -> Any:
+        """Connect, retrying while another program (not using our lock) holds the file.
+
+        `sandboxed` connections cannot touch other files (no COPY TO, ATTACH or file reads), so a
+        user's query cannot write anywhere.
+        """
         import duckdb
 
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05
+        config = {"enable_external_access": False} if sandboxed else {}
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(str(self.path), read_only=read_only, config=config)
             except duckdb.IOException as err:
                 if "lock" not in str(err).lower() or time.monotonic() > deadline:
                     raise
@@ -331,7 +336,7 @@ class Store:
             with self.write():
                 pass
         with self._locked():
-            con = self._connect(read_only=True)
+            con = self._connect(read_only=True, sandboxed=True)
             try:
                 yield con
             finally:

@@ -220,8 +220,11 @@ def _points(params: dict[str, list[Any]], settings: dict[str, list[Any]]) -> lis
 
 
 def _write_curve(sweep_dir: Path, desc: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    swept = list(desc["params"]) + list(desc["settings"])
-    curve = {"scenario": desc["scenario"], "goal": desc["goal"], "swept": swept, "points": rows}
+    grid = {**desc["params"], **desc["settings"]}
+    # Names given a single value are constants of the sweep, not axes of the curve.
+    swept = [n for n, vs in grid.items() if len(vs) > 1] or list(grid)
+    fixed = {n: vs[0] for n, vs in grid.items() if n not in swept}
+    curve = {"scenario": desc["scenario"], "goal": desc["goal"], "swept": swept, "fixed": fixed, "points": rows}
     tmp = sweep_dir / "curve.json.tmp"
     tmp.write_text(json.dumps(curve, indent=2) + "\n")
     tmp.replace(sweep_dir / "curve.json")
