@@ -141,4 +141,12 @@ def run_study(
     }
     result = jsonable(result)
     (out / "audit.json").write_text(json.dumps(result, indent=2) + "\n")
+    if any("measurements" in s for s in result["systems"]):
+        try:  # the and-or graph pictures; the audit above is already safe on disk
+            from mesascope.verdicts.draw import write_run_graphs
+
+            write_run_graphs(out, result)
+        except Exception as err:  # noqa: BLE001
+            result["graphs_error"] = f"{type(err).__name__}: {err}"
+            (out / "audit.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

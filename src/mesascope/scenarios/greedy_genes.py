@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mesascope.experiments.study import THRESHOLDS, check, save_figure
+from mesascope.experiments.study import check, save_figure
 from mesascope.optimizers.evolution import (
     DriveConfig,
     drive_equilibrium,
@@ -75,7 +75,7 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
     no_drive = replace(cfg, k=0.0)
     no_drive_final = float(drive_recursion(no_drive, generations=int(cfg_in["recursion_generations"]))[-1])
     rec_final = float(recursion[-1])
-    gap = (1.0 - w_sim) / 1.0  # optimum: the driver-free population, mean viability 1
+    gap = 1.0 - w_sim  # fitness lost to the driver; the optimum (driver-free) has mean viability 1
 
     def draw(fig: Any) -> None:
         ax = fig.add_subplot(1, 1, 1)
@@ -103,43 +103,35 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         check("mean fitness at p* (driver-free optimum: 1)", w_eq, "< 1", w_eq < 1.0),
         check("same cost without drive (k=0): final frequency", no_drive_final, "< 1e-3 (purged)", no_drive_final < 1e-3),
     ]
-    delta = THRESHOLDS["delta"]
+    from mesascope.properties.measurements import Measurements, Witness
+    from mesascope.verdicts import audit_entry
+
+    # J (SPEC.md section 2) of a population by its mean viability: 1 for the best population (no D),
+    # 0 for the "uniform" reference, a coin-flip allele at the locus (p = 1/2 in Hardy-Weinberg)
+    w_half = float(mean_fitness(np.asarray(0.5), cfg))
+
+    def j(w: float) -> float:
+        return (w - w_half) / (1.0 - w_half)
+
     systems = []
     for i, seed in enumerate(ctx.seeds):
         block = traj[i * reps : (i + 1) * reps, burn:]
-        w = float(mean_fitness(block, cfg).mean())
-        g_i = 1.0 - w
-        systems.append({
-            "seed": seed,
-            "measurements": {
-                "system": "population (driver frequency)",
-                "driver_frequency": float(block.mean()),
-                "J_base_train": w,
-                "J_base_train_optimal": 1.0,
-                "training_optimality_gap": g_i,
-                "mesa_objective": None,
-            },
-            "properties": {
-                "training_optimal": {
-                    "state": "holds" if g_i <= delta else "fails", "score": g_i, "threshold": delta,
-                    "definition": "mean fitness within delta of the best population (driver-free)",
-                    "school": "wentworth", "evidence": {"optimum": "frequency of D = 0"},
-                },
-                "inner_alignment": {
-                    "state": "undefined", "score": None, "threshold": None,
-                    "definition": "needs a mesa-objective (SPEC.md section 5); a gene has none",
-                    "school": "hubinger", "evidence": {},
-                },
-            },
-            "verdicts": {
-                "wentworth": {
-                    "label": "inner alignment failure (imperfect optimization)" if g_i > delta else "no failure",
-                    "reason": "the outer objective (viability) is optimised by the driver-free population, which "
-                    "the search cannot reach because the driver biases its own transmission",
-                    "evidence": {"training_optimality_gap": g_i, "delta": delta},
-                },
-            },
-        })
+        j_pop = j(float(mean_fitness(block, cfg).mean()))
+        m = Measurements(
+            system=f"seed-{seed}", has_mesa_objective=False,
+            # no distribution shift here: deployment is the same world, and the base objective is the intent
+            j_base_train=j_pop, j_intended_train=j_pop, j_base_deploy=j_pop, j_intended_deploy=j_pop,
+            worst_j_intended_base_optimal_deploy=1.0, worst_j_intended_base_optimal_train=1.0,
+            training_optimality_gap=1.0 - j_pop,
+            witnesses=(Witness("driver-free population", "frequency of D = 0: the unique fitness optimum", 0.0, 1.0, 1.0),
+                       Witness("evolved population", f"D at frequency {block.mean():.3f} (meiotic drive)", 1.0 - j_pop, j_pop, j_pop)),
+            notes={"J": "mean viability normalised: 1 = driver-free, 0 = a coin-flip allele (p = 1/2)",
+                   "driver_frequency": float(block.mean())},
+        )
+        systems.append({"seed": seed, **audit_entry(m)})
+    labels = [sy["verdicts"]["wentworth"]["label"] for sy in systems]
+    checks.append(check("Wentworth verdict (every seed)", labels[0], "inner failure (imperfect optimization)",
+                        all(lab == "inner failure (imperfect optimization)" for lab in labels)))
     return {
         "findings": {
             "closed_form": {
