@@ -49,6 +49,7 @@ from mesascope.solve.dp import fixed_point, value_iteration
 __all__ = [
     "DEFAULT_BETAS",
     "DEFAULT_EXPLAIN_THRESHOLD",
+    "DEFAULT_LAPSES",
     "BoltzmannFit",
     "GoalPosterior",
     "IRLResult",
@@ -59,7 +60,11 @@ __all__ = [
     "expected_log_likelihood",
     "feature_expectations",
     "goal_posterior",
+    "goal_q_values",
+    "DiscountFit",
     "mce_irl",
+    "mce_irl_over_discounts",
+    "posterior_from_q",
     "scenario_goal_posterior",
     "soft_value_iteration",
     "system_state_weights",
@@ -71,6 +76,17 @@ DEFAULT_BETAS: tuple[float, ...] = (0.0,) + tuple(float(b) for b in np.logspace(
 In inverse reward units: with rewards of order 1 and `gamma = 0.99`, advantages of adjacent actions in a
 maze are about 1e-2 to 1, so `beta = 1e4` is deterministic for practical purposes. The best grid point is
 then refined by bisection (the expected log-likelihood is concave in `beta`)."""
+
+DEFAULT_LAPSES: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+"""Lapse-rate grid for `goal_posterior`: the share of decisions the model lets the system take at random.
+
+The Boltzmann-rational model with lapses (`pi = (1 - eps) softmax(beta Q) + eps / A`, the "lapse rate" of
+psychophysics) is robust to a minority of states where the system does something arbitrary and
+confident, such as looping between two cells forever. Without lapses, each such state costs the model
+`beta` times an advantage, so a few loops drag the fitted `beta` of every goal to about 0 and hide what
+the system does everywhere else (measured on cheese-corner-v0 deploy levels: corner fit quality 0.003
+nats per step without lapses, 0.06-0.12 with them; see `boltzmann_fit`). `eps = 0` is always tried first
+and kept unless a lapse improves the likelihood."""
 
 DEFAULT_EXPLAIN_THRESHOLD = 0.1
 """Nats per step by which a goal must predict the system's actions better than the uniform policy to count
@@ -277,6 +293,7 @@ class BoltzmannFit(NamedTuple):
 
     Attributes:
         beta: float32 `[...]`, the fitted rationality.
+        lapse: float32 `[...]`, the fitted lapse rate `eps` (0 when lapses do not improve the fit).
         total_loglik: float32 `[...]`, expected log-likelihood of the system's actions summed over all
             weighted states (nats).
         loglik: float32 `[...]`, `total_loglik / n_steps`, nats per step.
@@ -285,10 +302,38 @@ class BoltzmannFit(NamedTuple):
     """
 
     beta: jax.Array
+    lapse: jax.Array
     total_loglik: jax.Array
     loglik: jax.Array
     fit_quality: jax.Array
     n_steps: jax.Array
+
+
+def _lapse_gain_at(beta, eps, adv, probs, w):
+    """Gain over the uniform policy of the model `(1 - eps) softmax(beta adv) + eps / A`, for `eps > 0`.
+
+    `log pi(a) + log A = logaddexp(log(1 - eps) + log A + log softmax(beta adv)(a), log eps)`: finite for
+    every action, so a confident action the goal rules out costs at most `-log eps` nats.
+    """
+    a = adv.shape[-1]
+    log_model = jnp.logaddexp(jnp.log1p(-eps) + jnp.log(a) + jax.nn.log_softmax(beta * adv, axis=-1), jnp.log(eps))
+    per_state = jnp.sum(jnp.where(probs > 0, probs * log_model, 0.0), -1)
+    return jnp.sum(jnp.where(w > 0, w * per_state, 0.0))
+
+
+def _golden_max(f, lo, hi, steps):
+    """Maximiser of `f` on `[lo, hi]` by golden-section search (exact for unimodal `f`)."""
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+
+    def body(_, bracket):
+        lo, hi = bracket
+        x1 = hi - ratio * (hi - lo)
+        x2 = lo + ratio * (hi - lo)
+        left = f(x1) >= f(x2)
+        return jnp.where(left, lo, x1), jnp.where(left, x2, hi)
+
+    lo, hi = jax.lax.fori_loop(0, steps, body, (lo, hi))
+    return 0.5 * (lo + hi)
 
 
 def _gain_at(beta, adv, probs, w):
@@ -311,7 +356,9 @@ def _dgain_at(beta, adv, probs, w):
 
 
 @jax.jit
-def boltzmann_fit(q: jax.Array, probs: jax.Array, state_weights: jax.Array, betas: jax.Array) -> BoltzmannFit:
+def boltzmann_fit(
+    q: jax.Array, probs: jax.Array, state_weights: jax.Array, betas: jax.Array, lapses: jax.Array | None = None
+) -> BoltzmannFit:
     """Fit one rationality `beta >= 0`, shared by all levels, to a system's actions (SPEC.md section 4).
 
     Maximises `ell(beta) = sum_{l, s} w(l, s) sum_a p(a | l, s) log softmax(beta Q(l, s, .))(a)`. `ell` is
@@ -324,11 +371,18 @@ def boltzmann_fit(q: jax.Array, probs: jax.Array, state_weights: jax.Array, beta
     `beta = 0` is the uniform policy; negative rationalities (a system that avoids the goal) are not
     considered.
 
+    Lapses (`lapses`, see `DEFAULT_LAPSES`): the model `(1 - eps) softmax(beta Q) + eps / A` is then also
+    fitted, on the grid `betas x lapses` (positive lapses only) with a golden-section refinement of `beta`
+    at the best lapse, and replaces the lapse-free fit only when it raises the likelihood by more than
+    rounding. A system that some goal explains exactly keeps `eps = 0` and the lapse-free `beta`.
+
     Args:
         q: float32 `[L, S, A]`, the goal's `Q*` on every level.
         probs: float32 `[L, S, A]`, the system's action probabilities.
         state_weights: float32 `[L, S]`, evidence weight of each state (0 for terminal states).
         betas: float32 `[B]`, increasing, nonnegative grid.
+        lapses: Optional float32 `[E]` lapse rates in `[0, 1)` (entries `<= 0` are ignored); None fits
+            the lapse-free model only.
 
     Returns:
         `BoltzmannFit` of scalars.
@@ -362,9 +416,34 @@ def boltzmann_fit(q: jax.Array, probs: jax.Array, state_weights: jax.Array, beta
     better = gain_refined > grid[first] + tol
     beta = jnp.where(better, refined, betas[first])
     gain = jnp.where(better, gain_refined, grid[first])
+    lapse = jnp.zeros((), q.dtype)
+    if lapses is not None:
+        # Positive lapses only; the lapse-free fit above is exact and is the default.
+        eps_grid = jnp.clip(jnp.asarray(lapses, q.dtype), 1e-6, 0.999)
+        valid = jnp.asarray(lapses, q.dtype) > 0
+        bb, ee = jnp.meshgrid(betas, eps_grid, indexing="ij")
+        flat = jax.lax.map(lambda be: _lapse_gain_at(be[0], be[1], adv, probs, state_weights), (bb.ravel(), ee.ravel()))
+        flat = jnp.where(jnp.broadcast_to(valid[None, :], bb.shape).ravel(), flat, -jnp.inf)
+        k = jnp.argmax(flat)
+        i, j = k // eps_grid.shape[0], k % eps_grid.shape[0]
+        eps = eps_grid[j]
+        lo_l = betas[jnp.maximum(i - 1, 0)]
+        hi_l = betas[jnp.minimum(i + 1, betas.shape[0] - 1)]
+        f = lambda b: _lapse_gain_at(b, eps, adv, probs, state_weights)  # noqa: E731
+        b_ref = _golden_max(f, lo_l, hi_l, _BISECTION_STEPS)
+        g_ref = f(b_ref)
+        b_l = jnp.where(g_ref > flat[k], b_ref, betas[i])
+        g_l = jnp.maximum(g_ref, flat[k])
+        # A lapse must beat the lapse-free fit by more than float32 noise (1e-6 nats per step).
+        use = g_l > gain + tol + 1e-6 * n
+        beta = jnp.where(use, b_l, beta)
+        lapse = jnp.where(use, eps, lapse)
+        gain = jnp.where(use, g_l, gain)
     safe_n = jnp.maximum(n, 1e-12)
     total = gain - n * jnp.log(jnp.asarray(q.shape[-1], q.dtype))
-    return BoltzmannFit(beta=beta, total_loglik=total, loglik=total / safe_n, fit_quality=gain / safe_n, n_steps=n)
+    return BoltzmannFit(
+        beta=beta, lapse=lapse, total_loglik=total, loglik=total / safe_n, fit_quality=gain / safe_n, n_steps=n
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,6 +456,8 @@ class GoalPosterior:
         names: Goal names.
         beta: float32 `[G]`, fitted rationality per goal (inverse reward units). For a system exactly
             optimal for the goal, the smallest grid value at which the likelihood has saturated.
+        lapse: float32 `[G]`, fitted lapse rate per goal (share of decisions modelled as random; 0
+            when the lapse-free model fits best).
         loglik: float32 `[G]`, expected log-likelihood of the system's actions per step (nats) under the
             goal's fitted Boltzmann-rational model.
         uniform_loglik: float, `-log A`, the uniform policy's log-likelihood per step.
@@ -396,6 +477,7 @@ class GoalPosterior:
 
     names: tuple[str, ...]
     beta: np.ndarray
+    lapse: np.ndarray
     loglik: np.ndarray
     uniform_loglik: float
     fit_quality: np.ndarray
@@ -417,6 +499,7 @@ class GoalPosterior:
         per_goal = {
             name: {
                 "beta": float(self.beta[i]),
+                "lapse": float(self.lapse[i]),
                 "loglik": float(self.loglik[i]),
                 "fit_quality": float(self.fit_quality[i]),
                 "posterior": float(self.posterior[i]),
@@ -436,15 +519,27 @@ class GoalPosterior:
 
 
 @jax.jit
-def _goal_fits(next_state, features, terminal, probs, goal_weights, state_weights, betas, gamma) -> BoltzmannFit:
+def goal_q_values(next_state: jax.Array, features: jax.Array, goal_weights: jax.Array, gamma: float) -> jax.Array:
+    """Every candidate goal's optimal `Q*` on every level: float32 `[G, L, S, A]` (SPEC.md section 2).
+
+    Args:
+        next_state: int32 `[L, S, A]`.
+        features: float32 `[L, S, A, K]`.
+        goal_weights: float32 `[G, K]`.
+        gamma: Discount.
+    """
+
     def q_star(ns, ft, w):
         return value_iteration(ns, ft @ w, gamma).q
 
-    # [G, L, S, A]: every goal's Q* on every level.
-    q = jax.vmap(lambda w: jax.vmap(lambda ns, ft: q_star(ns, ft, w))(next_state, features))(goal_weights)
+    return jax.vmap(lambda w: jax.vmap(lambda ns, ft: q_star(ns, ft, w))(next_state, features))(goal_weights)
+
+
+@jax.jit
+def _fits_from_q(q, terminal, probs, state_weights, betas, lapses) -> BoltzmannFit:
     weights = jnp.where(terminal, 0.0, state_weights)
     # One goal at a time (lax.map): see the note in `boltzmann_fit` about vmapped reductions.
-    return jax.lax.map(lambda qg: boltzmann_fit(qg, probs, weights, betas), q)
+    return jax.lax.map(lambda qg: boltzmann_fit(qg, probs, weights, betas, lapses), q)
 
 
 def goal_posterior(
@@ -457,6 +552,7 @@ def goal_posterior(
     state_weights: jax.Array | None = None,
     betas: Sequence[float] | jax.Array = DEFAULT_BETAS,
     threshold: float = DEFAULT_EXPLAIN_THRESHOLD,
+    lapses: Sequence[float] | None = DEFAULT_LAPSES,
 ) -> GoalPosterior:
     """Posterior over candidate goals under Boltzmann-rational models with fitted rationality (SPEC.md §4).
 
@@ -466,6 +562,15 @@ def goal_posterior(
     `posterior` is `softmax(total_loglik)` (through a logsumexp, so it is stable however large the
     evidence), `posterior_per_step` is `softmax(loglik per step)`; both are computed from the gains over
     the uniform policy, which differ from the log-likelihoods by the same constant for every goal.
+
+    Lapses: each goal's model is `(1 - eps) softmax(beta_g Q*_g) + eps / A` with the lapse rate `eps`
+    fitted too (`DEFAULT_LAPSES`; `eps = 0`, the plain Boltzmann model, unless a lapse raises the
+    likelihood). Rescaling a goal's reward rescales its fitted `beta` inversely and changes nothing else,
+    so goals whose values differ in scale (the corner pays every step, about 100 in total; the cheese
+    pays once) are compared fairly without normalisation. What a lapse-free fit cannot absorb is a few
+    states where the system acts confidently against every goal (loops): they cost `beta` times an
+    advantage each and pull every goal's `beta` towards 0. The lapse caps that cost at `-log eps` nats
+    per such decision.
 
     Evidence weighting: by default each state counts with the system's own discounted occupancy from the
     start state (`system_state_weights`), computed exactly. The question is what the system is doing
@@ -487,6 +592,7 @@ def goal_posterior(
         state_weights: Optional float32 `[L, S]` evidence weights replacing the default.
         betas: Increasing nonnegative rationality grid (see `DEFAULT_BETAS`).
         threshold: `fit_quality` (nats per step) above which a goal counts as explaining the behaviour.
+        lapses: Lapse-rate grid (see `DEFAULT_LAPSES`); None or empty fits the lapse-free model only.
 
     Returns:
         `GoalPosterior`.
@@ -496,25 +602,70 @@ def goal_posterior(
     names = tuple(names) if names is not None else tuple(f"goal_{i}" for i in range(g))
     if len(names) != g:
         raise ValueError(f"got {len(names)} names for {g} goals (rows of goal_weights)")
-    grid = np.asarray(betas, np.float32)
-    if grid.ndim != 1 or grid.size < 2 or (grid < 0).any() or (np.diff(grid) <= 0).any():
-        raise ValueError("betas must be a strictly increasing 1-D grid of at least two nonnegative values")
+    grid = _check_grid(betas)
     probs = jnp.asarray(probs, jnp.float32)
     if state_weights is None:
         state_weights = system_state_weights(tab, probs, gamma)
-    fits = _goal_fits(
-        tab.next_state,
-        tab.features,
-        tab.terminal,
-        probs,
-        goal_weights,
+    q = goal_q_values(tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_weights, gamma)
+    return posterior_from_q(
+        q, tab.terminal, probs, state_weights, names=names, betas=grid, threshold=threshold, lapses=lapses
+    )
+
+
+def _check_grid(betas: Sequence[float] | jax.Array) -> np.ndarray:
+    grid = np.asarray(betas, np.float32)
+    if grid.ndim != 1 or grid.size < 2 or (grid < 0).any() or (np.diff(grid) <= 0).any():
+        raise ValueError("betas must be a strictly increasing 1-D grid of at least two nonnegative values")
+    return grid
+
+
+def posterior_from_q(
+    q: jax.Array,
+    terminal: jax.Array,
+    probs: jax.Array,
+    state_weights: jax.Array,
+    *,
+    names: Sequence[str],
+    betas: Sequence[float] | jax.Array = DEFAULT_BETAS,
+    threshold: float = DEFAULT_EXPLAIN_THRESHOLD,
+    lapses: Sequence[float] | None = DEFAULT_LAPSES,
+) -> GoalPosterior:
+    """`goal_posterior` from precomputed `Q*` values (so several evidence weightings share one solve).
+
+    `mesascope.measures.shards` calls this once per context with the same `q` and different
+    `state_weights`.
+
+    Args:
+        q: float32 `[G, L, S, A]`, each goal's `Q*` (`goal_q_values`).
+        terminal: bool `[L, S]`.
+        probs: float32 `[L, S, A]`.
+        state_weights: float32 `[L, S]` evidence weights (terminal states are zeroed here).
+        names: `G` goal names.
+        betas: Rationality grid.
+        threshold: Explanation threshold (nats per step).
+        lapses: Lapse-rate grid (None or empty: lapse-free model only).
+    """
+    names = tuple(names)
+    if len(names) != q.shape[0]:
+        raise ValueError(f"got {len(names)} names for {q.shape[0]} goals")
+    grid = _check_grid(betas)
+    lapse_grid = None
+    if lapses is not None and len(lapses) > 0:
+        lapse_grid = np.asarray(lapses, np.float32)
+        if lapse_grid.ndim != 1 or (lapse_grid < 0).any() or (lapse_grid >= 1).any():
+            raise ValueError("lapses must be a 1-D grid of values in [0, 1)")
+        lapse_grid = jnp.asarray(lapse_grid)
+    fits = _fits_from_q(
+        q,
+        terminal,
+        jnp.asarray(probs, jnp.float32),
         jnp.asarray(state_weights, jnp.float32),
         jnp.asarray(grid),
-        gamma,
+        lapse_grid,
     )
     n_steps = float(np.asarray(fits.n_steps)[0])
     fit_quality = np.asarray(fits.fit_quality, np.float64)
-    uniform = -float(np.log(tab.next_state.shape[-1]))
+    uniform = -float(np.log(q.shape[-1]))
     # Every goal's likelihood shares the factor A^-n_steps, so softmaxes of the gains over the uniform policy
     # equal those of the log-likelihoods, and keep their float32 precision.
     gain = fit_quality * n_steps
@@ -523,6 +674,7 @@ def goal_posterior(
     return GoalPosterior(
         names=names,
         beta=np.asarray(fits.beta),
+        lapse=np.asarray(fits.lapse),
         loglik=fit_quality + uniform,
         uniform_loglik=uniform,
         fit_quality=fit_quality,
@@ -603,7 +755,7 @@ def _live_occupancy(next_state, start, terminal, policy, gamma, d0):
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _mce(next_state, features, start, terminal, probs, w0, trainable, gamma, l2, lr, steps):
+def _mce(next_state, features, start, terminal, absorbing, probs, w0, trainable, gamma, l2, lr, steps):
     n_levels, s, _ = probs.shape
     zeros_s = jnp.zeros((n_levels, s), features.dtype)
     starts = jax.nn.one_hot(start, s, dtype=features.dtype)  # [L, S]
@@ -615,8 +767,11 @@ def _mce(next_state, features, start, terminal, probs, w0, trainable, gamma, l2,
 
     optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
 
+    # Where terminal states are absorbing like any other, the soft solution does not pin their value.
+    soft_terminal = jnp.where(absorbing, jnp.zeros_like(terminal), terminal)
+
     def model_features(w, v_warm, d_warm):
-        soft = _soft_solutions(next_state, features @ w, terminal, gamma, v_warm)
+        soft = _soft_solutions(next_state, features @ w, soft_terminal, gamma, v_warm)
         mu, live_mu = _live_occupancy(next_state, start, terminal, soft.policy, gamma, d_warm)
         return feature_expectations(features, live_mu).mean(0), soft, mu.sum(-1)
 
@@ -658,6 +813,7 @@ def mce_irl(
     lr: float = 0.1,
     init: jax.Array | None = None,
     trainable: Sequence[bool] | jax.Array | None = None,
+    terminal_value: str = "zero",
 ) -> IRLResult:
     """Maximum-causal-entropy IRL with known deterministic dynamics (Ziebart et al. 2008/2010; SPEC.md §4).
 
@@ -699,6 +855,13 @@ def mce_irl(
         init: Optional float32 `[K]` starting weights (default zeros).
         trainable: Optional bool `[K]`: only these weights are fitted; the others stay at `init` (e.g.
             freeze a `step` feature to force an explanation in terms of the other features).
+        terminal_value: "zero" (default): terminal states are worth 0 to the model (no entropy after
+            the episode ends). "absorbing": they are ordinary absorbing states with zero reward, worth
+            the entropy `log(A) / (1 - gamma)` like any other state: the convention of a planner that
+            does not know the episode ends there (`mesascope.systems.mesa`). The two conventions differ
+            by a terminal bonus, which is exactly confounded with any feature that fires only on
+            entering a terminal state (the `step` confound above), so the model must use the
+            system's convention for such a feature's weight to mean the same thing.
 
     Returns:
         `IRLResult`.
@@ -709,11 +872,14 @@ def mce_irl(
     mask = jnp.ones(k, jnp.float32) if trainable is None else jnp.asarray(trainable, bool).astype(jnp.float32)
     if w0.shape != (k,) or mask.shape != (k,):
         raise ValueError(f"init and trainable must have shape [K] = [{k}], got {w0.shape} and {mask.shape}")
+    if terminal_value not in ("zero", "absorbing"):
+        raise ValueError(f"terminal_value must be 'zero' or 'absorbing'; got {terminal_value!r}")
     return _mce(
         tab.next_state,
         features,
         tab.start,
         tab.terminal,
+        terminal_value == "absorbing",
         jnp.asarray(probs, jnp.float32),
         w0,
         mask,
@@ -722,3 +888,69 @@ def mce_irl(
         lr,
         steps,
     )
+
+
+class DiscountFit(NamedTuple):
+    """MCE IRL with the discount chosen by likelihood (`mce_irl_over_discounts`).
+
+    Attributes:
+        result: The `IRLResult` at the chosen discount.
+        gamma: The chosen discount.
+        loglik: float `[D]`, expected log-likelihood per step of the system's actions under each
+            discount's fitted soft policy, all weighted by the same state weights (so comparable).
+        gammas: The discounts tried, `[D]`.
+    """
+
+    result: IRLResult
+    gamma: float
+    loglik: np.ndarray
+    gammas: tuple[float, ...]
+
+
+@jax.jit
+def _soft_policy_loglik(next_state, features, terminal, absorbing, probs, w, gamma, weights):
+    soft_terminal = jnp.where(absorbing, jnp.zeros_like(terminal), terminal)
+    soft = _soft_solutions(next_state, features @ w, soft_terminal, gamma, jnp.zeros(terminal.shape, features.dtype))
+    return expected_log_likelihood(probs, soft.policy, weights).sum() / jnp.maximum(weights.sum(), 1e-12)
+
+
+def mce_irl_over_discounts(
+    tab: TabularMDP,
+    probs: jax.Array,
+    *,
+    gammas: Sequence[float],
+    eval_gamma: float,
+    **kwargs: Any,
+) -> DiscountFit:
+    """MCE IRL at each of several discounts; keep the one whose soft policy best predicts the system.
+
+    A behavioural model is a reward *and* a discount: a system that plans with a shorter horizon than
+    the environment's (an explicit mesa-optimizer with its own planning discount) is misdescribed by any
+    reward at the environment's discount, and the misfit shows up as spurious reward structure. The
+    discount is therefore fitted like the weights, by maximum expected log-likelihood, with every
+    candidate scored on the same evidence (the system's own live occupancy at `eval_gamma`), which makes
+    the likelihoods comparable (SPEC.md section 4).
+
+    Args:
+        tab: Tabular levels `[L, ...]` (their `features` span the rewards considered).
+        probs: float32 `[L, S, A]`.
+        gammas: Candidate discounts in `[0, 1)`.
+        eval_gamma: Discount of the evidence weights (the environment's).
+        **kwargs: Passed on to `mce_irl` (`l2`, `steps`, `lr`, ...).
+    """
+    gammas = tuple(float(g) for g in gammas)
+    if not gammas or any(not 0.0 <= g < 1.0 for g in gammas):
+        raise ValueError(f"gammas must be a non-empty list of discounts in [0, 1); got {gammas}")
+    probs = jnp.asarray(probs, jnp.float32)
+    features = jnp.asarray(tab.features, jnp.float32)
+    weights = system_state_weights(tab, probs, eval_gamma)
+    results, lls = [], []
+    for g in gammas:
+        res = mce_irl(tab, probs, gamma=g, **kwargs)
+        results.append(res)
+        absorbing = kwargs.get("terminal_value", "zero") == "absorbing"
+        lls.append(
+            float(_soft_policy_loglik(tab.next_state, features, tab.terminal, absorbing, probs, res.weights, g, weights))
+        )
+    best = int(np.argmax(lls))
+    return DiscountFit(result=results[best], gamma=gammas[best], loglik=np.asarray(lls), gammas=gammas)

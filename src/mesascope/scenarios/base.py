@@ -36,6 +36,8 @@ class Scenario:
         factory: Rebuilds the scenario with other parameters (`with_params`).
         optimizer: The base optimizer and system it uses by default: "ppo" (a neural policy),
             "mesa-gradient" or "mesa-evolution" (an explicit mesa-optimizer whose objective is learned).
+        contexts: Declared partitions of each level's states (`mesascope.measures.shards.Context`) over
+            which the audit fits the behavioral objective separately (shards, SPEC.md section 4).
     """
 
     id: str
@@ -49,6 +51,7 @@ class Scenario:
     params: Mapping[str, Any] = field(default_factory=dict)
     factory: Callable[..., Scenario] | None = None
     optimizer: str = "ppo"
+    contexts: tuple[Any, ...] = ()
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import maze_origin, random_maze, sample_free_cell
+from mesascope.measures.shards import distance_context, nearer_context
 from mesascope.scenarios.base import Scenario, register
 from mesascope.types import Objective
 
@@ -124,7 +125,17 @@ def make_cheese_corner(
         params=params,
         factory=lambda **kw: make_cheese_corner(**kw, scenario_id=scenario_id, optimizer=optimizer),
         optimizer=optimizer,
+        contexts=CONTEXTS,
     )
+
+
+CONTEXTS = (
+    distance_context("cheese", near=3),
+    nearer_context("cheese", "corner"),
+)
+"""Where shards are looked for (`mesascope.measures.shards`): Turner et al. 2023 report that the procgen
+maze agent goes for the cheese when it is close and for the top-right corner otherwise, so the parts are
+the cheese within 3 steps versus further, and the cheese nearer than the corner versus not."""
 
 
 LARGE = {"grid_size": 13, "maze_sizes": (9, 11, 13)}

@@ -1,0 +1,421 @@
+"""Shards: the behavioral objective fitted separately per context (SPEC.md section 4).
+
+A system need not pursue one goal everywhere. Turner et al. 2023 ("Understanding and controlling a
+maze-solving policy network") found that the procgen maze agent of Langosco et al. 2022 heads for the
+cheese when it is close to it and for the top-right corner otherwise: different goals drive behaviour in
+different parts of the state space. Shard theory (Pope and Turner 2022) calls such context-bound drives
+"shards". This module makes the idea a measurement:
+
+1. A **context** (`Context`) partitions each level's live states by a declared, observable feature of the
+   situation, e.g. "the cheese is at most 3 steps away" versus "further". Scenarios declare their
+   contexts (`Scenario.contexts`); `distance_context` and `nearer_context` build the common ones from the
+   level's own features and dynamics, so no context is ever computed from the system's behaviour.
+2. Within each part the Boltzmann-rational goal posterior (`mesascope.measures.irl.goal_posterior`) is
+   fitted on that part's states only: the candidate goals' `Q*` are solved once on the whole level (a
+   goal's value does not depend on which context the system is in), and only the evidence weights are
+   restricted. Each part gets its own rationality `beta`, best goal, posterior and fit quality.
+3. The **shards** of a context are the distinct best goals over the parts whose fit explains the
+   behaviour (`fit_quality > threshold`) on enough evidence (`min_share`). One shard means one goal
+   drives behaviour in every part; two or more mean different goals drive it in different contexts.
+
+All computation is exact on enumerable levels: evidence weights are the system's own discounted state
+occupancy (default), restricted to the part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesascope.levels.grid import GridSpec, Level, feature_names
+from mesascope.levels.tabular import TabularMDP
+from mesascope.measures.irl import (
+    DEFAULT_BETAS,
+    DEFAULT_EXPLAIN_THRESHOLD,
+    DEFAULT_LAPSES,
+    GoalPosterior,
+    goal_q_values,
+    posterior_from_q,
+    system_state_weights,
+)
+from mesascope.types import MesascopeError
+
+__all__ = [
+    "DEFAULT_MIN_SHARE",
+    "audit_shard_lines",
+    "Context",
+    "ShardTable",
+    "context_labels",
+    "distance_context",
+    "fit_shards",
+    "format_shards",
+    "nearer_context",
+    "scenario_shards",
+    "steps_to_feature",
+]
+
+DEFAULT_MIN_SHARE = 0.02
+"""A part of a context is fitted only when it holds at least this share of the evidence weight (2%):
+a goal fitted to a handful of steps is not a finding."""
+
+UNASSIGNED = -1
+
+
+@dataclass(frozen=True)
+class Context:
+    """A declared partition of each level's states (SPEC.md section 4, shards).
+
+    Attributes:
+        name: Identifier, e.g. "cheese_distance".
+        labels: Names of the parts, e.g. ("near", "far").
+        description: One sentence saying what the parts are.
+        assign: `(spec, level, tab) -> int32 [S]`, the part index of every state of one level
+            (`-1` for states in no part; terminal states are excluded regardless). Must depend only on
+            the level, never on the system.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    description: str
+    assign: Callable[[GridSpec, Level, TabularMDP], jax.Array]
+
+
+def steps_to_feature(next_state: jax.Array, fires: jax.Array) -> jax.Array:
+    """Fewest actions from each state until a transition that fires a feature: int32 `[S]`.
+
+    `S + 1` where the feature can never fire (e.g. the terminal state). Computed by Bellman-Ford style
+    relaxation `d(s) = min_a [1 if fires(s, a) else 1 + d(s')]`, which converges in at most `S` sweeps
+    on a deterministic level.
+
+    Args:
+        next_state: int32 `[S, A]`.
+        fires: bool `[S, A]`, the feature is nonzero on that transition.
+    """
+    s = next_state.shape[0]
+    never = jnp.int32(s + 1)
+
+    def sweep(d: jax.Array) -> jax.Array:
+        via = jnp.where(fires, 1, 1 + d[next_state])
+        return jnp.minimum(jnp.min(via, -1), never).astype(jnp.int32)
+
+    def cond(carry):
+        d, prev, i = carry
+        return (i < s + 1) & jnp.any(d != prev)
+
+    def body(carry):
+        d, _, i = carry
+        return sweep(d), d, i + 1
+
+    d0 = jnp.full((s,), never, jnp.int32)
+    d, _, _ = jax.lax.while_loop(cond, body, (sweep(d0), d0, jnp.int32(1)))
+    return d
+
+
+def _feature_index(spec_features: Sequence[str], feature: str) -> int:
+    if feature not in spec_features:
+        raise MesascopeError(
+            f"context feature {feature!r} is not a feature of this level family; its features are: "
+            f"{', '.join(spec_features)}"
+        )
+    return list(spec_features).index(feature)
+
+
+def distance_context(feature: str, near: int, *, name: str | None = None) -> Context:
+    """Near/far partition by the number of steps until `feature` can fire (e.g. reaching the cheese).
+
+    A state is "near" when some sequence of at most `near` actions fires `feature`, "far" otherwise
+    (including states from which it can never fire).
+
+    Args:
+        feature: A transition feature name of the level family (`mesascope.levels.grid.feature_names`).
+        near: Largest number of steps that still counts as near (`>= 1`).
+        name: Context name (default `"<feature>_distance"`).
+    """
+    if near < 1:
+        raise MesascopeError(f"near must be at least 1 step; got {near}")
+
+    def assign(spec: GridSpec, level: Level, tab: TabularMDP) -> jax.Array:
+        k = _feature_index(feature_names(spec), feature)
+        d = steps_to_feature(tab.next_state, tab.features[..., k] != 0)
+        return jnp.where(d <= near, 0, 1).astype(jnp.int32)
+
+    return Context(
+        name=name or f"{feature}_distance",
+        labels=("near", "far"),
+        description=f"near: '{feature}' can be reached within {near} steps; far: it cannot",
+        assign=assign,
+    )
+
+
+def nearer_context(first: str, second: str, *, name: str | None = None) -> Context:
+    """Partition by which of two features is fewer steps away (ties count for `second`).
+
+    Args:
+        first, second: Transition feature names, e.g. "cheese" and "corner".
+        name: Context name (default `"nearer_<first>_or_<second>"`).
+    """
+
+    def assign(spec: GridSpec, level: Level, tab: TabularMDP) -> jax.Array:
+        names = feature_names(spec)
+        ka, kb = _feature_index(names, first), _feature_index(names, second)
+        da = steps_to_feature(tab.next_state, tab.features[..., ka] != 0)
+        db = steps_to_feature(tab.next_state, tab.features[..., kb] != 0)
+        return jnp.where(da < db, 0, 1).astype(jnp.int32)
+
+    return Context(
+        name=name or f"nearer_{first}_or_{second}",
+        labels=(f"{first}_nearer", f"{second}_nearer"),
+        description=f"which of '{first}' and '{second}' is fewer steps away (ties go to '{second}')",
+        assign=assign,
+    )
+
+
+def context_labels(context: Context, spec: GridSpec, levels: Level, tab: TabularMDP) -> jax.Array:
+    """Part index of every state of every level: int32 `[L, S]` (`-1` on terminal states)."""
+    labels = jax.vmap(lambda lv, tb: context.assign(spec, lv, tb))(levels, tab)
+    return jnp.where(tab.terminal, UNASSIGNED, labels).astype(jnp.int32)
+
+
+@dataclass(frozen=True)
+class ShardTable:
+    """The goal posterior of one context's parts (SPEC.md section 4).
+
+    Attributes:
+        context: Context name.
+        description: What the parts are.
+        labels: `C` part names.
+        fits: `C` entries, the part's `GoalPosterior`, or None where the part holds less than
+            `min_share` of the evidence.
+        share: float `[C]`, each part's share of the evidence weight (sums to 1 over assigned states).
+        overall: The posterior over all parts together (what `goal_posterior` reports).
+        min_share: The evidence share below which a part is not fitted.
+    """
+
+    context: str
+    description: str
+    labels: tuple[str, ...]
+    fits: tuple[GoalPosterior | None, ...]
+    share: np.ndarray
+    overall: GoalPosterior
+    min_share: float
+
+    @property
+    def shards(self) -> tuple[str, ...]:
+        """Distinct best goals over the parts a goal explains, in the order of `labels`."""
+        out: list[str] = []
+        for fit in self.fits:
+            if fit is not None and fit.explained and fit.best not in out:
+                out.append(fit.best)
+        return tuple(out)
+
+    @property
+    def drivers(self) -> dict[str, str | None]:
+        """Part name -> the goal that drives behaviour there (None: no evidence or no goal explains it)."""
+        return {
+            label: (fit.best if fit is not None and fit.explained else None)
+            for label, fit in zip(self.labels, self.fits)
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: per part the best goal, its posterior, fit quality and rationality."""
+        parts = {}
+        for label, fit, share in zip(self.labels, self.fits, self.share):
+            entry: dict[str, Any] = {"share": float(share)}
+            if fit is None:
+                entry.update({"best": None, "explained": False, "note": "too little evidence to fit"})
+            else:
+                i = fit.names.index(fit.best)
+                entry.update(
+                    {
+                        "best": fit.best,
+                        "explained": fit.explained,
+                        "posterior": float(fit.posterior[i]),
+                        "posterior_per_step": float(fit.posterior_per_step[i]),
+                        "fit_quality": float(fit.fit_quality[i]),
+                        "beta": float(fit.beta[i]),
+                        "lapse": float(fit.lapse[i]),
+                        "n_steps": fit.n_steps,
+                        "goals": fit.as_dict()["goals"],
+                    }
+                )
+            parts[label] = entry
+        return {
+            "description": self.description,
+            "parts": parts,
+            "drivers": self.drivers,
+            "shards": list(self.shards),
+            "n_shards": len(self.shards),
+            "overall_best": self.overall.best,
+            "min_share": self.min_share,
+        }
+
+
+def fit_shards(
+    tab: TabularMDP,
+    probs: jax.Array,
+    labels: jax.Array,
+    goal_weights: jax.Array,
+    gamma: float,
+    *,
+    names: Sequence[str],
+    label_names: Sequence[str],
+    context: str = "context",
+    description: str = "",
+    state_weights: jax.Array | None = None,
+    q: jax.Array | None = None,
+    betas: Sequence[float] | jax.Array = DEFAULT_BETAS,
+    threshold: float = DEFAULT_EXPLAIN_THRESHOLD,
+    lapses: Sequence[float] | None = DEFAULT_LAPSES,
+    min_share: float = DEFAULT_MIN_SHARE,
+) -> ShardTable:
+    """Fit the Boltzmann-rational goal posterior separately on each part of a partition of the states.
+
+    Args:
+        tab: Tabular levels `[L, ...]`.
+        probs: float32 `[L, S, A]`, the system's action probabilities.
+        labels: int `[L, S]`, each state's part index in `[0, C)` (`-1`: in no part).
+        goal_weights: float32 `[G, K]`, candidate goals.
+        gamma: Discount.
+        names: `G` goal names.
+        label_names: `C` part names.
+        context: Context name (for the record).
+        description: What the parts are (for the record).
+        state_weights: Optional float32 `[L, S]` evidence weights (default: the system's own discounted
+            occupancy, `system_state_weights`).
+        q: Optional float32 `[G, L, S, A]` precomputed `Q*` (`goal_q_values`), to share one solve.
+        betas, threshold, lapses: As in `goal_posterior`.
+        min_share: Parts holding less than this share of the evidence are not fitted.
+
+    Returns:
+        `ShardTable`.
+    """
+    probs = jnp.asarray(probs, jnp.float32)
+    goal_weights = jnp.asarray(goal_weights, jnp.float32)
+    labels = jnp.asarray(labels, jnp.int32)
+    if labels.shape != tab.terminal.shape:
+        raise ValueError(f"labels must have shape [L, S] = {tab.terminal.shape}, got {labels.shape}")
+    if state_weights is None:
+        state_weights = system_state_weights(tab, probs, gamma)
+    weights = jnp.where(tab.terminal, 0.0, jnp.asarray(state_weights, jnp.float32))
+    if q is None:
+        q = goal_q_values(tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_weights, gamma)
+    overall = posterior_from_q(q, tab.terminal, probs, weights, names=names, betas=betas, threshold=threshold, lapses=lapses)
+    assigned = jnp.where(labels >= 0, weights, 0.0)
+    total = float(assigned.sum())
+    fits: list[GoalPosterior | None] = []
+    shares = []
+    for c in range(len(label_names)):
+        part = jnp.where(labels == c, weights, 0.0)
+        share = float(part.sum()) / total if total > 0 else 0.0
+        shares.append(share)
+        if share < min_share or share == 0.0:
+            fits.append(None)
+            continue
+        fits.append(posterior_from_q(q, tab.terminal, probs, part, names=names, betas=betas, threshold=threshold, lapses=lapses))
+    return ShardTable(
+        context=context,
+        description=description,
+        labels=tuple(label_names),
+        fits=tuple(fits),
+        share=np.asarray(shares),
+        overall=overall,
+        min_share=float(min_share),
+    )
+
+
+def scenario_shards(
+    scenario: Any,
+    levels: Level,
+    tab: TabularMDP,
+    probs: jax.Array,
+    *,
+    q: jax.Array | None = None,
+    state_weights: jax.Array | None = None,
+    **kwargs: Any,
+) -> dict[str, ShardTable]:
+    """`fit_shards` for every context the scenario declares (`Scenario.contexts`), over its candidate goals.
+
+    Args:
+        scenario: A `mesascope.scenarios.base.Scenario`.
+        levels: Its levels `[L]` (the contexts may read them).
+        tab: Their tabular views `[L, ...]`.
+        probs: float32 `[L, S, A]`.
+        q: Optional precomputed `Q*` of the candidate goals `[G, L, S, A]`.
+        state_weights: Optional evidence weights `[L, S]`.
+        **kwargs: `betas`, `threshold`, `lapses`, `min_share`.
+
+    Returns:
+        Context name -> `ShardTable` (empty when the scenario declares no contexts).
+    """
+    contexts = tuple(getattr(scenario, "contexts", ()) or ())
+    if not contexts:
+        return {}
+    goals = scenario.candidate_goals
+    goal_w = jnp.asarray(np.stack([g.vector(scenario.feature_names) for g in goals]))
+    names = tuple(g.name for g in goals)
+    gamma = scenario.spec.gamma
+    probs = jnp.asarray(probs, jnp.float32)
+    if state_weights is None:
+        state_weights = system_state_weights(tab, probs, gamma)
+    if q is None:
+        q = goal_q_values(tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_w, gamma)
+    out = {}
+    for ctx in contexts:
+        labels = context_labels(ctx, scenario.spec, levels, tab)
+        out[ctx.name] = fit_shards(
+            tab,
+            probs,
+            labels,
+            goal_w,
+            gamma,
+            names=names,
+            label_names=ctx.labels,
+            context=ctx.name,
+            description=ctx.description,
+            state_weights=state_weights,
+            q=q,
+            **kwargs,
+        )
+    return out
+
+
+def format_shards(shards: Mapping[str, Mapping[str, Any]]) -> str:
+    """Readable lines for one system's `shards` block of one split (the `as_dict` of each table).
+
+    Example line: `cheese_distance: near -> cheese (post/step 0.71, +0.62 nats/step, 18% of steps);
+    far -> corner (...) => 2 shards`.
+    """
+    lines = []
+    for name, table in shards.items():
+        parts = []
+        for label, part in table["parts"].items():
+            share = f"{100 * part['share']:.0f}% of steps"
+            if part["best"] is None:
+                parts.append(f"{label} -> (no fit: {share})")
+                continue
+            goal = part["best"] if part["explained"] else f"nothing (best {part['best']})"
+            parts.append(
+                f"{label} -> {goal} (post/step {part['posterior_per_step']:.2f}, "
+                f"{part['fit_quality']:+.2f} nats/step, {share})"
+            )
+        n = table["n_shards"]
+        lines.append(f"{name}: " + "; ".join(parts) + f" => {n} shard{'s' if n != 1 else ''}")
+    return "\n".join(lines)
+
+
+def audit_shard_lines(audit: Mapping[str, Any], split: str = "deploy") -> list[str]:
+    """The shard tables of every system of an `audit.json` (one split), as lines for the terminal."""
+    lines = []
+    for system in audit.get("systems", []):
+        block = (system.get("shards") or {}).get(split)
+        if not block:
+            continue
+        text = format_shards(block).splitlines()
+        lines.append(f"shards on {split}, seed {system.get('seed')}:")
+        lines.extend(f"  {t}" for t in text)
+    return lines
