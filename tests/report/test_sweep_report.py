@@ -78,3 +78,22 @@ def test_bad_curve_files_are_clear_errors(tmp_path):
     (tmp_path / "curve.json").write_text(json.dumps({"something": "else"}))
     with pytest.raises(ReportError, match="neither a `points` list"):
         build_sweep_report(tmp_path)
+
+
+def test_a_curve_built_by_the_sweep_module_is_read(tmp_path, structure_of):
+    """The point numbers as `mesascope.experiments.sweep` computes them from a real run's audit."""
+    from pathlib import Path
+
+    from mesascope.experiments.sweep import point_summary
+
+    audit = json.loads((Path(__file__).resolve().parent.parent / "golden" / "report_run" / "audit.json").read_text())
+    summary = point_summary(audit)
+    curve = {"scenario": audit["scenario"], "goal": summary["goal"], "swept": ["region"],
+             "points": [{"index": 0, "dir": "point-000", "params": {"region": 1}, "settings": {}, "status": "complete", **summary}]}
+    (tmp_path / "curve.json").write_text(json.dumps(curve))
+    html = build_sweep_report(tmp_path)
+    rows = structure_of(html).tables["curve-table"]
+    j = [s["scores"]["deploy"]["intended"] for s in audit["systems"]]
+    assert rows[1][:3] == ["1", "J_intended on deploy", f"{sum(j) / len(j):.3f}".replace("-", "−")]
+    assert rows[2][1] == f"P({summary['goal']} reached first), deploy"
+    assert rows[2][7] == f"{audit['baselines']['uniform']['first_reached']['deploy'][summary['goal']]:.3f}"

@@ -226,6 +226,8 @@ def curve_svg(param: str, values: Sequence[object], series: Mapping[str, Mapping
             ax.set_xlabel(param)
             if not numeric:
                 ax.set_xticks(x, [str(v) for v in values])
+            elif len(values) <= 12:
+                ax.set_xticks(x, [f"{v:g}" for v in values])  # ticks at the swept values, not in between
             ax.legend(fontsize=7, loc="best")
         fig.subplots_adjust(wspace=0.3)
         return _to_svg(fig, "plot-sweep")
