@@ -1,6 +1,7 @@
 """The report in a real browser: headless Chromium (Debian's `chromium`) driven by Playwright.
 
-Opens the report of the fixture run (a real tiny run, see conftest.py) from a file:// URL, finds the
+Opens the report of the fixture run (a real tiny run, see conftest.py) from a file:// URL (then the
+mesa-optimizer fixture run's report in the same browser), finds the
 and-or graph SVG, the verdict table and the level pictures (decoded: `naturalWidth > 0`), checks the
 console stayed clean, and keeps a full-page screenshot in `tests/artifacts/report.png` (ignored by git).
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+FIXTURE_MESA = Path(__file__).resolve().parent.parent / "golden" / "report_run_mesa"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 ARGS = [
     "--headless",
@@ -36,7 +38,10 @@ if shutil.which("dot") is None:
 
 
 @pytest.fixture(scope="module")
-def page_of_report(report_run):
+def page_of_report(report_run, tmp_path_factory):
+    from mesascope.report import write_run_report
+
+    mesa_report = write_run_report(FIXTURE_MESA, tmp_path_factory.mktemp("mesa") / "report.html")
     messages: list[tuple[str, str]] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
@@ -68,6 +73,10 @@ def page_of_report(report_run):
             shot = ARTIFACTS / "report.png"
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot of the report: {shot}")
+            # The mesa-optimizer run's report, in the same browser: it must load as cleanly.
+            page.goto(mesa_report.as_uri(), wait_until="load")
+            found["mesaPictures"] = page.evaluate("() => [...document.querySelectorAll('#pictures img')].map(i => i.naturalWidth)")
+            found["mesaGraphs"] = page.evaluate("() => document.querySelectorAll('#graphs figure.graph svg').length")
         finally:
             browser.close()
     return found, messages, failed, shot
@@ -93,6 +102,12 @@ def test_level_pictures_decoded(page_of_report):
     assert len(found["images"]) == 2
     for image in found["images"]:
         assert image["complete"] and image["w"] > 0 and image["h"] > 0
+
+
+def test_the_mesa_optimizer_report_loads_too(page_of_report):
+    found, *_ = page_of_report
+    assert len(found["mesaPictures"]) == 1 and found["mesaPictures"][0] > 0
+    assert found["mesaGraphs"] == 3
 
 
 def test_no_console_errors_and_nothing_fetched(page_of_report):
