@@ -31,3 +31,6 @@ def test_perfect_and_imperfect_base_optimizers(tmp_path):
     for s in result["systems"]:
         w = s["mesa_objective"]["weights"]
         assert (w["cheese|flag"], w["coin|flag"]) == (1.0, -1.0)
+        if s["first_reached"]["deploy"]["coin"] > 0.9:  # defects in deployment
+            assert s["verdicts"]["pseudo_alignment"]["label"] == "deceptive pseudo-alignment"
+            assert s["verdicts"]["wentworth"]["label"] == "outer alignment failure"
