@@ -12,6 +12,7 @@ from mesascope.scenarios import evolution_fertility as _evolution_fertility  # n
 from mesascope.scenarios import hills as _hills  # noqa: F401  (registers a study)
 from mesascope.scenarios import grader as _grader  # noqa: F401  (registers a study)
 from mesascope.scenarios import cancer as _cancer  # noqa: F401  (registers a study)
+from mesascope.scenarios import nested as _nested  # noqa: F401  (registers a study)
 from mesascope.scenarios import deceptive as _deceptive  # noqa: F401  (registers ids)
 from mesascope.scenarios import shaping as _shaping  # noqa: F401  (registers ids)
 from mesascope.scenarios.base import SPLITS, Scenario, get_scenario, register, registered_ids

@@ -171,7 +171,8 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             j_mesa_train=float(_j_drives(pop, x_tr, ANCESTRAL, beta).mean()),
             j_mesa_deploy=float(_j_drives(pop, x_dep, deploy_env, beta).mean()),
             mesa_uses_deploy_feature=False, mesa_points_to_base=False,
-            witnesses=tuple(witnesses(deploy_env, pop)),
+            witnesses=(Witness("system", "the evolved population (mean over individuals)", 1.0 - j_tr, j_dep, j_dep),
+                       *witnesses(deploy_env, pop)),
             notes={"deploy_environment": [a for a, ok in zip(ACTIONS, deploy_env) if ok],
                    "epic": "not measured: the entropy term makes the drives non-linear in the allocation"},
         )
