@@ -292,13 +292,20 @@ def witness_policies(
         witnesses) and `worst-base-optimal` (a deterministic base-optimal policy that minimises the
         intended objective: the policy behind Hubinger's outer alignment score).
     """
-    ns, ft = tab.next_state, tab.features
-    out = {}
-    for g, w in zip(goals, np.asarray(w_goals)):
-        mask = optimal_action_mask(value_iteration(ns, ft @ jnp.asarray(w), gamma).q)
-        out[f"pursue:{g}"] = mask / mask.sum(-1, keepdims=True)
-    allowed = optimal_action_mask(value_iteration(ns, ft @ jnp.asarray(w_base), gamma).q)
-    worst = value_iteration(ns, ft @ jnp.asarray(w_int), gamma, allowed=allowed, minimize=True)
-    q = jnp.where(allowed, worst.q, jnp.inf)
-    out["worst-base-optimal"] = jax.nn.one_hot(q.argmin(-1), q.shape[-1], dtype=jnp.float32)
+    pursuers, worst = _witness(tab.next_state, tab.features, jnp.asarray(w_base, jnp.float32),
+                               jnp.asarray(w_int, jnp.float32), jnp.asarray(w_goals, jnp.float32), gamma)
+    out = {f"pursue:{g}": pursuers[i] for i, g in enumerate(goals)}
+    out["worst-base-optimal"] = worst
     return out
+
+
+@jax.jit
+def _witness(ns, ft, w_base, w_int, w_goals, gamma):
+    def pursuer(w):
+        mask = optimal_action_mask(value_iteration(ns, ft @ w, gamma).q)
+        return mask / mask.sum(-1, keepdims=True)
+
+    allowed = optimal_action_mask(value_iteration(ns, ft @ w_base, gamma).q)
+    q = value_iteration(ns, ft @ w_int, gamma, allowed=allowed, minimize=True).q
+    q = jnp.where(allowed, q, jnp.inf)
+    return jax.vmap(pursuer)(w_goals), jax.nn.one_hot(q.argmin(-1), q.shape[-1], dtype=jnp.float32)
