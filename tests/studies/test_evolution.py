@@ -60,7 +60,7 @@ def test_invasion_condition_decides_the_fate_of_a_rare_driver():
 
 
 def test_wright_fisher_is_deterministic_per_key_and_tracks_the_recursion():
-    cfg = DriveConfig(k=0.2, s=0.5, h=0.0, n=2000, generations=150, p0=0.05)
+    cfg = DriveConfig(k=0.2, s=0.5, h=0.0, n=1000, generations=150, p0=0.05)
     sim = jax.jit(jax.vmap(make_wright_fisher(cfg)))
     keys = jax.random.split(jax.random.key(3), 8)
     a, b = np.asarray(sim(keys)), np.asarray(sim(keys))

@@ -38,7 +38,7 @@ def test_capability_and_alignment_are_invariant_to_positive_affine_maps():
 
 def test_demon_free_descent_has_alignment_one_and_the_hills_grow_a_demon():
     key = jax.random.key(0)
-    cfg = DescentConfig(steps=1500, lr=0.01, record_every=50)
+    cfg = DescentConfig(steps=800, lr=0.01, record_every=50)
     ref = np.asarray(jax.random.normal(jax.random.key(7), (1024, 16)), np.float64)
     flat, _ = make_loss(key, 16, 8, 0.0)
     hills, _ = make_loss(key, 16, 8, 0.2)
