@@ -9,7 +9,9 @@
   are measured in units of the objective's own spread over a reference set of points (a z-score of the
   improvement): `C(U) = (U(x_T) - U(x_0)) / sd_ref(U)`, `A = C(base) / C(own)`. For `U' = a U + b`
   with `a > 0`, `U'(x_T) - U'(x_0) = a (U(x_T) - U(x_0))` and `sd_ref(U') = a sd_ref(U)`, so both are
-  invariant (tested). Objectives here are **utilities** (higher is better): pass `-loss`.
+  invariant (tested). Objectives here are **utilities** (higher is better): pass `-loss`. Seed 004's
+  comments also discuss a time-summed improvement; this module measures the endpoint improvement
+  after the whole run (the long-run improvement), which the same invariance argument covers.
 """
 
 from __future__ import annotations
