@@ -46,17 +46,45 @@ def _tiny_run(out: Path, store: Store, seeds: int = 2, **kw):
     return result
 
 
+def _snapshot(store: Store, out: Path) -> dict[str, list]:
+    rid = run_id_for(out)
+    return {
+        "run": store.query("SELECT status, error, finished IS NOT NULL FROM runs WHERE run_id = ?", [rid])[1],
+        "systems": store.query("SELECT seed, status, artifact FROM systems WHERE run_id = ? ORDER BY seed", [rid])[1],
+        "scores": store.query("SELECT count(*) FROM scores WHERE run_id = ?", [rid])[1],
+        "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
+    }
+
+
 @pytest.fixture(scope="module")
 def recorded_run(tmp_path_factory):
+    """One tiny run (2 seeds) that fails after training, recorded live; then re-audited and recorded.
+
+    Returns `(store, run folder, snapshot of the store and folder right after the failure)`.
+    """
+    import mesascope.experiments.run as run_mod
+
     runs = tmp_path_factory.mktemp("runs")
     store = Store(runs / "runs.duckdb")
     out = runs / "tiny"
-    _tiny_run(out, store)
-    return store, out
+
+    def broken_audit(*args, **kwargs):
+        raise RuntimeError("simulated crash after training")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_mod, "audit_run", broken_audit)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            _tiny_run(out, store)
+    interrupted = _snapshot(store, out)
+    # Recovery as `mesascope audit DIR` does it: audit the saved systems, then record the folder.
+    result = run_mod.audit_run(out, run_mod.AuditConfig(n_train=4, n_deploy=4))
+    recorder(store)("audited", out, result)
+    recorder(store)("complete", out, result)
+    return store, out, interrupted
 
 
 def test_a_run_round_trips_through_the_store(recorded_run):
-    store, out = recorded_run
+    store, out, _ = recorded_run
     audit = json.loads((out / "audit.json").read_text())
     rid = run_id_for(out)
     _, rows = store.query("SELECT status, scenario, preset, seeds, error, proxy_goal FROM runs WHERE run_id = ?", [rid])
@@ -100,7 +128,7 @@ def test_a_run_round_trips_through_the_store(recorded_run):
 
 def test_runs_query_and_compare_commands(recorded_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # room for every column of the runs table
-    store, out = recorded_run
+    store, out, _ = recorded_run
     rid = run_id_for(out)
     assert main(["runs", "--db", str(store.path)]) == 0
     text = capsys.readouterr().out
@@ -130,27 +158,29 @@ def test_runs_query_and_compare_commands(recorded_run, tmp_path, capsys, monkeyp
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id_for(other)])
 
 
-def test_an_interrupted_run_keeps_its_systems_and_is_incomplete(tmp_path, monkeypatch):
-    import mesascope.experiments.run as run_mod
+def test_an_interrupted_run_keeps_its_systems_and_is_incomplete(recorded_run):
+    _, _, interrupted = recorded_run
+    assert interrupted["run"] == [("incomplete", "RuntimeError: simulated crash after training", True)]
+    assert interrupted["systems"] == [(0, "trained", "systems/seed-0.eqx"), (1, "trained", "systems/seed-1.eqx")]
+    assert interrupted["scores"] == [(0,)]
+    assert "systems/seed-0.eqx" in interrupted["files"] and "audit.json" not in interrupted["files"]
 
-    def broken_audit(*args, **kwargs):
-        raise RuntimeError("simulated crash after training")
 
-    monkeypatch.setattr(run_mod, "audit_run", broken_audit)
+def test_ingest_keeps_an_incomplete_run_and_its_error(recorded_run, tmp_path):
+    _, out, _ = recorded_run
+    crashed = tmp_path / "crashed"
+    shutil.copytree(out, crashed)
+    (crashed / "audit.json").unlink()
     store = Store(tmp_path / "runs.duckdb")
-    out = tmp_path / "crashed"
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        _tiny_run(out, store, seeds=1)
-    rid = run_id_for(out)
-    _, rows = store.query("SELECT status, error, finished IS NOT NULL FROM runs WHERE run_id = ?", [rid])
-    assert rows == [("incomplete", "RuntimeError: simulated crash after training", True)]
-    _, systems = store.query("SELECT seed, status, artifact FROM systems WHERE run_id = ?", [rid])
-    assert systems == [(0, "trained", "systems/seed-0.eqx")]
-    assert (out / "systems" / "seed-0.eqx").exists() and not (out / "audit.json").exists()
-    assert store.query("SELECT count(*) FROM scores")[1] == [(0,)]
-    # Re-ingesting the folder keeps it incomplete, with the recorded error.
-    assert store.ingest_run(out) == (rid, "incomplete")
-    assert store.query("SELECT error FROM runs")[1] == [("RuntimeError: simulated crash after training",)]
+    recorder(store)("started", crashed, json.loads((crashed / "run.json").read_text()))
+    recorder(store)("failed", crashed, {"error": "RuntimeError: out of memory"})
+    assert store.ingest_run(crashed) == (run_id_for(crashed), "incomplete")
+    assert store.query("SELECT status, error FROM runs")[1] == [("incomplete", "RuntimeError: out of memory")]
+    assert store.query("SELECT seed, status FROM systems ORDER BY seed")[1] == [(0, "trained"), (1, "trained")]
+    # Never recorded before: ingest says why it is incomplete.
+    other = Store(tmp_path / "other.duckdb")
+    other.ingest_run(crashed)
+    assert "training finished but the audit did not" in other.query("SELECT error FROM runs")[1][0][0]
 
 
 def _bad_files(tmp_path: Path) -> dict[str, Path]:
@@ -182,7 +212,7 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_foreign_or_corrupt_store_files_are_refused_and_left_untouched(recorded_run, tmp_path, capsys):
-    _, run_dir = recorded_run
+    _, run_dir, _ = recorded_run
     for needle, path in _bad_files(tmp_path).items():
         before = path.read_bytes()
         siblings = sorted(p.name for p in path.parent.iterdir())
@@ -243,7 +273,7 @@ for folder in sys.argv[2:]:
 
 
 def test_concurrent_writer_processes_lose_no_rows(recorded_run, tmp_path):
-    _, run_dir = recorded_run
+    _, run_dir, _ = recorded_run
     n_proc, per_proc = 4, 6
     folders = []
     for p in range(n_proc):

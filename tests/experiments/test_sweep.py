@@ -139,6 +139,12 @@ def test_an_interrupted_sweep_resumes_without_retraining_finished_points(tmp_pat
     ]
     assert store.query("SELECT sweep_point, status FROM runs WHERE sweep_id = ? ORDER BY 1", [sid])[1] == [(0, "complete"), (1, "complete")]
     assert store.query("SELECT status FROM sweeps")[1] == [("complete",)]
+    # `mesascope ingest` rebuilds the same sweep points into a fresh store from the folders alone.
+    fresh = tmp_path / "fresh.duckdb"
+    assert main(["ingest", str(out), "--db", str(fresh)]) == 0
+    curve_cols = "point, run_id, status, n_seeds, j_intended_deploy_mean, goal_first_deploy_sd, uniform_goal_first_deploy"
+    query = f"SELECT {curve_cols} FROM sweep_points ORDER BY point"
+    assert Store(fresh).query(query)[1] == store.query(query)[1]
 
 
 @pytest.mark.slow

@@ -485,19 +485,6 @@ class Store:
             self._insert_systems(con, run_id, run_dir, meta, None)
             con.execute("UPDATE runs SET updated = ? WHERE run_id = ?", [_now(), run_id])
 
-    def record_audit(self, run_dir: Path, meta: dict[str, Any], audit: dict[str, Any]) -> None:
-        """The audit is written: systems, scores, first-reached, properties and verdicts rows."""
-        run_id = run_id_for(run_dir)
-        goals = proxy_goals(audit)
-        top = {k: v for k, v in audit.items() if k != "systems"}
-        with self.write() as con:
-            self._insert_systems(con, run_id, run_dir, meta, audit)
-            self._insert_audit_rows(con, run_id, audit)
-            con.execute(
-                "UPDATE runs SET audit = ?, proxy_goal = ?, updated = ? WHERE run_id = ?",
-                [_json(top), goals[0] if goals else None, _now(), run_id],
-            )
-
     def record_status(self, run_dir: Path, status: str, error: str | None = None) -> None:
         """Mark a run complete or incomplete (with the error that stopped it)."""
         if status not in RUN_STATUSES:
@@ -628,8 +615,8 @@ def recorder(store: Store, sweep: tuple[str, int] | None = None, warn: Callable[
                 store.record_start(run_dir, data, sweep)
             elif stage == "trained":
                 store.record_trained(run_dir, state.get("meta") or data)
-            elif stage == "audited":
-                store.record_audit(run_dir, state.get("meta") or _read_json(run_dir / "run.json") or {}, data)
+            elif stage == "audited":  # audit.json is on disk: the same import as `mesascope ingest`
+                store.ingest_run(run_dir, sweep)
             elif stage == "ingest":
                 store.ingest_run(run_dir, sweep)
             elif stage == "complete":
