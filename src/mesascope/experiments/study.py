@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from mesascope import __version__
+from mesascope.properties.core import Thresholds
 from mesascope.types import MesascopeError
 
 __all__ = ["THRESHOLDS", "check", "jsonable", "run_study", "save_figure"]
 
-THRESHOLDS = {"tau": 0.9, "eps": 0.2, "delta": 0.05, "tau_acc": 0.5}
-"""SPEC.md section 2 thresholds, as written into every study's audit.json."""
+THRESHOLDS = Thresholds().to_dict()
+"""SPEC.md section 2 thresholds (the verdicts engine's defaults), as written into every study's audit.json."""
 
 
 def _noop(stage: str, frac: float) -> None:
