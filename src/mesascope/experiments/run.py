@@ -29,6 +29,7 @@ import numpy as np
 from mesascope import __version__
 from mesascope.measures.distances import pairwise_epic
 from mesascope.measures.irl import goal_posterior, mce_irl
+from mesascope.measures.shards import scenario_shards
 from mesascope.measures.scores import (
     first_reach_probabilities,
     score_levels,
@@ -279,6 +280,44 @@ def load_systems(run_dir: Path) -> tuple[dict[str, Any], Scenario, PPOConfig | M
     return meta, scenario, config, out
 
 
+MESA_IRL_GAMMAS = (0.9, 0.95, 0.99)
+"""Discounts the behavioral objective of a mesa-optimizer is fitted at (the best by likelihood is kept)."""
+MESA_IRL_STEPS = 300
+
+
+def _mesa_behavioral(levels: Level, tab: TabularMDP, probs: jax.Array, system: TrainedSystem, gamma: float) -> tuple[dict[str, Any], jax.Array]:
+    """MCE IRL of a mesa-optimizer over its own perception features, pulled back through its bridge.
+
+    The span is the bridge applied to each unit mesa-objective (so the fitted reward and the read-off
+    mesa-objective live in the same space); the discount is chosen by likelihood among
+    `MESA_IRL_GAMMAS`, and terminal states are absorbing as they are to the planner. Returns the
+    JSON block and the fitted reward `[L, S, A]` over the level's transitions.
+    """
+    from mesascope.measures.irl import mce_irl_over_discounts
+    from mesascope.systems.mesa import MesaParams
+
+    names = list(system.mesa_objective)
+    eye = jnp.eye(len(names), dtype=jnp.float32)
+    pull = jax.vmap(lambda lv, tb, e: system.bridge.to_reward(MesaParams(e), lv, tb), in_axes=(0, 0, None))
+    span = jnp.stack([pull(levels, tab, e) for e in eye], -1)  # [L, S, A, M]
+    sub = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab._replace(features=span))
+    fit = mce_irl_over_discounts(
+        sub, probs[:IRL_LEVELS], gammas=MESA_IRL_GAMMAS, eval_gamma=gamma, steps=MESA_IRL_STEPS, lr=0.5,
+        terminal_value="absorbing",
+    )
+    w = np.asarray(fit.result.weights)
+    block = {
+        "weights": {f: float(x) for f, x in zip(names, w)},
+        "domain": system.bridge.source_domain,
+        "bridge": system.bridge.name,
+        "gamma": fit.gamma,
+        "loglik_per_step_by_gamma": {str(g): float(ll) for g, ll in zip(fit.gammas, fit.loglik)},
+        "terminal_value": "absorbing",
+        "levels": int(sub.start.shape[0]),
+    }
+    return block, span @ jnp.asarray(w)
+
+
 def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems_in: list[TrainedSystem]) -> dict[str, Any]:
     names, weights = scenario.weight_matrix()
     goals = [g.name for g in scenario.candidate_goals]
@@ -331,7 +370,10 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
             if system is not None and system.mesa_reward is not None:
                 rewards["mesa"] = system.mesa_reward(levels, tab)
                 out["mesa_j"] = reward_scores(tab, rewards["mesa"], probs, gamma)
+            if system is not None and system.bridge is not None and system.mesa_objective is not None:
+                out["behavioral"]["irl_mesa"], rewards["behavioral_mesa"] = _mesa_behavioral(levels, tab, probs, system, gamma)
             out["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
+            out["shards"] = {name: t.as_dict() for name, t in scenario_shards(scenario, levels, tab, probs).items()}
         return out
 
     systems, paths = [], []
@@ -454,6 +496,7 @@ def audit_run(
             },
             "behavioral": {"train": train["systems"][i]["behavioral"], "deploy": deploy["systems"][i]["behavioral"]},
             "distances": {"train": train["systems"][i]["distances"], "deploy": deploy["systems"][i]["distances"]},
+            "shards": {"train": train["systems"][i]["shards"], "deploy": deploy["systems"][i]["shards"]},
         }
         if policies[i].mesa_objective is not None:
             entry["mesa_objective"] = {
