@@ -304,3 +304,52 @@ def test_mce_constant_feature_and_frozen_weights_stay_put():
     assert float(frozen.weights[1]) == 0.0
     with pytest.raises(ValueError, match="shape"):
         mce_irl(tab, probs, gamma=gamma, steps=10, init=jnp.zeros(2))
+
+
+# ------------------------------------------------------------------------- lapses, discounts (SPEC §4)
+
+
+def test_lapse_rate_absorbs_states_where_the_system_acts_against_every_goal(cheese_levels):
+    # A Boltzmann corner-seeker (beta 50) that, in a random 10% of states, confidently takes the action
+    # the corner goal ranks worst (as a looping policy does). Without lapses those states drag beta
+    # towards 0 and the corner no longer counts as explaining the behaviour; with a fitted lapse rate it
+    # does, beta stays large and the lapse is reported.
+    scenario, tab, qs = cheese_levels
+    probs = np.array(boltzmann_policy(qs["corner"], 50.0))
+    worst = np.eye(probs.shape[-1], dtype=np.float32)[np.asarray(qs["corner"]).argmin(-1)]
+    mask = np.random.default_rng(0).random(probs.shape[:2]) < 0.1
+    probs[mask] = worst[mask]
+    plain = scenario_goal_posterior(scenario, tab, probs, lapses=None)
+    robust = scenario_goal_posterior(scenario, tab, probs)
+    i = robust.names.index("corner")
+    assert robust.best == plain.best == "corner"
+    assert robust.explains[i] and not plain.explains[i]
+    assert robust.lapse[i] > 0 and plain.lapse[i] == 0
+    assert robust.beta[i] > 10 * plain.beta[i]
+    # A lapse is kept only when it raises the likelihood.
+    assert np.all(robust.fit_quality >= plain.fit_quality - 1e-6)
+    with pytest.raises(ValueError, match="lapses"):
+        scenario_goal_posterior(scenario, tab, probs, lapses=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("terminal_value", ["zero", "absorbing"])
+def test_mce_irl_over_discounts_finds_the_demonstrator_discount(terminal_value):
+    from mesascope.measures.irl import mce_irl_over_discounts
+
+    tab, rng = _random_mdps(5, levels=4, s=10, a=3, k=3, n_terminal=2)
+    w_true = jnp.asarray(rng.normal(size=3), jnp.float32)
+    gamma_true = 0.7
+    soft_terminal = tab.terminal if terminal_value == "zero" else jnp.zeros_like(tab.terminal)
+    probs = jax.vmap(lambda ns, ft, t: soft_value_iteration(ns, ft @ w_true, gamma_true, terminal=t).policy)(
+        tab.next_state, tab.features, soft_terminal
+    )
+    fit = mce_irl_over_discounts(
+        tab, probs, gammas=(0.3, 0.7, 0.95), eval_gamma=0.9, steps=600, lr=0.1, l2=1e-5, terminal_value=terminal_value
+    )
+    assert fit.gamma == gamma_true, fit.loglik
+    assert fit.loglik.argmax() == 1 and len(fit.gammas) == 3
+    np.testing.assert_allclose(np.asarray(fit.result.weights), np.asarray(w_true), atol=0.1)
+    with pytest.raises(ValueError, match="gammas"):
+        mce_irl_over_discounts(tab, probs, gammas=(), eval_gamma=0.9)
+    with pytest.raises(ValueError, match="terminal_value"):
+        mce_irl(tab, probs, gamma=0.7, terminal_value="bogus")
