@@ -64,6 +64,7 @@ def test_point_summary_is_mean_and_sample_sd_over_seeds():
         ({"params": {"region": [1]}, "backend": "slurm"}, "choose one of: local, ray"),
         ({"params": {"region": [1]}, "goal": "treasure"}, "choose one of: cheese, corner"),
         ({}, "at least one --param"),
+        ({"params": {"region": [1]}, "workers": 0}, "--workers must be at least 1"),
     ],
 )
 def test_bad_sweeps_fail_before_anything_is_written(tmp_path, kwargs, needle):

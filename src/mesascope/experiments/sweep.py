@@ -185,7 +185,10 @@ def _validate(scenario_id: str, params: dict[str, list[Any]], settings: dict[str
     """
     from mesascope.experiments.run import _make_config
     from mesascope.scenarios import get_scenario
+    from mesascope.scenarios.study import is_study
 
+    if is_study(scenario_id):  # a non-gridworld study validates its own parameters when it runs
+        return goal
     sc = get_scenario(scenario_id)
     goals = [g.name for g in sc.candidate_goals]
     for combo in itertools.product(*params.values()):
@@ -295,9 +298,9 @@ def sweep(
     overlap = set(params) & set(settings)
     if overlap:
         raise MesascopeError(f"{sorted(overlap)} given both as --param and --set; use one")
-    workers = workers or max(1, (os.cpu_count() or 2) // 2)
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise MesascopeError(f"--workers must be at least 1; got {workers}")
+    workers = workers or max(1, (os.cpu_count() or 2) // 2)
     store = Store(db) if db else None
     if store is not None:
         store.check()
