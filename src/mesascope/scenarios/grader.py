@@ -130,7 +130,7 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
     ns = [int(n) for n in cfg["best_of_n"]]
     temps = [float(b) for b in cfg["kl_temperatures"]]
     per_seed = []
-    bon_gold, bon_proxy, rl_rows = [], [], []
+    bon_gold, bon_proxy, rl_rows, chisel_rows = [], [], [], []
     kl_checks = []
     for i, seed in enumerate(ctx.seeds):
         rng = np.random.default_rng(seed)
@@ -184,6 +184,20 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             rl.append({"temperature": t, "b": b, "kl": kl, "gold": float(gv.mean()) - g0,
                        "gold_se": float(gv.std(ddof=1) / math.sqrt(mc)), "proxy": float(proxy(z).mean() - base_proxy.mean())})
         rl_rows.append(rl)
+        # the grader as a chisel: a Gaussian policy fitted by maximum likelihood to the base policy's plans
+        # the grader ranks in its top 1/n (filtered imitation); it never queries the grader at run time
+        raw = proxy(base)
+        chisel = []
+        for n in ns[1:]:
+            top = base[raw >= np.quantile(raw, 1 - 1 / n)]
+            if len(top) < 4 * dim:
+                continue
+            mu, cov = top.mean(0), np.cov(top, rowvar=False)
+            kl = 0.5 * (np.trace(cov) + mu @ mu - dim - np.linalg.slogdet(cov)[1])
+            z = rng.multivariate_normal(mu, cov, size=mc)
+            chisel.append({"n": n, "kl": float(kl), "gold": float(gold(z).mean()) - g0,
+                           "proxy": float(proxy(z).mean() - base_proxy.mean())})
+        chisel_rows.append(chisel)
         per_seed.append({"seed": seed, "grader_r2_on_pi0": float(1 - np.var(base_gold - proxy(base)) / np.var(base_gold))})
         ctx.progress("search", (i + 1) / len(ctx.seeds))
 
@@ -205,8 +219,14 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
     fr = fit_rl(d_rl[in_range], gold_rl[in_range])
     fr["fitted_on_d_up_to"] = float(d_rl[in_range].max())
 
+    n_ch = min(len(c) for c in chisel_rows)
+    d_ch = np.sqrt(np.mean([[r["kl"] for r in c[:n_ch]] for c in chisel_rows], 0))
+    gold_ch = np.mean([[r["gold"] for r in c[:n_ch]] for c in chisel_rows], 0)
+    proxy_ch = np.mean([[r["proxy"] for r in c[:n_ch]] for c in chisel_rows], 0)
+
     def draw(fig: Any) -> None:
         ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+        ax1.plot(d_ch, gold_ch, "^-", color="tab:green", label="gold, grader as chisel")
         xs = np.linspace(1e-3, d_bon.max(), 200)
         ax1.plot(d_bon, gold_bon, "o-", color="tab:orange", label="gold")
         ax1.plot(d_bon, proxy_bon, "s--", color="tab:blue", label="grader")
@@ -223,6 +243,9 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             ax.legend(fontsize=7)
 
     save_figure(ctx.out, "goodhart", draw)
+    d_cmp = float(min(d_ch[-1], d_bon[-1]))
+    chisel_gap = float(np.interp(d_cmp, d_ch, proxy_ch - gold_ch))
+    bon_gap = float(np.interp(d_cmp, d_bon, proxy_bon - gold_bon))
     worst_z = max(abs(hat - exact) / se for _, exact, hat, se in kl_checks)
     checks = [
         check("best-of-n KL estimate vs log n - (n-1)/n (n <= 2000): max |z|", worst_z, "< 4 standard errors", worst_z < 4),
@@ -233,6 +256,8 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         check("best-of-n: fitted d(alpha - beta d) has a peak", fb["d_peak"], "finite (beta > 0)", fb["beta"] > 0),
         check("best-of-n: gold peaks before the largest n", peak_bon, f"< {d_bon.max():.3g} (overoptimization)",
               peak_bon < d_bon.max() and gold_bon[-1] < gold_bon.max()),
+        check("grader as chisel: grader - gold gap at its largest d, minus best-of-n's (interpolated)", chisel_gap - bon_gap,
+              "< 0 (a system shaped by the grader exploits its errors less than a search against it)", chisel_gap < bon_gap),
         check("KL-regularised: gold peaks before the largest KL", peak_rl, f"< {d_rl.max():.3g}",
               peak_rl < d_rl.max() and gold_rl[-1] < gold_rl.max()),
     ]
@@ -244,6 +269,9 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         "findings": {
             "best_of_n": {"n": ns, "d": d_bon, "gold": gold_bon, "grader": proxy_bon, "fit": fb, "per_seed": bon_gold},
             "kl_regularised": {"temperature": common, "d": d_rl, "gold": gold_rl, "grader": proxy_rl, "fit": fr, "per_seed": rl_rows},
+            "chisel": {"description": "Gaussian policy fitted to the base policy's top-1/n plans by grader score",
+                       "n": [r["n"] for r in chisel_rows[0][:n_ch]], "d": d_ch, "gold": gold_ch, "grader": proxy_ch,
+                       "per_seed": chisel_rows},
             "kl_checks": [{"n": n, "exact": e, "estimate": h, "se": s} for n, e, h, s in kl_checks],
             "overoptimization_begins_at_d": {"best_of_n": peak_bon, "kl_regularised": peak_rl},
             "grader_fit": per_seed,
@@ -260,7 +288,8 @@ def grader() -> Study:
         description=(
             "An actor searches a plan space (R^D, base policy N(0, I)) against a grader learned by ridge regression "
             "on noisy gold labels (seed 003); best-of-n and the KL-regularised optimum, gold and grader value "
-            "against d = sqrt(KL), with Gao et al. 2022's functional forms fitted."
+            "against d = sqrt(KL), with Gao et al. 2022's functional forms fitted; contrasted with a policy fitted to "
+            "the grader's favourite base-policy plans (the grader as a chisel)."
         ),
         expected_finding=(
             "The grader's value rises monotonically with optimization power while gold rises then falls "
