@@ -26,8 +26,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mesascope.experiments.study import check, save_figure
