@@ -57,6 +57,8 @@ class Study:
         execute: `(StudyContext) -> dict` returning at least `findings` (with a `checks` list of
             `{"name", "measured", "expected", "holds"}`), and optionally `systems` (per-system blocks
             in the layout of notes/schema.md: `measurements`, `properties`, `verdicts`).
+        candidate_goals: Always empty (a study has no gridworld candidate goals); present so that code
+            listing scenarios can read the attribute from both kinds.
     """
 
     id: str
@@ -66,7 +68,7 @@ class Study:
     presets: Mapping[str, Mapping[str, Any]]
     params: Mapping[str, Any]
     execute: Callable[[StudyContext], dict[str, Any]]
-    candidate_goals: tuple = field(default=())
+    candidate_goals: tuple[Any, ...] = field(default=())
 
     def resolve(self, preset: str, overrides: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[dict, dict]:
         """The effective (config, params) of a run.
