@@ -108,8 +108,10 @@ _REGISTRY: dict[str, Callable[[], Scenario]] = {}
 
 
 def register(scenario_id: str, build: Callable[[], Scenario]) -> None:
-    """Register a scenario factory under a versioned id."""
-    if scenario_id in _REGISTRY:
+    """Register a scenario factory under a versioned id (studies share the namespace)."""
+    from mesascope.scenarios.study import is_study
+
+    if scenario_id in _REGISTRY or is_study(scenario_id):
         raise ValueError(f"scenario id {scenario_id!r} is registered twice")
     _REGISTRY[scenario_id] = build
 
