@@ -34,7 +34,7 @@ from mesascope.optimizers.evolution import EvolutionConfig, make_evolve
 from mesascope.properties.measurements import Measurements, Witness
 from mesascope.scenarios.study import Study, StudyContext, register_study
 
-__all__ = ["ACTIONS", "FEATURES", "PHI", "behaviour", "fertility", "offspring", "optimal_allocation"]
+__all__ = ["ACTIONS", "FEATURES", "PHI", "allocation_epic", "behaviour", "fertility", "offspring", "optimal_allocation"]
 
 ACTIONS = ("mate", "mate_bc", "masturbate", "care")
 FEATURES = ("pleasure", "partner", "contraception", "nurture")
@@ -87,6 +87,25 @@ def _j(x: np.ndarray, available: np.ndarray, care_half: float, births: float) ->
     f_u = offspring(unif, care_half, births)
     f_star = offspring(optimal_allocation(care_half), care_half, births)
     return (offspring(x, care_half, births) - f_u) / (f_star - f_u)
+
+
+def allocation_epic(w: np.ndarray, available: np.ndarray, beta: float, care_half: float, births: float,
+                    n: int = 20000, seed: int = 0) -> float:
+    """EPIC (SPEC.md section 3) between the drives `w [4]` and expected offspring, over allocations.
+
+    Both are rewards on the same space, the allocations `x` over the available actions (so no bridge
+    is needed: the mesa-objective's domain is the base objective's). The setting is one-step, so
+    canonicalisation only removes the mean; coverage is uniform on the simplex of available actions
+    (Dirichlet(1), `n` seeded samples). Returns `sqrt((1 - rho) / 2)`, `rho` the Pearson correlation of
+    `g(x) = beta x . (phi w) + H(x)` and `f(x)`.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 4))
+    x[:, available] = rng.dirichlet(np.ones(int(available.sum())), size=n)
+    u = np.where(available, beta * (PHI @ w), 0.0)
+    ent = -np.sum(np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0), -1)
+    rho = float(np.corrcoef(x @ u + ent, offspring(x, care_half, births))[0, 1])
+    return math.sqrt(max(0.0, (1 - rho) / 2))
 
 
 def _j_drives(w: np.ndarray, x: np.ndarray, available: np.ndarray, beta: float) -> np.ndarray:
@@ -170,11 +189,15 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             training_optimality_gap=1.0 - j_tr,
             j_mesa_train=float(_j_drives(pop, x_tr, ANCESTRAL, beta).mean()),
             j_mesa_deploy=float(_j_drives(pop, x_dep, deploy_env, beta).mean()),
+            # the mesa-objective read off as the population-mean drives, compared on each coverage
+            epic_mesa_base_train=allocation_epic(pop.mean(0), ANCESTRAL, beta, c, births),
+            epic_mesa_base_deploy=allocation_epic(pop.mean(0), deploy_env, beta, c, births),
+            epic_mesa_intended_deploy=allocation_epic(pop.mean(0), deploy_env, beta, c, births),
             mesa_uses_deploy_feature=False, mesa_points_to_base=False,
             witnesses=(Witness("system", "the evolved population (mean over individuals)", 1.0 - j_tr, j_dep, j_dep),
                        *witnesses(deploy_env, pop)),
             notes={"deploy_environment": [a for a, ok in zip(ACTIONS, deploy_env) if ok],
-                   "epic": "not measured: the entropy term makes the drives non-linear in the allocation"},
+                   "mesa_objective": dict(zip(FEATURES, pop.mean(0).tolist()))},
         )
 
     systems, rows, per_seed = [], [], []
