@@ -64,3 +64,12 @@ def test_run_json_is_written_before_the_study_runs(tmp_path):
             run_study("boom-test-v0", seeds=2, out=tmp_path / "c")
     finally:
         del _STUDIES["boom-test-v0"]
+
+
+def test_every_preset_of_a_study_has_the_same_settings():
+    for sid in STUDIES:
+        st = get_study(sid)
+        keys = {name: set(cfg) for name, cfg in st.presets.items()}
+        assert len({frozenset(k) for k in keys.values()}) == 1, (sid, keys)
+        config, params = st.resolve("full", {}, {})
+        assert config == dict(st.presets["full"]) and params == dict(st.params)
