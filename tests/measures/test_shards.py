@@ -23,7 +23,8 @@ from mesascope.measures.shards import (
     steps_to_feature,
 )
 from mesascope.scenarios.base import get_scenario
-from mesascope.solve.dp import optimal_action_mask, value_iteration
+from mesascope.measures.irl import goal_q_values
+from mesascope.solve.dp import optimal_action_mask
 from mesascope.types import MesascopeError
 
 
@@ -39,14 +40,12 @@ def deploy():
     levels = scenario.sample_levels(jax.random.PRNGKey(11), 24, "deploy")
     tab = tabularize_levels(scenario.spec, levels)
     gamma = scenario.spec.gamma
-    pol = {}
-    for goal in scenario.candidate_goals:
-        w = jnp.asarray(goal.vector(scenario.feature_names))
-        q = jax.vmap(lambda ns, ft: value_iteration(ns, ft @ w, gamma).q)(tab.next_state, tab.features)
-        pol[goal.name] = _optimal_policy(q)
+    goal_w = jnp.asarray(np.stack([g.vector(scenario.feature_names) for g in scenario.candidate_goals]))
+    q = goal_q_values(tab.next_state, tab.features, goal_w, gamma)  # one solve, shared by every test
+    pol = {goal.name: _optimal_policy(q[i]) for i, goal in enumerate(scenario.candidate_goals)}
     # Every live reachable state counts once: the test must not depend on where a system happens to go.
     weights = (jax.vmap(reachable_states)(tab) & ~tab.terminal).astype(jnp.float32)
-    return scenario, levels, tab, pol, weights
+    return scenario, levels, tab, pol, weights, q
 
 
 def _brute_steps(next_state: np.ndarray, fires: np.ndarray) -> np.ndarray:
@@ -72,18 +71,18 @@ def _brute_steps(next_state: np.ndarray, fires: np.ndarray) -> np.ndarray:
 
 
 def test_steps_to_feature_matches_breadth_first_search(deploy):
-    scenario, _, tab, _, _ = deploy
+    scenario, _, tab, _, _, _ = deploy
     k = scenario.feature_names.index("cheese")
     for i in range(4):
         ns, fires = np.asarray(tab.next_state[i]), np.asarray(tab.features[i, ..., k]) != 0
-        got = np.asarray(steps_to_feature(jnp.asarray(ns), jnp.asarray(fires)))
+        got = np.asarray(jax.jit(steps_to_feature)(jnp.asarray(ns), jnp.asarray(fires)))
         np.testing.assert_array_equal(got, _brute_steps(ns, fires))
     # The terminal state never fires anything.
     assert got[-1] == ns.shape[0] + 1
 
 
 def test_a_two_goal_system_splits_into_two_shards(deploy):
-    scenario, levels, tab, pol, weights = deploy
+    scenario, levels, tab, pol, weights, q = deploy
     ctx = distance_context("cheese", near=3)
     labels = context_labels(ctx, scenario.spec, levels, tab)
     near = (labels == 0)[..., None]
@@ -92,7 +91,7 @@ def test_a_two_goal_system_splits_into_two_shards(deploy):
     goal_w = np.stack([g.vector(scenario.feature_names) for g in scenario.candidate_goals])
     table = fit_shards(
         tab, probs, labels, goal_w, scenario.spec.gamma, names=("cheese", "corner"), label_names=ctx.labels,
-        context=ctx.name, state_weights=weights,
+        context=ctx.name, state_weights=weights, q=q,
     )
     assert table.drivers == {"near": "cheese", "far": "corner"}, table.as_dict()
     assert table.shards == ("cheese", "corner")
@@ -109,8 +108,8 @@ def test_a_two_goal_system_splits_into_two_shards(deploy):
 
 @pytest.mark.parametrize("goal", ["cheese", "corner"])
 def test_a_one_goal_system_has_one_shard(deploy, goal):
-    scenario, levels, tab, pol, weights = deploy
-    tables = scenario_shards(scenario, levels, tab, pol[goal], state_weights=weights)
+    scenario, levels, tab, pol, weights, q = deploy
+    tables = scenario_shards(scenario, levels, tab, pol[goal], state_weights=weights, q=q)
     assert set(tables) == {c.name for c in scenario.contexts}
     for table in tables.values():
         assert table.shards == (goal,), table.as_dict()
@@ -119,15 +118,15 @@ def test_a_one_goal_system_has_one_shard(deploy, goal):
 
 
 def test_uniform_system_has_no_shard(deploy):
-    scenario, levels, tab, _, weights = deploy
-    tables = scenario_shards(scenario, levels, tab, jnp.full(tab.next_state.shape, 0.25), state_weights=weights)
+    scenario, levels, tab, _, weights, q = deploy
+    tables = scenario_shards(scenario, levels, tab, jnp.full(tab.next_state.shape, 0.25), state_weights=weights, q=q)
     for table in tables.values():
         assert table.shards == () and all(v is None for v in table.drivers.values())
         assert "0 shards" in format_shards({table.context: table.as_dict()})
 
 
 def test_parts_with_too_little_evidence_are_not_fitted(deploy):
-    scenario, levels, tab, pol, weights = deploy
+    scenario, levels, tab, pol, weights, q = deploy
     ctx = nearer_context("cheese", "corner")
     labels = context_labels(ctx, scenario.spec, levels, tab)
     goal_w = np.stack([g.vector(scenario.feature_names) for g in scenario.candidate_goals])
@@ -135,7 +134,7 @@ def test_parts_with_too_little_evidence_are_not_fitted(deploy):
     only = jnp.where(labels == 1, weights, 0.0)
     table = fit_shards(
         tab, pol["corner"], labels, goal_w, scenario.spec.gamma, names=("cheese", "corner"),
-        label_names=ctx.labels, state_weights=only,
+        label_names=ctx.labels, state_weights=only, q=q,
     )
     assert table.fits[0] is None and table.share[0] == 0.0
     assert table.as_dict()["parts"]["cheese_nearer"]["best"] is None
@@ -143,7 +142,7 @@ def test_parts_with_too_little_evidence_are_not_fitted(deploy):
 
 
 def test_context_validation(deploy):
-    scenario, levels, tab, _, _ = deploy
+    scenario, levels, tab, _, _, _ = deploy
     with pytest.raises(MesascopeError, match="features are"):
         context_labels(distance_context("lava", near=2), scenario.spec, levels, tab)
     with pytest.raises(MesascopeError, match="at least 1"):
