@@ -499,7 +499,10 @@ def sweep_command(
 
         def on_point(row: dict[str, Any]) -> None:
             if not tasks:  # created on the first point, so a refused sweep prints only its error line
-                tasks.append(bar.add_task("points", total=None))
+                n_points = 1
+                for values in [*params.values(), *settings.values()]:
+                    n_points *= len(values)
+                tasks.append(bar.add_task("points", total=n_points))
             bar.advance(tasks[0])
             values = ", ".join(f"{k}={json.dumps(v)}" for k, v in {**row["params"], **row["settings"]}.items())
             bar.console.print(f"[dim]{row['dir']}[/] {values}: {row['status']} ({row.get('action', '')})", highlight=False)
