@@ -300,3 +300,25 @@ def test_concurrent_writer_processes_lose_no_rows(recorded_run, tmp_path):
     # And `mesascope ingest` of the whole tree afterwards finds every folder once.
     found = ingest_tree(store, tmp_path)
     assert len(found) == n_runs and store.query("SELECT count(*) FROM runs")[1] == [(n_runs,)]
+
+
+HOLDER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])  # another program keeps the store open for writing
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_store_held_open_by_another_program_is_waited_for_then_reported(tmp_path, capsys):
+    store = Store(tmp_path / "runs.duckdb", lock_timeout=1.0)
+    with store.write():
+        pass
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreError, match="held open by another program for 1 s"):
+            store.query("SELECT count(*) FROM runs")
+    finally:
+        holder.communicate("", timeout=60)
+    assert store.query("SELECT count(*) FROM runs")[1] == [(0,)]  # usable again once it is closed

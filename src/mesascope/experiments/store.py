@@ -245,8 +245,13 @@ class Store:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only, config=config)
             except duckdb.IOException as err:
-                if "lock" not in str(err).lower() or time.monotonic() > deadline:
+                if "lock" not in str(err).lower():
                     raise
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{self.path} has been held open by another program for {self.lock_timeout:.0f} s "
+                        "(DuckDB allows one writing process at a time); close it and try again"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
