@@ -73,6 +73,20 @@ def test_bad_sweeps_fail_before_anything_is_written(tmp_path, kwargs, needle):
     assert not (tmp_path / "sw").exists()
 
 
+def test_a_ray_address_nobody_answers_is_one_error_line(tmp_path, capsys):
+    import socket
+
+    pytest.importorskip("ray", reason="Ray is in the optional extras `ray` and `test`")
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = ["sweep", "cheese-corner-v0", *GRID, *TINY, "--backend", "ray", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "sw")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}") and len(err.splitlines()) == 1
+    assert not (tmp_path / "sw").exists()
+
+
 def test_a_folder_holding_another_sweep_is_not_reused(tmp_path, capsys):
     out = tmp_path / "sw"
     out.mkdir()

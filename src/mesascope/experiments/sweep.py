@@ -305,6 +305,13 @@ def sweep(
     if store is not None:
         store.check()
     goal = _validate(scenario_id, params, settings, preset, goal)
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise MesascopeError("--backend ray needs Ray: pip install 'mesascope[ray]'") from None
+        if address:
+            _check_reachable(address)
 
     out = Path(out)
     desc = {
@@ -391,10 +398,14 @@ def sweep(
         finish(by_index[result["index"]], result["status"], result.get("error"), result.get("action", ""))
 
     if tasks:
-        if backend == "local":
-            _run_local(tasks, workers, collect)
-        else:
-            _run_ray(tasks, workers, address, collect)
+        try:
+            if backend == "local":
+                _run_local(tasks, workers, collect)
+            else:
+                _run_ray(tasks, workers, address, collect)
+        except BaseException:  # interrupted (Ctrl-C) or the backend failed: finished points stay finished
+            record(lambda: store.record_sweep(sweep_id, out, desc, backend, "incomplete"))
+            raise
 
     ordered = [rows[i] for i in sorted(rows)]
     _write_curve(out, desc, ordered)
@@ -429,6 +440,24 @@ def _run_local(tasks: list[dict[str, Any]], workers: int, collect: Callable[[dic
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on a `host:port` (or `ray://host:port`) nobody listens on: Ray itself retries for minutes."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # e.g. "auto": left to Ray
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise MesascopeError(
+            f"no Ray cluster answers at {address} ({err.strerror or type(err).__name__}); start one with "
+            "`ray start --head` and pass the address it prints, or drop --address to start a local Ray"
+        ) from None
 
 
 def _run_ray(tasks: list[dict[str, Any]], workers: int, address: str | None, collect: Callable[[dict[str, Any]], None]) -> None:
