@@ -23,15 +23,18 @@ from mesascope.types import MesascopeError
 
 KINDS = OBJECT_KINDS[1:]
 PX = 24
-# Every kind on its own square of a walled 5x7 room; the agent starts at (3, 1).
-POSITIONS = [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (2, 1), (2, 2), (2, 3), (2, 4)]
-SPEC = GridSpec(height=5, width=7, n_objects=len(KINDS), regions=("corner",), view="full", max_steps=10)
+# Every kind on its own square of a walled 6x7 room (rows 1, 2 and 4; (2, 5) stays empty); the agent
+# starts at (3, 1). The list follows OBJECT_KINDS, so a new kind needs no edit here.
+_FREE = [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (2, 1), (2, 2), (2, 3), (2, 4), (4, 1), (4, 2), (4, 3), (4, 4), (4, 5)]
+assert len(KINDS) <= len(_FREE), "more object kinds than free squares in the test room: enlarge it"
+POSITIONS = _FREE[: len(KINDS)]
+SPEC = GridSpec(height=6, width=7, n_objects=len(KINDS), regions=("corner",), view="full", max_steps=10)
 
 
 def _level() -> Level:
-    walls = np.zeros((5, 7), bool)
+    walls = np.zeros((6, 7), bool)
     walls[0, :] = walls[-1, :] = walls[:, 0] = walls[:, -1] = True
-    regions = np.zeros((1, 5, 7), bool)
+    regions = np.zeros((1, 6, 7), bool)
     regions[0, 3, 4:6] = True
     return Level(
         walls=jnp.asarray(walls),

@@ -16,12 +16,19 @@ key         yes         no        adds one key to the inventory
 chest       if a key    no        opens (uses a key) only when a key is held
 lava        no          no        a terrain the intended objective may forbid
 door_*      yes         yes       coloured exits / markers
+apple       yes         no        a collectible that does not end the episode
+shield      yes         no        adds one to the inventory (shared with keys)
+monster     if a held   no        killed (uses a shield) when entered holding one;
+            shield                its feature is the harm, see below
 ==========  ==========  ========  ============================================
 
 Features `phi(s, a, s')` (SPEC.md section 1) are, in order: one per object kind the level family uses
 (`GridSpec.kinds`; 1 when that kind's
 interaction fires on this transition), `step` (1 on every transition out of a live state), then one per
-scenario region (1 when the agent is in that region after the transition). Objectives are weights over
+scenario region (1 when the agent is in that region after the transition). The one exception is
+`monster`: its feature is the number of monsters still alive after the transition (wherever the agent
+is), so a weight on it is a per-step harm that lasts until each monster is killed (a static stand-in for
+monsters that chase the agent); killing one shows in its consumed bit, not in a feature. Objectives are weights over
 these names (`mesascope.types.Objective`).
 """
 
@@ -58,6 +65,9 @@ OBJECT_KINDS: tuple[str, ...] = (
     "door_green",
     "door_blue",
     "door_yellow",
+    "apple",
+    "shield",
+    "monster",
 )
 """Object kinds; index 0 marks an empty object slot."""
 
@@ -67,9 +77,13 @@ ACTIONS: tuple[str, ...] = ("up", "right", "down", "left")
 ACTION_DELTAS = np.array([[-1, 0], [0, 1], [1, 0], [0, -1]], dtype=np.int32)
 
 _TERMINAL = np.array([k in ("cheese", "coin") or k.startswith("door_") for k in OBJECT_KINDS])
-_CONSUMABLE = np.array([k in ("cheese", "coin", "key", "chest") or k.startswith("door_") for k in OBJECT_KINDS])
+_CONSUMABLE = np.array(
+    [k in ("cheese", "coin", "key", "chest", "apple", "shield", "monster") or k.startswith("door_") for k in OBJECT_KINDS]
+)
 _KEY = KIND_INDEX["key"]
 _CHEST = KIND_INDEX["chest"]
+_SHIELD = KIND_INDEX["shield"]
+_MONSTER = KIND_INDEX["monster"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,7 @@ class GridSpec:
         n_tracked: The first `n_tracked` object slots have their consumed bit in the tabular state.
             Objects that are never consumed without ending the episode (cheese, coins, doors, lava) need
             no bit, which keeps the enumerable state space small.
-        max_inventory: Keys the agent can hold (0 when a scenario has no keys).
+        max_inventory: Keys or shields the agent can hold (0 when a scenario has neither).
         regions: Names of the scenario's location features (e.g. ``("corner",)``).
         kinds: The object kinds this family of levels uses; they alone get an observation channel and
             a feature, which keeps networks and feature vectors small.
@@ -188,7 +202,7 @@ class State(NamedTuple):
     Attributes:
         pos: int32 `[2]`, agent (row, col).
         consumed: bool `[N]`.
-        inventory: int32 scalar, keys held.
+        inventory: int32 scalar, keys or shields held.
         done: bool scalar, the episode reached a terminal object.
     """
 
@@ -231,16 +245,21 @@ def step(spec: GridSpec, level: Level, state: State, action: jax.Array) -> tuple
     kind = level.obj_kind
     here = (level.obj_pos == pos).all(-1) & ~state.consumed & (kind > 0)
     has_key = state.inventory > 0
-    fires = here & ((kind != _CHEST) | has_key)
+    # Chests and monsters need a held key/shield (the same inventory) to fire, and use it up.
+    needs_item = (kind == _CHEST) | (kind == _MONSTER)
+    fires = here & (~needs_item | has_key)
     consumable = jnp.asarray(_CONSUMABLE)[kind]
     terminal = (fires & jnp.asarray(_TERMINAL)[kind]).any()
     for name in spec.terminal_regions:
         terminal = terminal | level.regions[spec.regions.index(name), pos[0], pos[1]]
-    gained = (fires & (kind == _KEY)).sum() - (fires & (kind == _CHEST)).sum()
+    gained = (fires & ((kind == _KEY) | (kind == _SHIELD))).sum() - (fires & needs_item).sum()
     inventory = jnp.clip(state.inventory + gained, 0, spec.max_inventory).astype(jnp.int32)
 
     slot = jnp.asarray(spec.kind_slots())[kind]
-    kind_feats = jnp.zeros((len(spec.kinds) + 1,), jnp.float32).at[slot].add(fires.astype(jnp.float32))[:-1]
+    # A monster's feature is its harm: 1 per monster still alive after this transition (not the kill).
+    alive = (kind == _MONSTER) & ~(state.consumed | (fires & consumable))
+    counts = jnp.where(kind == _MONSTER, alive, fires).astype(jnp.float32)
+    kind_feats = jnp.zeros((len(spec.kinds) + 1,), jnp.float32).at[slot].add(counts)[:-1]
     region_feats = level.regions[:, pos[0], pos[1]].astype(jnp.float32)
     parts = [kind_feats, jnp.ones((1,), jnp.float32), region_feats]
     if spec.region_deltas:

@@ -12,6 +12,9 @@ key           a ring, a shaft and two teeth        teal
 chest         a box with a lid and a latch         brown
 lava          the whole square, with ripples       orange-red
 door_*        a door with a frame and a knob       its colour
+apple         a round fruit with a stalk and leaf  apple red-pink
+shield        a heater shield with a cross         steel blue
+monster       a spiky body with two white eyes     purple
 ============  ===================================  =========================
 
 Regions (e.g. the "corner") are drawn as a faint outline around their squares, the agent as a
@@ -75,6 +78,9 @@ KIND_COLOURS: dict[str, RGB] = {
     "door_green": (46, 160, 67),
     "door_blue": (45, 95, 215),
     "door_yellow": (230, 190, 0),
+    "apple": (214, 51, 108),
+    "shield": (70, 130, 180),
+    "monster": (110, 40, 150),
 }
 """The main fill colour of each object kind (every one distinct)."""
 
@@ -185,12 +191,50 @@ def _draw_door(d: ImageDraw.ImageDraw, r: int, c: int, px: int, colour: RGB) -> 
     d.ellipse((kx - k, ky - k, kx + k, ky + k), fill=(245, 245, 245))
 
 
+def _draw_apple(d: ImageDraw.ImageDraw, r: int, c: int, px: int, colour: RGB) -> None:
+    d.ellipse(_box(r, c, px, 0.22), fill=colour, outline=_darker(colour, 0.7), width=max(1, px // 16))
+    sx, sy = _at(r, c, px, 0.5, 0.1)
+    _, ey = _at(r, c, px, 0.5, 0.3)
+    d.line((sx, sy, sx, ey), fill=(101, 67, 33), width=max(1, px // 12))
+    lx, ly = _at(r, c, px, 0.66, 0.16)
+    leaf = max(1.0, 0.08 * px)
+    d.ellipse((lx - leaf, ly - leaf / 1.6, lx + leaf, ly + leaf / 1.6), fill=(46, 160, 67))
+
+
+def _draw_shield(d: ImageDraw.ImageDraw, r: int, c: int, px: int, colour: RGB) -> None:
+    pts = [_at(r, c, px, fx, fy) for fx, fy in ((0.2, 0.15), (0.8, 0.15), (0.8, 0.5), (0.5, 0.88), (0.2, 0.5))]
+    d.polygon(pts, fill=colour, outline=_darker(colour, 0.6))
+    t = max(1, px // 12)
+    x, y0 = _at(r, c, px, 0.5, 0.22)
+    _, y1 = _at(r, c, px, 0.5, 0.72)
+    d.line((x, y0, x, y1), fill=(235, 235, 240), width=t)
+    x0, y = _at(r, c, px, 0.3, 0.42)
+    x1, _ = _at(r, c, px, 0.7, 0.42)
+    d.line((x0, y, x1, y), fill=(235, 235, 240), width=t)
+
+
+def _draw_monster(d: ImageDraw.ImageDraw, r: int, c: int, px: int, colour: RGB) -> None:
+    # A star-shaped body: 8 spikes alternating with the inner radius.
+    cx, cy = _at(r, c, px, 0.5, 0.52)
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    radii = np.where(np.arange(16) % 2 == 0, 0.42 * px, 0.28 * px)
+    pts = [(cx + rad * np.sin(a), cy - rad * np.cos(a)) for a, rad in zip(angles, radii)]
+    d.polygon(pts, fill=colour, outline=_darker(colour, 0.6))
+    eye = max(1.0, 0.07 * px)
+    for fx in (0.4, 0.6):
+        ex, ey = _at(r, c, px, fx, 0.46)
+        d.ellipse((ex - eye, ey - eye, ex + eye, ey + eye), fill=(250, 250, 250))
+
+
 _DRAW: dict[str, Callable[[ImageDraw.ImageDraw, int, int, int, RGB], None]] = {
     "cheese": _draw_cheese,
     "coin": _draw_coin,
     "key": _draw_key,
     "chest": _draw_chest,
     "lava": _draw_lava,
+    "apple": _draw_apple,
+    "shield": _draw_shield,
+    "monster": _draw_monster,
     **{k: _draw_door for k in OBJECT_KINDS if k.startswith("door_")},
 }
 
