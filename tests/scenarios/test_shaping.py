@@ -44,3 +44,48 @@ def test_potential_shaping_is_invisible_to_epic():
     assert d["sparse~potential"] < 1e-3
     assert d["sparse~proximity"] > 0.05
     assert d["potential~proximity"] == pytest.approx(d["sparse~proximity"], abs=1e-3)
+
+
+def test_vault_levels_and_what_is_optimal_with_the_treasure():
+    """Path-dependence variant: the vault is walled off but for one gap, the mouse and cheese start
+    outside it, and under every shaping an exact base maximiser takes the treasure on almost every
+    level (potential shaping, either way, leaves that unchanged)."""
+    sc = get_scenario("shaping-v0").with_params(vault=1)
+    room = sc.params["room"]
+    batch = sc.sample_levels(jax.random.key(0), 16, "train")
+    walls = np.asarray(batch.walls)
+    assert walls[:, 2:room + 1, room - 1].all() and not walls[:, 1, room - 1].any()
+    assert (np.asarray(batch.start)[:, 1] < room - 1).all() and (np.asarray(batch.obj_pos)[:, 0, 1] < room - 1).all()
+    assert "treasure" in sc.spec.terminal_regions and "treasure" in sc.spec.observed_regions
+    key = jax.random.key(3)
+    cheese_first = []
+    for shaping in ("sparse", "potential", "vault_potential"):
+        variant = sc.with_params(shaping=shaping)
+        first = optimal_first_reached(variant, variant.base_objective, key, 32, "train")
+        cheese_first.append(first["cheese"])
+        # The cheese ends the episode, so a policy that eats it never takes the treasure.
+        assert first["cheese"].mean() <= 0.05, shaping
+    np.testing.assert_allclose(cheese_first[0], cheese_first[1], atol=1e-5)
+    np.testing.assert_allclose(cheese_first[0], cheese_first[2], atol=1e-5)
+    with pytest.raises(MesascopeError, match="vault=1"):
+        get_scenario("shaping-v0").with_params(shaping="vault_potential")
+    with pytest.raises(MesascopeError, match="treasure"):
+        sc.with_params(treasure=0.5)
+
+
+def test_vault_occupancy_is_exact_on_a_uniform_policy():
+    """The uniform policy enters the vault with a probability strictly between 0 and 1 within the episode;
+    a policy that only ever goes left never does."""
+    from mesascope.measures.scores import tabularize_levels
+    from mesascope.scenarios.shaping import vault_occupancy
+    from mesascope.solve.dp import uniform_policy
+
+    sc = get_scenario("shaping-v0").with_params(vault=1)
+    tab = tabularize_levels(sc.spec, sc.sample_levels(jax.random.key(1), 16, "train"))
+    occ = vault_occupancy(sc, tab, jax.vmap(uniform_policy)(tab.next_state))
+    assert 0.0 < occ.min() and occ.max() < 1.0
+    left = np.zeros(tab.features.shape[:3], np.float32)
+    left[..., 3] = 1.0
+    np.testing.assert_allclose(vault_occupancy(sc, tab, left), 0.0)
+    with pytest.raises(MesascopeError, match="vault=1"):
+        vault_occupancy(get_scenario("shaping-v0"), tab, left)
