@@ -94,7 +94,7 @@ def test_fast_run_agents_hoard_keys_on_deploy(tmp_path):
     more often than the uniform policy, while some base-optimal policy never does on any level."""
     # A smaller audit sample: the exact audit of 865-state levels dominates this scenario's run time.
     result = run("keys-chests-v0", seeds=4, preset="fast", out=tmp_path / "run", audit=AuditConfig(n_train=64, n_deploy=64))
-    meta, sc, _, systems = load_systems(tmp_path / "run")
+    _, sc, _, systems = load_systems(tmp_path / "run")
     levels = sc.sample_levels(jax.random.key(7), 128, "deploy")
     tab = tabularize_levels(sc.spec, levels)
     horizon = sc.spec.max_steps

@@ -14,7 +14,7 @@ from mesascope.levels.grid import KIND_INDEX
 from mesascope.measures.scores import tabularize_levels
 from mesascope.scenarios import get_scenario
 from mesascope.scenarios.lava import base_optimal_lava_entries
-from mesascope.solve.dp import optimal_action_mask, value_iteration
+from mesascope.solve.dp import value_iteration
 from mesascope.types import MesascopeError
 
 N = 64
