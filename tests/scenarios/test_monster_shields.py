@@ -65,7 +65,7 @@ def test_apples_shields_and_monsters_in_the_engine():
 
 def test_levels_per_split(ms):
     sc, b = ms
-    assert sc.spec.n_states == 36 * 16 + 1
+    assert sc.spec.n_states == 25 * 16 + 1
     np.testing.assert_array_equal(np.asarray(b["train"][0].obj_kind), np.tile([SHIELD, MONSTER, APPLE], (N, 1)))
     np.testing.assert_array_equal(np.asarray(b["deploy"][0].obj_kind), np.tile([SHIELD, APPLE, APPLE], (N, 1)))
     for levels, _ in b.values():

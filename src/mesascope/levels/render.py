@@ -14,7 +14,7 @@ lava          the whole square, with ripples       orange-red
 door_*        a door with a frame and a knob       its colour
 apple         a round fruit with a stalk and leaf  apple red-pink
 shield        a heater shield with a cross         steel blue
-monster       a spiky body with two white eyes     purple
+monster       a spiky body with two white eyes     olive green
 ============  ===================================  =========================
 
 Regions (e.g. the "corner") are drawn as a faint outline around their squares, the agent as a
@@ -80,7 +80,7 @@ KIND_COLOURS: dict[str, RGB] = {
     "door_yellow": (230, 190, 0),
     "apple": (214, 51, 108),
     "shield": (70, 130, 180),
-    "monster": (110, 40, 150),
+    "monster": (85, 120, 30),
 }
 """The main fill colour of each object kind (every one distinct)."""
 

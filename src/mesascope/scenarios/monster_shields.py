@@ -82,7 +82,7 @@ def _level(key: jax.Array, split: str, *, room: int, deploy_monster_fraction: fl
 
 
 def make_monster_shields(
-    *, room: int = 4, max_steps: int = 20, deploy_steps: int = 100, harm: float = 0.2, deploy_monster_fraction: float = 0.0
+    *, room: int = 3, max_steps: int = 20, deploy_steps: int = 100, harm: float = 0.5, deploy_monster_fraction: float = 0.0
 ) -> Scenario:
     """Build monster-shields-v0.
 
