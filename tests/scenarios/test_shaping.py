@@ -48,8 +48,8 @@ def test_potential_shaping_is_invisible_to_epic():
 
 def test_vault_levels_and_what_is_optimal_with_the_treasure():
     """Path-dependence variant: the vault is walled off but for one gap, the mouse and cheese start
-    outside it, and under every shaping an exact base maximiser takes the treasure on almost every
-    level (potential shaping, either way, leaves that unchanged)."""
+    outside it, and under every shaping an exact base maximiser takes the treasure on every level
+    (potential shaping, either way, leaves that unchanged)."""
     sc = get_scenario("shaping-v0").with_params(vault=1)
     room = sc.params["room"]
     batch = sc.sample_levels(jax.random.key(0), 16, "train")
@@ -64,7 +64,7 @@ def test_vault_levels_and_what_is_optimal_with_the_treasure():
         first = optimal_first_reached(variant, variant.base_objective, key, 32, "train")
         cheese_first.append(first["cheese"])
         # The cheese ends the episode, so a policy that eats it never takes the treasure.
-        assert first["cheese"].mean() <= 0.05, shaping
+        np.testing.assert_allclose(first["cheese"], 0.0, atol=1e-5, err_msg=shaping)
     np.testing.assert_allclose(cheese_first[0], cheese_first[1], atol=1e-5)
     np.testing.assert_allclose(cheese_first[0], cheese_first[2], atol=1e-5)
     with pytest.raises(MesascopeError, match="vault=1"):
