@@ -132,3 +132,26 @@ def test_zero_objective_a_makes_every_policy_optimal(world, brute_force, dp_jit)
     hi = dp_jit.worst_case_over_optimal(mdp.next_state, zero, r_b.astype(np.float32), GAMMA, best_case=True)
     np.testing.assert_allclose(np.asarray(lo.v)[states], v_b.min(0), atol=1e-5)
     np.testing.assert_allclose(np.asarray(hi.v)[states], v_b.max(0), atol=1e-5)
+
+
+def test_range_over_optimal_is_the_batched_brute_force_range(world, brute_force):
+    """The batched (least, most) at the start equals min/max over every enumerated A-optimal policy."""
+    from mesascope.solve.dp import range_over_optimal
+
+    spec, _, _, mdp, states, policies = world
+    r_a = mdp.features @ R_CHEESE
+    w_bs = [R_NOLAVA, R_NOMUD, np.array([0.5, -2.0, -0.1, 0.3])]
+    v_a = brute_force.values(mdp.next_state, r_a, GAMMA, states, policies)
+    optimal = np.all(v_a >= v_a.max(0) - 1e-9, axis=1)
+    start_col = list(states).index(mdp.start)
+    # The same level three times, each with another objective B: one batch of L = 3.
+    r_b = np.stack([mdp.features @ w for w in w_bs]).astype(np.float32)
+    lo, hi = range_over_optimal(
+        np.stack([mdp.next_state] * 3), np.stack([r_a] * 3).astype(np.float32), r_b,
+        np.full(3, mdp.start, np.int32), GAMMA,
+    )
+    for i, w in enumerate(w_bs):
+        v_b = brute_force.values(mdp.next_state, mdp.features @ w, GAMMA, states, policies)[optimal, start_col]
+        assert float(lo[i]) == pytest.approx(v_b.min(), abs=1e-5)
+        assert float(hi[i]) == pytest.approx(v_b.max(), abs=1e-5)
+    assert float(lo[0]) < float(hi[0])  # the two cheese routes differ on lava

@@ -24,7 +24,7 @@ from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import sample_free_cell
 from mesascope.levels.tabular import TabularMDP
 from mesascope.scenarios.base import Scenario, register
-from mesascope.solve.dp import optimal_action_mask, value_iteration
+from mesascope.solve.dp import range_over_optimal
 from mesascope.types import MesascopeError, Objective
 
 __all__ = ["base_optimal_hoarding", "hoarding_probability", "hoarding_reward", "make_keys_chests"]
@@ -167,19 +167,8 @@ def base_optimal_hoarding(scenario: Scenario, tab: TabularMDP) -> tuple[np.ndarr
     """
     w_base = jnp.asarray(scenario.base_objective.vector(scenario.feature_names))
     hoard = hoarding_reward(scenario.spec, tab)
-    lo, hi = _hoarding_extremes(tab.next_state, tab.features, tab.start, hoard, w_base, scenario.spec.gamma)
+    lo, hi = range_over_optimal(tab.next_state, tab.features @ w_base, hoard, tab.start, scenario.spec.gamma)
     return np.asarray(lo), np.asarray(hi)
-
-
-@jax.jit
-def _hoarding_extremes(next_state, features, start, hoard, w_base, gamma):
-    def one(ns, ft, s0, h):
-        allowed = optimal_action_mask(value_iteration(ns, ft @ w_base, gamma).q)
-        lo = value_iteration(ns, h, gamma, allowed=allowed, minimize=True).v[s0]
-        hi = value_iteration(ns, h, gamma, allowed=allowed).v[s0]
-        return lo, hi
-
-    return jax.vmap(one)(next_state, features, start, hoard)
 
 
 register("keys-chests-v0", make_keys_chests)

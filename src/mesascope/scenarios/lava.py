@@ -25,7 +25,7 @@ from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import sample_free_cell
 from mesascope.levels.tabular import TabularMDP
 from mesascope.scenarios.base import Scenario, register
-from mesascope.solve.dp import optimal_action_mask, value_iteration
+from mesascope.solve.dp import range_over_optimal
 from mesascope.types import MesascopeError, Objective
 
 __all__ = ["base_optimal_lava_entries", "make_lava"]
@@ -118,20 +118,8 @@ def base_optimal_lava_entries(scenario: Scenario, tab: TabularMDP) -> tuple[np.n
     names = scenario.feature_names
     w_base = jnp.asarray(scenario.base_objective.vector(names))
     w_lava = jnp.asarray(Objective.of("lava", {"lava": 1.0}).vector(names))
-    lo, hi = _lava_extremes(tab.next_state, tab.features, tab.start, w_base, w_lava, scenario.spec.gamma)
+    lo, hi = range_over_optimal(tab.next_state, tab.features @ w_base, tab.features @ w_lava, tab.start, scenario.spec.gamma)
     return np.asarray(lo), np.asarray(hi)
-
-
-@jax.jit
-def _lava_extremes(next_state, features, start, w_base, w_lava, gamma):
-    def one(ns, ft, s0):
-        allowed = optimal_action_mask(value_iteration(ns, ft @ w_base, gamma).q)
-        lava = ft @ w_lava
-        lo = value_iteration(ns, lava, gamma, allowed=allowed, minimize=True).v[s0]
-        hi = value_iteration(ns, lava, gamma, allowed=allowed).v[s0]
-        return lo, hi
-
-    return jax.vmap(one)(next_state, features, start)
 
 
 register("lava-v0", make_lava)

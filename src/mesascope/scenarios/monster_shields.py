@@ -28,7 +28,7 @@ from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import sample_free_cell
 from mesascope.levels.tabular import TabularMDP, decode
 from mesascope.scenarios.base import Scenario, register
-from mesascope.solve.dp import optimal_action_mask, value_iteration
+from mesascope.solve.dp import range_over_optimal
 from mesascope.types import MesascopeError, Objective
 
 __all__ = ["base_optimal_shield_pickups", "make_monster_shields", "shield_pickup_probability", "wasted_shield_reward"]
@@ -196,19 +196,8 @@ def base_optimal_shield_pickups(scenario: Scenario, levels: Level, tab: TabularM
     """
     w = jnp.asarray(scenario.base_objective.vector(scenario.feature_names))
     event = wasted_shield_reward(scenario.spec, levels, tab)
-    lo, hi = _extremes(tab.next_state, tab.features, tab.start, event, w, scenario.spec.gamma)
+    lo, hi = range_over_optimal(tab.next_state, tab.features @ w, event, tab.start, scenario.spec.gamma)
     return np.asarray(lo), np.asarray(hi)
-
-
-@jax.jit
-def _extremes(next_state, features, start, event, w_base, gamma):
-    def one(ns, ft, s0, h):
-        allowed = optimal_action_mask(value_iteration(ns, ft @ w_base, gamma).q)
-        lo = value_iteration(ns, h, gamma, allowed=allowed, minimize=True).v[s0]
-        hi = value_iteration(ns, h, gamma, allowed=allowed).v[s0]
-        return lo, hi
-
-    return jax.vmap(one)(next_state, features, start, event)
 
 
 register("monster-shields-v0", make_monster_shields)

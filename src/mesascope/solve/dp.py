@@ -20,6 +20,7 @@ __all__ = [
     "optimal_action_mask",
     "policy_evaluation",
     "policy_evaluation_dense",
+    "range_over_optimal",
     "transition_matrix",
     "uniform_policy",
     "value_iteration",
@@ -209,3 +210,33 @@ def worst_case_over_optimal(
     sol_b = value_iteration(next_state, reward_b, gamma, allowed=allowed, minimize=not best_case)
     fill = -jnp.inf if best_case else jnp.inf
     return Solution(v=sol_b.v, q=jnp.where(allowed, sol_b.q, fill))
+
+
+@jax.jit
+def range_over_optimal(
+    next_state: jax.Array, reward_a: jax.Array, reward_b: jax.Array, start: jax.Array, gamma: float
+) -> tuple[jax.Array, jax.Array]:
+    """Least and most of objective B at the start state over all policies optimal for A, per level.
+
+    The batched form of `worst_case_over_optimal` with both ends at once (A is solved once per level).
+    Scenarios use it for "every base-optimal policy does X" (B = an indicator reward for X).
+
+    Args:
+        next_state: int32 `[L, S, A]`.
+        reward_a: float32 `[L, S, A]`, the objective that defines optimality.
+        reward_b: float32 `[L, S, A]`, the objective whose range is sought.
+        start: int32 `[L]`, each level's start state.
+        gamma: Discount.
+
+    Returns:
+        `(least, most)`, float32 `[L]` each: `V_B` at the start state of the most and least favourable
+        A-optimal policy.
+    """
+
+    def one(ns, ra, rb, s0):
+        allowed = optimal_action_mask(value_iteration(ns, ra, gamma).q)
+        lo = value_iteration(ns, rb, gamma, allowed=allowed, minimize=True).v[s0]
+        hi = value_iteration(ns, rb, gamma, allowed=allowed).v[s0]
+        return lo, hi
+
+    return jax.vmap(one)(next_state, reward_a, reward_b, start)
