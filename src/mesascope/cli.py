@@ -6,8 +6,10 @@ status 2; a traceback is never the interface.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,20 @@ def _progress_bar() -> Progress:
     )
 
 
+@contextlib.contextmanager
+def _stage_progress() -> Iterator[Callable[[str, float], None]]:
+    """A progress bar per stage; yields the `progress(stage, fraction_done)` callback runs take."""
+    with _progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, frac: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=1.0)
+            bar.update(tasks[stage], completed=frac)
+
+        yield progress
+
+
 @app.command("run")
 def run_command(
     scenario: str = typer.Argument(..., help="Scenario id (see `mesascope list`)."),
@@ -115,14 +131,7 @@ def run_command(
         raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
     out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
     store = _run_store(db, out)  # a foreign or corrupt store file is refused before training
-    with _progress_bar() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, frac: float) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=1.0)
-            bar.update(tasks[stage], completed=frac)
-
+    with _stage_progress() as progress:
         result = run(
             scenario,
             seeds=seeds,
@@ -180,14 +189,7 @@ def _run_study_command(scenario: str, seeds: int, preset: str, out: Path | None,
     from mesascope.experiments.study import run_study
 
     out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
-    with _progress_bar() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, frac: float) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=1.0)
-            bar.update(tasks[stage], completed=frac)
-
+    with _stage_progress() as progress:
         result = run_study(
             scenario,
             seeds=seeds,
