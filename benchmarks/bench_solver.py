@@ -6,11 +6,11 @@ the hard case for value iteration: the number of sweeps grows with the longest p
 size is a batch of 64 levels; the reward is the scenario's base objective.
 
 mesascope: `jit(vmap(value_iteration))` and `jit(vmap(policy_evaluation))` (the uniform policy) from
-`mesascope.solve.dp`, compile time measured on the first call and excluded. Up to 512 states both finish
-with a dense linear solve (`DENSE_MAX_STATES`), above it they iterate to the relative tolerance 1e-6.
+`mesascope.solve.dp`, compile time measured on the first call and excluded. Up to `DENSE_MAX_STATES` states both finish
+with a dense linear solve, above it they iterate to the relative tolerance 1e-6.
 
 NumPy: the same algorithm (same backup, same per-level stopping rule with converged levels frozen, as a
-vmapped `while_loop` does, same dense finish up to 512 states), vectorised over the 64 levels, float32.
+vmapped `while_loop` does, same dense finish), vectorised over the 64 levels, float32.
 Values are checked to agree with the JAX ones.
 
 Run alone: `.venv/bin/python benchmarks/bench_solver.py`.
@@ -133,7 +133,7 @@ def report(res: dict[str, Any]) -> None:
         print(f"  {r['grid']:>3}x{r['grid']:<2}{r['states']:>7}{dense}{r['sweeps']:>6} {r['vi_ms_per_level']:>10.3f} "
               f"{r['numpy_vi_ms_per_level']:>10.3f} {r['vi_speedup_vs_numpy']:>7.1f}x {r['pe_ms_per_level']:>10.3f} "
               f"{r['vi_compile_s']:>8.1f}/{r['pe_compile_s']:<7.1f} {r['max_abs_diff_vs_numpy']:>8.1e}")
-    print("  * <= 512 states: finished by a dense linear solve (both implementations)")
+    print(f"  * <= {DENSE_MAX_STATES} states: finished by a dense linear solve (both implementations)")
     print(f"  VI speedup vs NumPy: median {res['ratio']:.1f}x (range {res['ratio_min']:.1f}-{res['ratio_max']:.1f}x)")
 
 
