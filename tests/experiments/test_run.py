@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from mesascope.cli import main
@@ -161,3 +162,15 @@ def test_a_setting_the_optimizer_lacks_is_a_one_line_error(capsys, tmp_path):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: bad training setting for optimizer 'mesa-gradient'") and len(err.splitlines()) == 1
+
+
+def test_a_mesa_objective_uses_a_deploy_feature_only_with_real_weight_on_it():
+    from mesascope.experiments.run import DEPLOY_WEIGHT_SHARE, uses_deploy_feature
+
+    train, deploy = np.array([5, 5, 0, 0]), np.array([5, 5, 3, 3])  # features 2 and 3 occur only in deployment
+    assert uses_deploy_feature(np.array([1.0, -1.0, -2.4, 4.2]), train, deploy)  # evolved: it defects
+    assert not uses_deploy_feature(np.array([1.06, -0.84, 0.02, -0.04]), train, deploy)  # untouched initial values
+    assert uses_deploy_feature(np.array([1.0, 0.0, -DEPLOY_WEIGHT_SHARE, 0.0]), train, deploy)  # at the threshold
+    # A large weight on a feature that training also sees tells nothing apart.
+    assert not uses_deploy_feature(np.array([1.0, 9.0, 0.0, 0.0]), train, deploy)
+    assert not uses_deploy_feature(np.zeros(4), train, deploy)
