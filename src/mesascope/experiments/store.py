@@ -43,6 +43,7 @@ __all__ = [
     "Store",
     "StoreError",
     "proxy_goals",
+    "read_json_object",
     "resolve_db",
     "run_id_for",
 ]
@@ -511,10 +512,10 @@ class Store:
         error). Idempotent: the run's old rows are replaced.
         """
         run_dir = Path(run_dir)
-        meta = _read_json(run_dir / "run.json")
+        meta = read_json_object(run_dir / "run.json")
         if meta is None:
             raise MesascopeError(f"{run_dir} is not a mesascope run folder (no readable run.json)")
-        audit = _read_json(run_dir / "audit.json")
+        audit = read_json_object(run_dir / "audit.json")
         run_id = run_id_for(run_dir)
         with self.write() as con:
             old = con.execute("SELECT status, error, sweep_id, sweep_point FROM runs WHERE run_id = ?", [run_id]).fetchone()
@@ -593,7 +594,8 @@ class Store:
         raise StoreError(f"run id prefix {ref!r} matches {len(rows)} runs; give more characters")
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None if the file is missing, unreadable or not a JSON object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -751,9 +753,9 @@ def ingest_tree(store: Store, root: Path) -> list[tuple[Path, str, str]]:
         raise MesascopeError(f"{root} is not a folder; pass a run folder or a folder of run folders")
     found: list[tuple[Path, str, str]] = []
     run_dirs = sorted({p.parent for p in root.rglob("run.json")} | ({root} if (root / "run.json").exists() else set()))
-    sweeps = {p.parent: _read_json(p) for p in sorted(root.rglob("sweep.json"))}
+    sweeps = {p.parent: read_json_object(p) for p in sorted(root.rglob("sweep.json"))}
     if (root / "sweep.json").exists():
-        sweeps[root] = _read_json(root / "sweep.json")
+        sweeps[root] = read_json_object(root / "sweep.json")
     member: dict[Path, tuple[str, int]] = {}
     from mesascope.experiments.sweep import point_summary, sweep_id_for
 
@@ -774,7 +776,7 @@ def ingest_tree(store: Store, root: Path) -> list[tuple[Path, str, str]]:
         statuses = []
         for p in desc.get("points", []):
             pdir = sdir / p["dir"]
-            audit = _read_json(pdir / "audit.json")
+            audit = read_json_object(pdir / "audit.json")
             row = {**p, "path": str(pdir), "run_id": run_id_for(pdir)}
             row.update(point_summary(audit, desc.get("goal")) if audit else {"status": "incomplete", "goal": desc.get("goal")})
             row.setdefault("status", "complete")

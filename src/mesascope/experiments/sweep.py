@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from mesascope.experiments.store import Store, proxy_goals, recorder, run_id_for
+from mesascope.experiments.store import Store, proxy_goals, read_json_object, recorder, run_id_for
 from mesascope.types import MesascopeError
 
 __all__ = ["BACKENDS", "parse_values", "point_summary", "run_point", "sweep", "sweep_id_for"]
@@ -109,17 +109,9 @@ def point_summary(audit: dict[str, Any], goal: str | None = None) -> dict[str, A
     }
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _trained(run_dir: Path) -> bool:
     """Training finished: training.npz (written last) and every seed's saved system exist."""
-    meta = _read_json(run_dir / "run.json")
+    meta = read_json_object(run_dir / "run.json")
     if meta is None or not (run_dir / "training.npz").exists():
         return False
     return all(any((run_dir / "systems").glob(f"seed-{s}.*")) for s in meta.get("seeds", []))
@@ -324,7 +316,7 @@ def sweep(
         "goal": goal,
         "points": _points(params, settings),
     }
-    old = _read_json(out / "sweep.json")
+    old = read_json_object(out / "sweep.json")
     if (out / "sweep.json").exists() and old is None:
         raise MesascopeError(f"{out / 'sweep.json'} is unreadable; choose another --out folder")
     if old is not None:
@@ -360,7 +352,7 @@ def sweep(
     def finish(point: dict[str, Any], status: str, error: str | None, action: str) -> None:
         run_dir = out / point["dir"]
         row = {**point, "status": status, "error": error, "action": action, "path": str(run_dir), "run_id": run_id_for(run_dir)}
-        audit = _read_json(run_dir / "audit.json") if status == "complete" else None
+        audit = read_json_object(run_dir / "audit.json") if status == "complete" else None
         if audit is not None:
             row.update(point_summary(audit, goal))
         else:
