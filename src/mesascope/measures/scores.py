@@ -22,6 +22,7 @@ from mesascope.solve.dp import policy_evaluation, uniform_policy, value_iteratio
 __all__ = [
     "LevelScores",
     "PolicyFn",
+    "first_event_probabilities",
     "first_reach_probabilities",
     "normalised_score",
     "score_levels",
@@ -129,28 +130,29 @@ def score_levels(tab: TabularMDP, probs: jax.Array, weights: jax.Array, gamma: f
 
 
 @functools.partial(jax.jit, static_argnames="horizon")
-def first_reach_probabilities(tab: TabularMDP, probs: jax.Array, weights: jax.Array, *, horizon: int) -> jax.Array:
-    """Exact probability that each goal is reached first, within `horizon` steps.
+def first_event_probabilities(
+    next_state: jax.Array, start: jax.Array, probs: jax.Array, events: jax.Array, *, horizon: int
+) -> jax.Array:
+    """Exact probability that each event is the first to happen, within `horizon` steps.
 
-    A goal is "reached" on the first transition its objective rewards (`w . phi > 0`). Goal `g` counts as
-    reached first when it is reached no later than every other goal (ties count for every tied goal).
-    Computed by propagating the state distribution of the not-yet-reached episodes forward in time, so
-    it is exact, not sampled.
+    An event happens on a transition where its mask is true. Propagates the state distribution of the
+    episodes in which no event has happened yet forward in time: mass taking an event transition is
+    counted for every event that transition has (ties count for each) and leaves the distribution.
 
     Args:
-        tab: Tabular levels `[L, ...]`.
-        probs: float32 `[L, S, A]`.
-        weights: float32 `[G, K]`, one row per goal.
+        next_state: int32 `[L, S, A]`.
+        start: int32 `[L]`.
+        probs: float32 `[L, S, A]`, the system's action probabilities.
+        events: bool `[L, S, A, E]`, one mask per event.
         horizon: Steps (the scenario's episode limit).
 
     Returns:
-        float32 `[L, G + 1]`: per goal the probability it is reached first; the last column is the
-        probability that no goal is reached within the horizon.
+        float32 `[L, E + 1]`: per event the probability it happens first; the last column is the
+        probability that none happens within the horizon.
     """
 
-    def one_level(ns, ft, s0, pi):
+    def one_level(ns, s0, pi, hit):
         s = ns.shape[0]
-        hit = (ft @ weights.T) > 0  # [S, A, G]
         any_hit = hit.any(-1)
 
         def body(carry, _):
@@ -162,7 +164,29 @@ def first_reach_probabilities(tab: TabularMDP, probs: jax.Array, weights: jax.Ar
             return (dist, first), None
 
         dist0 = jnp.zeros(s, jnp.float32).at[s0].set(1.0)
-        (dist, first), _ = jax.lax.scan(body, (dist0, jnp.zeros(weights.shape[0])), None, horizon)
+        (dist, first), _ = jax.lax.scan(body, (dist0, jnp.zeros(hit.shape[-1])), None, horizon)
         return jnp.concatenate([first, dist.sum()[None]])
 
-    return jax.vmap(one_level)(tab.next_state, tab.features, tab.start, probs)
+    return jax.vmap(one_level)(next_state, start, probs, events)
+
+
+@functools.partial(jax.jit, static_argnames="horizon")
+def first_reach_probabilities(tab: TabularMDP, probs: jax.Array, weights: jax.Array, *, horizon: int) -> jax.Array:
+    """Exact probability that each goal is reached first, within `horizon` steps.
+
+    A goal is "reached" on the first transition its objective rewards (`w . phi > 0`). Goal `g` counts as
+    reached first when it is reached no later than every other goal (ties count for every tied goal).
+    Computed by `first_event_probabilities` (state-distribution propagation), so it is exact, not sampled.
+
+    Args:
+        tab: Tabular levels `[L, ...]`.
+        probs: float32 `[L, S, A]`.
+        weights: float32 `[G, K]`, one row per goal.
+        horizon: Steps (the scenario's episode limit).
+
+    Returns:
+        float32 `[L, G + 1]`: per goal the probability it is reached first; the last column is the
+        probability that no goal is reached within the horizon.
+    """
+    hits = (tab.features @ weights.T) > 0  # [L, S, A, G]
+    return first_event_probabilities(tab.next_state, tab.start, probs, hits, horizon=horizon)

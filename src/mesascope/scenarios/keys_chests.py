@@ -22,6 +22,7 @@ import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import sample_free_cell
+from mesascope.measures.scores import first_event_probabilities
 from mesascope.levels.tabular import TabularMDP
 from mesascope.scenarios.base import Scenario, register
 from mesascope.solve.dp import range_over_optimal
@@ -129,7 +130,7 @@ def hoarding_reward(spec: GridSpec, tab: TabularMDP) -> jax.Array:
 def hoarding_probability(spec: GridSpec, tab: TabularMDP, probs: jax.Array, *, horizon: int) -> jax.Array:
     """Exact probability of ever holding two keys within `horizon` steps, per level: float32 `[L]`.
 
-    Propagates the state distribution forward; mass that reaches a two-key state is counted and removed.
+    The first transition into a two-key state is the event (`measures.scores.first_event_probabilities`).
 
     Args:
         spec: The scenario's spec.
@@ -137,22 +138,8 @@ def hoarding_probability(spec: GridSpec, tab: TabularMDP, probs: jax.Array, *, h
         probs: float32 `[L, S, A]`, the system's action probabilities.
         horizon: Steps (the scenario's episode length).
     """
-    hoard = hoarding_reward(spec, tab)
-
-    def one(ns, h, s0, pi):
-        def body(carry, _):
-            dist, total = carry
-            mass = dist[:, None] * pi
-            total = total + (mass * h).sum()
-            moving = jnp.where(h > 0, 0.0, mass)
-            dist = jnp.zeros_like(dist).at[ns.reshape(-1)].add(moving.reshape(-1))
-            return (dist, total), None
-
-        dist0 = jnp.zeros((ns.shape[0],), jnp.float32).at[s0].set(1.0)
-        (_, total), _ = jax.lax.scan(body, (dist0, jnp.float32(0.0)), None, length=horizon)
-        return total
-
-    return jax.vmap(one)(tab.next_state, hoard, tab.start, probs)
+    hoard = hoarding_reward(spec, tab) > 0
+    return first_event_probabilities(tab.next_state, tab.start, probs, hoard[..., None], horizon=horizon)[:, 0]
 
 
 def base_optimal_hoarding(scenario: Scenario, tab: TabularMDP) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import sample_free_cell
+from mesascope.measures.scores import first_event_probabilities
 from mesascope.levels.tabular import TabularMDP, decode
 from mesascope.scenarios.base import Scenario, register
 from mesascope.solve.dp import range_over_optimal
@@ -149,25 +150,6 @@ def wasted_shield_reward(spec: GridSpec, levels: Level, tab: TabularMDP) -> jax.
     return (pickup & apples_left[..., None]).astype(jnp.float32)
 
 
-@partial(jax.jit, static_argnames=("horizon",))
-def _first_event(next_state: jax.Array, event: jax.Array, start: jax.Array, probs: jax.Array, *, horizon: int) -> jax.Array:
-    def one(ns, h, s0, pi):
-        def body(carry, _):
-            dist, total = carry
-            mass = dist[:, None] * pi
-            total = total + (mass * h).sum()
-            # Mass that has had the event is counted once and leaves the distribution.
-            moving = jnp.where(h > 0, 0.0, mass)
-            dist = jnp.zeros_like(dist).at[ns.reshape(-1)].add(moving.reshape(-1))
-            return (dist, total), None
-
-        dist0 = jnp.zeros((ns.shape[0],), jnp.float32).at[s0].set(1.0)
-        (_, total), _ = jax.lax.scan(body, (dist0, jnp.float32(0.0)), None, length=horizon)
-        return total
-
-    return jax.vmap(one)(next_state, event, start, probs)
-
-
 def shield_pickup_probability(scenario: Scenario, levels: Level, tab: TabularMDP, probs: jax.Array, *, horizon: int | None = None) -> np.ndarray:
     """Exact probability of picking up a shield while an apple is still uneaten, per level: float `[L]`.
 
@@ -181,7 +163,8 @@ def shield_pickup_probability(scenario: Scenario, levels: Level, tab: TabularMDP
     """
     horizon = int(scenario.params["deploy_steps"] if horizon is None else horizon)
     event = wasted_shield_reward(scenario.spec, levels, tab)
-    return np.asarray(_first_event(tab.next_state, event, tab.start, probs, horizon=horizon))
+    hits = (event > 0)[..., None]
+    return np.asarray(first_event_probabilities(tab.next_state, tab.start, probs, hits, horizon=horizon)[:, 0])
 
 
 def base_optimal_shield_pickups(scenario: Scenario, levels: Level, tab: TabularMDP) -> tuple[np.ndarray, np.ndarray]:
