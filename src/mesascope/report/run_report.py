@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +80,18 @@ def _load_audit(run_dir: Path) -> dict[str, Any]:
     if not path.exists():
         hint = "run `mesascope audit RUN_DIR` first" if (run_dir / "run.json").exists() else "pass the --out folder of `mesascope run`"
         raise ReportError(f"{run_dir} has no audit.json; {hint}")
+    return read_json_object(path, "a mesascope audit", f"; re-run `mesascope audit {run_dir}`")
+
+
+def read_json_object(path: Path, holds: str, hint: str = "") -> dict[str, Any]:
+    """The JSON object in `path`; `ReportError` if it is unreadable (with `hint` appended) or not an object."""
     try:
-        audit = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ReportError(f"{path} is not readable JSON ({err}); re-run `mesascope audit {run_dir}`") from None
-    if not isinstance(audit, dict):
-        raise ReportError(f"{path} does not hold a mesascope audit (expected a JSON object)")
-    return audit
+        raise ReportError(f"{path} is not readable JSON ({err}){hint}") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path} does not hold {holds} (expected a JSON object)")
+    return data
 
 
 def _seed_label(system: Mapping[str, Any], index: int) -> str:

@@ -20,11 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mesascope.report.html import CSS, esc, section, table
 from mesascope.report.plots import curve_svg
-from mesascope.report.run_report import ReportError
+from mesascope.report.run_report import ReportError, read_json_object
 
 __all__ = ["build_sweep_report", "load_curve", "write_sweep_report"]
 
@@ -128,12 +126,7 @@ def build_sweep_report(sweep_dir: str | Path) -> str:
     path = sweep_dir / "curve.json"
     if not path.exists():
         raise ReportError(f"{sweep_dir} has no curve.json; pass the folder written by `mesascope sweep`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ReportError(f"{path} is not readable JSON ({err})") from None
-    if not isinstance(data, Mapping):
-        raise ReportError(f"{path} does not hold a sweep curve (expected a JSON object)")
+    data = read_json_object(path, "a sweep curve")
     param, values, columns = load_curve(data)
     goal = data.get("goal")
     titled = {_title(m, goal): col for m, col in columns.items()}
