@@ -19,6 +19,11 @@ A warm-up `learn` is excluded; each measured `learn(n, reset_num_timesteps=False
 continues training. The adapter's raw random-action steps/s is reported too, to show how much of SB3's
 time is the environment.
 
+Roofline (`bench_roofline`, same process, before SB3 starts): XLA's FLOP count per environment step of
+one real mesascope iteration, this machine's attained float32 matmul GFLOP/s (a 2048^3 square and the
+network's own layer shapes), and the resulting upper bounds on PPO steps/s; divided by the SB3 figure of
+this run they give the largest mesascope/SB3 ratio the CPU allows at these settings.
+
 Run alone: `.venv/bin/python benchmarks/bench_ppo.py`.
 """
 
@@ -32,6 +37,8 @@ import numpy as np
 import mesascope  # noqa: F401  (sets XLA_FLAGS before JAX initialises)
 import equinox as eqx
 import jax
+
+import bench_roofline
 
 from mesascope.optimizers.ppo import make_train, ppo_config
 from mesascope.scenarios import get_scenario
@@ -128,6 +135,10 @@ def run(n_updates: int = 20, repeats: int = 3) -> dict[str, Any]:
         "goal": GOAL,
         "mesascope": {"init_s": ms.init_s, "compile_s": ms.compile_s, "params": int(ms.params)},
     }
+    try:
+        out["roofline"] = bench_roofline.run(ms.config)
+    except Exception as exc:  # the bound is extra information: never lose the PPO timings to it
+        out["roofline"] = {"error": f"{exc.__class__.__name__}: {exc}"}
     sb3 = None
     try:
         require("torch", "stable_baselines3")
@@ -148,11 +159,19 @@ def run(n_updates: int = 20, repeats: int = 3) -> dict[str, Any]:
             t_sb.append(timed(sb3))
     out["mesascope"].update(rate_summary(ms.steps, t_ms))
     out["mesascope"]["episode_return_last_update"] = ms.last_return
+    roof = out["roofline"]
+    if "error" not in roof:
+        flops = roof["ppo_flops"]["flops_per_step"]
+        roof["mesascope_attained_gflops"] = out["mesascope"]["steps_per_s"] * flops / 1e9
+        roof["mesascope_fraction_of_peak_bound"] = out["mesascope"]["steps_per_s"] / roof["bound_steps_per_s_at_peak"]
     if sb3 is None:
         return out
     out["sb3"].update(rate_summary(sb3.steps, t_sb))
     out["adapter_env"] = adapter_steps_per_s()
     out["ratio"] = out["mesascope"]["steps_per_s"] / out["sb3"]["steps_per_s"]
+    if "error" not in roof:
+        roof["max_ratio_vs_sb3_at_peak"] = roof["bound_steps_per_s_at_peak"] / out["sb3"]["steps_per_s"]
+        roof["max_ratio_vs_sb3_at_network_shapes"] = roof["bound_steps_per_s_at_network_shapes"] / out["sb3"]["steps_per_s"]
     return out
 
 
@@ -164,6 +183,13 @@ def report(res: dict[str, Any]) -> None:
     print(f"  mesascope make_train (fast)       {fmt_rate(m['steps_per_s']):>8}/s  "
           f"[{fmt_rate(m['min_steps_per_s'])}..{fmt_rate(m['max_steps_per_s'])}]  "
           f"compile {m['compile_s']:.1f}s, init {m['init_s']:.1f}s (excluded), {m['params']} params")
+    roof = res.get("roofline", {})
+    if "error" in roof:
+        print(f"  roofline failed: {roof['error']}")
+    elif roof:
+        bench_roofline.report(roof)
+        print(f"  mesascope attains {roof['mesascope_attained_gflops']:.0f} GFLOP/s, "
+              f"{100 * roof['mesascope_fraction_of_peak_bound']:.0f}% of the peak bound")
     if "skipped" in res:
         print(f"  stable-baselines3 skipped: {res['skipped']}")
         return
@@ -174,6 +200,9 @@ def report(res: dict[str, Any]) -> None:
     a = res["adapter_env"]
     print(f"  (ScenarioEnv adapter alone, random actions: {fmt_rate(a['steps_per_s'])}/s)")
     print(f"  ratio {res['ratio']:.0f}x   goal >= {res['goal']:.0f}x: {'met' if res['ratio'] >= res['goal'] else 'NOT met'}")
+    if roof and "error" not in roof:
+        print(f"  largest ratio this CPU allows at these settings: {roof['max_ratio_vs_sb3_at_peak']:.0f}x at the matmul peak, "
+              f"{roof['max_ratio_vs_sb3_at_network_shapes']:.0f}x at the network's matmul shapes (SB3 {fmt_rate(s['steps_per_s'])}/s)")
 
 
 if __name__ == "__main__":
