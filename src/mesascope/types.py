@@ -24,15 +24,21 @@ class Objective:
     Attributes:
         name: Short label, e.g. "cheese".
         weights: `(feature_name, weight)` pairs; features not named have weight 0.
+        reach: A *reach* goal ("get to the corner"): valued at first arrival, so its episode ends at the
+            first transition that pays it a positive reward (`mesascope.solve.dp.stop_on_arrival`).
+            Without it, a reward paid on every step spent on a square that does not end the level's
+            episode values camping there forever, which no system trained where that square ended the
+            episode was ever asked to do.
     """
 
     name: str
     weights: tuple[tuple[str, float], ...]
+    reach: bool = False
 
     @classmethod
-    def of(cls, name: str, weights: Mapping[str, float]) -> Objective:
+    def of(cls, name: str, weights: Mapping[str, float], *, reach: bool = False) -> Objective:
         """Build from a mapping, e.g. `Objective.of("cheese", {"cheese": 1.0})`."""
-        return cls(name, tuple(sorted((str(k), float(v)) for k, v in weights.items())))
+        return cls(name, tuple(sorted((str(k), float(v)) for k, v in weights.items())), bool(reach))
 
     def vector(self, feature_names: Sequence[str]) -> np.ndarray:
         """Weights as float32 `[K]` aligned with `feature_names`.

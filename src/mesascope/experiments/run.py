@@ -328,15 +328,19 @@ def _mesa_behavioral(levels: Level, tab: TabularMDP, probs: jax.Array, system: T
 
 def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems_in: list[TrainedSystem]) -> dict[str, Any]:
     names, weights = scenario.weight_matrix()
+    reach = scenario.reach_mask()
     goals = [g.name for g in scenario.candidate_goals]
     goal_w = weights[[names.index(g) for g in goals]]
+    goal_reach = reach[[names.index(g) for g in goals]]
     levels = scenario.sample_levels(key, n, split)
     tab = tabularize_levels(scenario.spec, levels)
 
     gamma = scenario.spec.gamma
     irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
     # System-independent exact worst cases and goal pursuers for the properties (SPEC.md section 5).
-    exact = exact_split(tab, weights[names.index("base")], weights[names.index("intended")], goal_w, gamma)
+    exact = exact_split(
+        tab, weights[names.index("base")], weights[names.index("intended")], goal_w, gamma, goal_reach=goal_reach
+    )
     mesa_support = None
     if any(s.mesa_objective is not None for s in systems_in):
         from mesascope.systems.mesa import mesa_features
@@ -348,12 +352,12 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
     # The policies the properties quantify over, drawn on the first level as evidence.
     witnesses = witness_policies(
         jax.tree_util.tree_map(lambda x: x[0], tab), weights[names.index("base")], weights[names.index("intended")],
-        goal_w, goals, gamma,
+        goal_w, goals, gamma, goal_reach=goal_reach,
     )
     witness_paths = {name: greedy_path(scenario.spec, tab, pi[None], 0) for name, pi in witnesses.items()}
 
     def summarise(probs: jax.Array, behavioral: bool, system: TrainedSystem | None = None) -> dict[str, Any]:
-        s = score_levels(tab, probs, weights, gamma)
+        s = score_levels(tab, probs, weights, gamma, reach=reach)
         first = np.asarray(first_reach_probabilities(tab, probs, goal_w, horizon=scenario.spec.max_steps)).mean(0)
         out: dict[str, Any] = {
             "scores": {name: float(x) for name, x in zip(names, np.asarray(s.j).mean(0))},
@@ -361,7 +365,7 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
             "first_reached": {**{g: float(p) for g, p in zip(goals, first[:-1])}, "none": float(first[-1])},
         }
         if behavioral:
-            posterior = goal_posterior(tab, probs, jnp.asarray(goal_w), gamma, names=tuple(goals))
+            posterior = goal_posterior(tab, probs, jnp.asarray(goal_w), gamma, names=tuple(goals), reach=goal_reach)
             irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
             w_beh = np.asarray(irl.weights)
             out["behavioral"] = {
@@ -547,6 +551,7 @@ def audit_run(
         "config": meta["config"],
         "audit": {"n_train": audit.n_train, "n_deploy": audit.n_deploy, "seed": audit.seed},
         "objectives": {name: dict(obj.weights) for name, obj in scenario.objectives().items()},
+        "reach_objectives": [name for name, obj in scenario.objectives().items() if obj.reach],
         "candidate_goals": [g.name for g in scenario.candidate_goals],
         "gamma": scenario.spec.gamma,
         "thresholds": thresholds.to_dict(),

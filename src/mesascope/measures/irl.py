@@ -44,7 +44,8 @@ import numpy as np
 import optax
 
 from mesascope.levels.tabular import TabularMDP
-from mesascope.solve.dp import fixed_point, value_iteration
+from mesascope.measures.scores import reach_flags
+from mesascope.solve.dp import fixed_point, stop_on_arrival, value_iteration
 
 __all__ = [
     "DEFAULT_BETAS",
@@ -519,7 +520,15 @@ class GoalPosterior:
 
 
 @jax.jit
-def goal_q_values(next_state: jax.Array, features: jax.Array, goal_weights: jax.Array, gamma: float) -> jax.Array:
+def goal_q_values(
+    next_state: jax.Array,
+    features: jax.Array,
+    goal_weights: jax.Array,
+    gamma: float,
+    *,
+    terminal: jax.Array | None = None,
+    reach: jax.Array | None = None,
+) -> jax.Array:
     """Every candidate goal's optimal `Q*` on every level: float32 `[G, L, S, A]` (SPEC.md section 2).
 
     Args:
@@ -527,12 +536,21 @@ def goal_q_values(next_state: jax.Array, features: jax.Array, goal_weights: jax.
         features: float32 `[L, S, A, K]`.
         goal_weights: float32 `[G, K]`.
         gamma: Discount.
+        terminal: bool `[L, S]`, needed when some goal is a reach goal.
+        reach: Optional bool `[G]`: goals valued at first arrival, whose `Q*` is solved on their own
+            dynamics (`mesascope.solve.dp.stop_on_arrival`).
     """
+    if reach is None or terminal is None:
+        reach = jnp.zeros((goal_weights.shape[0],), bool)
+        terminal = jnp.zeros(next_state.shape[:2], bool)
 
-    def q_star(ns, ft, w):
-        return value_iteration(ns, ft @ w, gamma).q
+    def q_star(ns, ft, term, w, rch):
+        r = ft @ w
+        return value_iteration(stop_on_arrival(ns, r, term, rch), r, gamma).q
 
-    return jax.vmap(lambda w: jax.vmap(lambda ns, ft: q_star(ns, ft, w))(next_state, features))(goal_weights)
+    return jax.vmap(
+        lambda w, rch: jax.vmap(lambda ns, ft, term: q_star(ns, ft, term, w, rch))(next_state, features, terminal)
+    )(goal_weights, jnp.asarray(reach))
 
 
 @jax.jit
@@ -553,6 +571,7 @@ def goal_posterior(
     betas: Sequence[float] | jax.Array = DEFAULT_BETAS,
     threshold: float = DEFAULT_EXPLAIN_THRESHOLD,
     lapses: Sequence[float] | None = DEFAULT_LAPSES,
+    reach: Sequence[bool] | np.ndarray | None = None,
 ) -> GoalPosterior:
     """Posterior over candidate goals under Boltzmann-rational models with fitted rationality (SPEC.md §4).
 
@@ -566,8 +585,8 @@ def goal_posterior(
     Lapses: each goal's model is `(1 - eps) softmax(beta_g Q*_g) + eps / A` with the lapse rate `eps`
     fitted too (`DEFAULT_LAPSES`; `eps = 0`, the plain Boltzmann model, unless a lapse raises the
     likelihood). Rescaling a goal's reward rescales its fitted `beta` inversely and changes nothing else,
-    so goals whose values differ in scale (the corner pays every step, about 100 in total; the cheese
-    pays once) are compared fairly without normalisation. What a lapse-free fit cannot absorb is a few
+    so goals whose values differ in scale (a reward paid on every step, such as tamper's button, sums to
+    about 100; the cheese pays once) are compared fairly without normalisation. What a lapse-free fit cannot absorb is a few
     states where the system acts confidently against every goal (loops): they cost `beta` times an
     advantage each and pull every goal's `beta` towards 0. The lapse caps that cost at `-log eps` nats
     per such decision.
@@ -593,6 +612,8 @@ def goal_posterior(
         betas: Increasing nonnegative rationality grid (see `DEFAULT_BETAS`).
         threshold: `fit_quality` (nats per step) above which a goal counts as explaining the behaviour.
         lapses: Lapse-rate grid (see `DEFAULT_LAPSES`); None or empty fits the lapse-free model only.
+        reach: Optional bool `[G]`: reach goals (`Objective.reach`), whose `Q*` counts only the way to
+            first arrival.
 
     Returns:
         `GoalPosterior`.
@@ -606,7 +627,10 @@ def goal_posterior(
     probs = jnp.asarray(probs, jnp.float32)
     if state_weights is None:
         state_weights = system_state_weights(tab, probs, gamma)
-    q = goal_q_values(tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_weights, gamma)
+    flags = reach_flags(tab, reach, g)
+    q = goal_q_values(
+        tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_weights, gamma, terminal=tab.terminal, reach=flags
+    )
     return posterior_from_q(
         q, tab.terminal, probs, state_weights, names=names, betas=grid, threshold=threshold, lapses=lapses
     )
@@ -705,7 +729,8 @@ def scenario_goal_posterior(scenario: Any, tab: TabularMDP, probs: jax.Array, **
     goals = scenario.candidate_goals
     weights = np.stack([goal.vector(scenario.feature_names) for goal in goals])
     return goal_posterior(
-        tab, probs, weights, scenario.spec.gamma, names=tuple(goal.name for goal in goals), **kwargs
+        tab, probs, weights, scenario.spec.gamma, names=tuple(goal.name for goal in goals),
+        reach=[goal.reach for goal in goals], **kwargs,
     )
 
 

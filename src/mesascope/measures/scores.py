@@ -17,7 +17,7 @@ import numpy as np
 
 from mesascope.levels.grid import GridSpec, Level
 from mesascope.levels.tabular import TabularMDP, observe_all, tabularize
-from mesascope.solve.dp import policy_evaluation, uniform_policy, value_iteration
+from mesascope.solve.dp import policy_evaluation, stop_on_arrival, uniform_policy, value_iteration
 
 __all__ = [
     "LevelScores",
@@ -25,6 +25,7 @@ __all__ = [
     "first_event_probabilities",
     "first_reach_probabilities",
     "normalised_score",
+    "reach_flags",
     "score_levels",
     "system_action_probs",
     "tabularize_levels",
@@ -99,21 +100,41 @@ def system_action_probs(spec: GridSpec, levels: Level, policy: PolicyFn, *, chun
 
 
 @jax.jit
-def _values(next_state, features, start, weights, probs, gamma):
-    def one_level(ns, ft, s0, pi):
-        def one_objective(w):
+def _values(next_state, features, start, terminal, weights, reach, probs, gamma):
+    def one_level(ns, ft, s0, term, pi):
+        def one_objective(w, rch):
             r = ft @ w
-            v_star = value_iteration(ns, r, gamma).v[s0]
-            v_unif = policy_evaluation(ns, r, uniform_policy(ns), gamma)[s0]
-            v_pi = policy_evaluation(ns, r, pi, gamma)[s0]
+            ns_r = stop_on_arrival(ns, r, term, rch)
+            v_star = value_iteration(ns_r, r, gamma).v[s0]
+            v_unif = policy_evaluation(ns_r, r, uniform_policy(ns_r), gamma)[s0]
+            v_pi = policy_evaluation(ns_r, r, pi, gamma)[s0]
             return v_pi, v_star, v_unif
 
-        return jax.vmap(one_objective)(weights)
+        return jax.vmap(one_objective)(weights, reach)
 
-    return jax.vmap(one_level)(next_state, features, start, probs)
+    return jax.vmap(one_level)(next_state, features, start, terminal, probs)
 
 
-def score_levels(tab: TabularMDP, probs: jax.Array, weights: jax.Array, gamma: float) -> LevelScores:
+def reach_flags(tab: TabularMDP, reach: np.ndarray | jax.Array | None, n: int) -> jax.Array:
+    """Validated bool `[n]` reach flags (`Objective.reach`); None means no reach objective.
+
+    Raises:
+        ValueError: if the flags have the wrong length, or some are set on levels without a terminal
+            state (a reach objective's episode ends in it).
+    """
+    if reach is None:
+        return jnp.zeros((n,), bool)
+    flags = np.asarray(reach, bool)
+    if flags.shape != (n,):
+        raise ValueError(f"reach flags must have shape ({n},), one per objective; got {flags.shape}")
+    if flags.any() and not bool(np.asarray(tab.terminal).any(-1).all()):
+        raise ValueError("a reach objective needs an absorbing terminal state on every level (tab.terminal)")
+    return jnp.asarray(flags)
+
+
+def score_levels(
+    tab: TabularMDP, probs: jax.Array, weights: jax.Array, gamma: float, *, reach: np.ndarray | None = None
+) -> LevelScores:
     """Exact values and normalised scores of a system for several objectives.
 
     Args:
@@ -121,11 +142,15 @@ def score_levels(tab: TabularMDP, probs: jax.Array, weights: jax.Array, gamma: f
         probs: float32 `[L, S, A]`, the system's action probabilities on every state.
         weights: float32 `[O, K]`, one row of feature weights per objective.
         gamma: Discount.
+        reach: Optional bool `[O]`: objectives valued at first arrival (`Objective.reach`,
+            `mesascope.solve.dp.stop_on_arrival`); default none.
 
     Returns:
         `LevelScores` with `[L, O]` arrays.
     """
-    v_pi, v_star, v_unif = _values(tab.next_state, tab.features, tab.start, jnp.asarray(weights), probs, gamma)
+    weights = jnp.asarray(weights)
+    flags = reach_flags(tab, reach, weights.shape[0])
+    v_pi, v_star, v_unif = _values(tab.next_state, tab.features, tab.start, tab.terminal, weights, flags, probs, gamma)
     return LevelScores(v_pi, v_star, v_unif, normalised_score(v_pi, v_star, v_unif))
 
 

@@ -43,6 +43,7 @@ from mesascope.measures.irl import (
     posterior_from_q,
     system_state_weights,
 )
+from mesascope.measures.scores import reach_flags
 from mesascope.types import MesascopeError
 
 __all__ = [
@@ -272,6 +273,7 @@ def fit_shards(
     threshold: float = DEFAULT_EXPLAIN_THRESHOLD,
     lapses: Sequence[float] | None = DEFAULT_LAPSES,
     min_share: float = DEFAULT_MIN_SHARE,
+    reach: Sequence[bool] | None = None,
 ) -> ShardTable:
     """Fit the Boltzmann-rational goal posterior separately on each part of a partition of the states.
 
@@ -290,6 +292,7 @@ def fit_shards(
         q: Optional float32 `[G, L, S, A]` precomputed `Q*` (`goal_q_values`), to share one solve.
         betas, threshold, lapses: As in `goal_posterior`.
         min_share: Parts holding less than this share of the evidence are not fitted.
+        reach: Optional bool `[G]`, reach goals (`Objective.reach`); used when `q` is not given.
 
     Returns:
         `ShardTable`.
@@ -303,7 +306,10 @@ def fit_shards(
         state_weights = system_state_weights(tab, probs, gamma)
     weights = jnp.where(tab.terminal, 0.0, jnp.asarray(state_weights, jnp.float32))
     if q is None:
-        q = goal_q_values(tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_weights, gamma)
+        q = goal_q_values(
+            tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_weights, gamma,
+            terminal=tab.terminal, reach=reach_flags(tab, reach, goal_weights.shape[0]),
+        )
     overall = posterior_from_q(q, tab.terminal, probs, weights, names=names, betas=betas, threshold=threshold, lapses=lapses)
     assigned = jnp.where(labels >= 0, weights, 0.0)
     total = float(assigned.sum())
@@ -363,7 +369,10 @@ def scenario_shards(
     if state_weights is None:
         state_weights = system_state_weights(tab, probs, gamma)
     if q is None:
-        q = goal_q_values(tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_w, gamma)
+        q = goal_q_values(
+            tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_w, gamma,
+            terminal=tab.terminal, reach=reach_flags(tab, [g.reach for g in goals], len(goals)),
+        )
     out = {}
     for ctx in contexts:
         labels = context_labels(ctx, scenario.spec, levels, tab)

@@ -41,21 +41,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.measures.scores import normalised_score
+from mesascope.measures.scores import normalised_score, reach_flags
 from mesascope.properties.measurements import Measurements, Witness
-from mesascope.solve.dp import optimal_action_mask, policy_evaluation, uniform_policy, value_iteration
+from mesascope.solve.dp import optimal_action_mask, policy_evaluation, stop_on_arrival, uniform_policy, value_iteration
 
 __all__ = ["exact_split", "gridworld_measurements", "measure_split", "reward_scores", "support", "witness_policies"]
 
 
 @jax.jit
-def _exact(next_state, features, start, w_base, w_int, w_goals, gamma):
+def _exact(next_state, features, start, terminal, w_base, w_int, w_goals, goal_reach, gamma):
     # Each solver is traced once and vmapped over objectives: compile time grows with the number of
     # traced solver calls, not with the number of objectives.
-    def one_level(ns, ft, s0):
+    def one_level(ns, ft, s0, term):
         w_all = jnp.concatenate([w_base[None], w_int[None], w_goals])  # [2 + G, K]
+        reach = jnp.concatenate([jnp.zeros((2,), bool), goal_reach])
         rewards = jnp.einsum("sak,ok->osa", ft, w_all)
-        sols = jax.vmap(lambda r: value_iteration(ns, r, gamma))(rewards)
+        # Reach goals are solved on their own dynamics; the policies they define then act in the level's.
+        ns_all = jax.vmap(lambda r, rch: stop_on_arrival(ns, r, term, rch))(rewards, reach)
+        sols = jax.vmap(lambda n, r: value_iteration(n, r, gamma))(ns_all, rewards)
         v_star = sols.v[:, s0]  # [2 + G]
         unif = uniform_policy(ns)
         v_unif = jax.vmap(lambda r: policy_evaluation(ns, r, unif, gamma)[s0])(rewards[:2])
@@ -76,10 +79,12 @@ def _exact(next_state, features, start, w_base, w_int, w_goals, gamma):
             j_int(v_pursue[:, 1]),
         )
 
-    return jax.vmap(one_level)(next_state, features, start)
+    return jax.vmap(one_level)(next_state, features, start, terminal)
 
 
-def exact_split(tab: Any, w_base: np.ndarray, w_int: np.ndarray, w_goals: np.ndarray, gamma: float) -> dict[str, np.ndarray]:
+def exact_split(
+    tab: Any, w_base: np.ndarray, w_int: np.ndarray, w_goals: np.ndarray, gamma: float, *, goal_reach: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The system-independent exact quantities of one split (see the module docstring).
 
     Args:
@@ -88,14 +93,19 @@ def exact_split(tab: Any, w_base: np.ndarray, w_int: np.ndarray, w_goals: np.nda
         w_int: float32 `[K]` intended objective weights.
         w_goals: float32 `[G, K]` candidate goal weights.
         gamma: Discount.
+        goal_reach: Optional bool `[G]`, which goals are reach goals (`Objective.reach`). A reach goal's
+            optimal actions are those of its first-arrival dynamics; after arrival (states no
+            first-arrival episode visits) they are its optimal actions from there, i.e. arriving again.
 
     Returns:
         Means over levels: `worst_int_base_optimal` (scalar), `worst_int_goal_optimal` `[G]`,
         `pursuer_j_base` `[G]`, `pursuer_j_int` `[G]`.
     """
+    w_goals = jnp.asarray(w_goals, jnp.float32)
+    flags = reach_flags(tab, goal_reach, w_goals.shape[0])
     worst, worst_goal, p_base, p_int = _exact(
-        tab.next_state, tab.features, tab.start, jnp.asarray(w_base, jnp.float32), jnp.asarray(w_int, jnp.float32),
-        jnp.asarray(w_goals, jnp.float32), gamma,
+        tab.next_state, tab.features, tab.start, tab.terminal, jnp.asarray(w_base, jnp.float32),
+        jnp.asarray(w_int, jnp.float32), w_goals, flags, gamma,
     )
     return {
         "worst_int_base_optimal": float(np.asarray(worst).mean()),
@@ -235,6 +245,7 @@ def measure_split(
     gamma: float,
     *,
     mesa_reward: jax.Array | None = None,
+    reach: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One system's per-split summary and the split's exact quantities, for hand-built tabular levels.
 
@@ -248,6 +259,7 @@ def measure_split(
         goals: Candidate goal names (keys of `objectives`).
         gamma: Discount.
         mesa_reward: float32 `[L, S, A]`, the bridged mesa-objective, for a mesa-optimizer.
+        reach: Names of the objectives valued at first arrival (`Objective.reach`).
 
     Returns:
         `(summary, exact)`: the two per-split inputs of `gridworld_measurements` (`summary` also carries
@@ -260,8 +272,12 @@ def measure_split(
     names = list(objectives)
     weights = jnp.asarray(np.stack([np.asarray(objectives[n], np.float32) for n in names]))
     goal_w = np.stack([np.asarray(objectives[g], np.float32) for g in goals])
-    j = np.asarray(score_levels(tab, probs, weights, gamma).j).mean(0)
-    posterior = goal_posterior(tab, probs, jnp.asarray(goal_w), gamma, names=tuple(goals))
+    unknown = sorted(set(reach) - set(names))
+    if unknown:
+        raise ValueError(f"reach names {unknown} are not objectives; objectives: {names}")
+    goal_reach = np.array([g in reach for g in goals], bool)
+    j = np.asarray(score_levels(tab, probs, weights, gamma, reach=np.array([n in reach for n in names])).j).mean(0)
+    posterior = goal_posterior(tab, probs, jnp.asarray(goal_w), gamma, names=tuple(goals), reach=goal_reach)
     rewards = {n: tab.features @ weights[i] for i, n in enumerate(names)}
     summary: dict[str, Any] = {
         "scores": {n: float(x) for n, x in zip(names, j)},
@@ -271,12 +287,19 @@ def measure_split(
         rewards["mesa"] = mesa_reward
         summary["mesa_j"] = reward_scores(tab, mesa_reward, probs, gamma)
     summary["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
-    exact = exact_split(tab, objectives["base"], objectives["intended"], goal_w, gamma)
+    exact = exact_split(tab, objectives["base"], objectives["intended"], goal_w, gamma, goal_reach=goal_reach)
     return summary, exact
 
 
 def witness_policies(
-    tab: Any, w_base: np.ndarray, w_int: np.ndarray, w_goals: np.ndarray, goals: Sequence[str], gamma: float
+    tab: Any,
+    w_base: np.ndarray,
+    w_int: np.ndarray,
+    w_goals: np.ndarray,
+    goals: Sequence[str],
+    gamma: float,
+    *,
+    goal_reach: np.ndarray | None = None,
 ) -> dict[str, jax.Array]:
     """The policies the properties quantify over, on ONE level, so they can be drawn as evidence.
 
@@ -286,26 +309,31 @@ def witness_policies(
         w_goals: float32 `[G, K]`.
         goals: Goal names, in `w_goals` order.
         gamma: Discount.
+        goal_reach: Optional bool `[G]`, reach goals (as in `exact_split`).
 
     Returns:
         name -> float32 `[S, A]`: `pursue:<goal>` (uniform over the goal's optimal actions, the Wentworth
         witnesses) and `worst-base-optimal` (a deterministic base-optimal policy that minimises the
         intended objective: the policy behind Hubinger's outer alignment score).
     """
-    pursuers, worst = _witness(tab.next_state, tab.features, jnp.asarray(w_base, jnp.float32),
-                               jnp.asarray(w_int, jnp.float32), jnp.asarray(w_goals, jnp.float32), gamma)
+    w_goals = jnp.asarray(w_goals, jnp.float32)
+    batched = jax.tree_util.tree_map(lambda x: x[None], tab)
+    flags = reach_flags(batched, goal_reach, w_goals.shape[0])
+    pursuers, worst = _witness(tab.next_state, tab.features, tab.terminal, jnp.asarray(w_base, jnp.float32),
+                               jnp.asarray(w_int, jnp.float32), w_goals, flags, gamma)
     out = {f"pursue:{g}": pursuers[i] for i, g in enumerate(goals)}
     out["worst-base-optimal"] = worst
     return out
 
 
 @jax.jit
-def _witness(ns, ft, w_base, w_int, w_goals, gamma):
-    def pursuer(w):
-        mask = optimal_action_mask(value_iteration(ns, ft @ w, gamma).q)
+def _witness(ns, ft, term, w_base, w_int, w_goals, goal_reach, gamma):
+    def pursuer(w, rch):
+        r = ft @ w
+        mask = optimal_action_mask(value_iteration(stop_on_arrival(ns, r, term, rch), r, gamma).q)
         return mask / mask.sum(-1, keepdims=True)
 
     allowed = optimal_action_mask(value_iteration(ns, ft @ w_base, gamma).q)
     q = value_iteration(ns, ft @ w_int, gamma, allowed=allowed, minimize=True).q
     q = jnp.where(allowed, q, jnp.inf)
-    return jax.vmap(pursuer)(w_goals), jax.nn.one_hot(q.argmin(-1), q.shape[-1], dtype=jnp.float32)
+    return jax.vmap(pursuer)(w_goals, goal_reach), jax.nn.one_hot(q.argmin(-1), q.shape[-1], dtype=jnp.float32)

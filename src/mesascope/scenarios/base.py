@@ -69,6 +69,10 @@ class Scenario:
         objs = self.objectives()
         return tuple(objs), np.stack([o.vector(self.feature_names) for o in objs.values()])
 
+    def reach_mask(self) -> np.ndarray:
+        """bool `[O]`: which of `objectives()` are reach goals (`Objective.reach`), in that order."""
+        return np.array([o.reach for o in self.objectives().values()], bool)
+
     def sample_levels(self, key: jax.Array, n: int, split: str) -> Level:
         """`n` seeded levels of one split, batched with a leading `[n]` axis."""
         if split not in SPLITS:

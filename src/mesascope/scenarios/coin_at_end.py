@@ -113,7 +113,7 @@ def make_coin_at_end(
         make_level=partial(_level, rows=rows, length=length, fraction=fraction),
         base_objective=Objective.of("base", {"coin": 1.0}),
         intended_objective=Objective.of("intended", {"coin": 1.0}),
-        candidate_goals=(coin, Objective.of("end", {"end": 1.0})),
+        candidate_goals=(coin, Objective.of("end", {"end": 1.0}, reach=True)),
         params={"train_random_fraction": fraction, "rows": rows, "length": length},
         factory=lambda **kw: make_coin_at_end(**kw, scenario_id=scenario_id),
     )

@@ -21,6 +21,7 @@ __all__ = [
     "policy_evaluation",
     "policy_evaluation_dense",
     "range_over_optimal",
+    "stop_on_arrival",
     "transition_matrix",
     "uniform_policy",
     "value_iteration",
@@ -167,6 +168,29 @@ def policy_evaluation_dense(
 def uniform_policy(next_state: jax.Array) -> jax.Array:
     """The uniform-random policy float32 `[S, A]`."""
     return jnp.full(next_state.shape, 1.0 / next_state.shape[-1], jnp.float32)
+
+
+def stop_on_arrival(next_state: jax.Array, reward: jax.Array, terminal: jax.Array, reach: jax.Array | bool = True) -> jax.Array:
+    """The dynamics a *reach* objective is valued under: its first paying transition ends the episode.
+
+    "Reach the corner" is worth `gamma^t` for arriving at step `t`, whatever happens afterwards. On the
+    level's own dynamics that is not a Markov reward when the corner does not end the episode; sending
+    every transition with a positive reward to the absorbing terminal state makes it one, with exactly
+    the same value for every policy (values count the rewards up to first arrival, and the first
+    arrival's own reward). Where `reach` is False the level's dynamics are returned unchanged.
+
+    Args:
+        next_state: int32 `[S, A]`.
+        reward: float32 `[S, A]`, the objective's reward.
+        terminal: bool `[S]`; the first terminal state is used as the absorbing state (every gridworld
+            level has one, index `S - 1`).
+        reach: bool scalar (traced or not).
+
+    Returns:
+        int32 `[S, A]`.
+    """
+    sink = jnp.argmax(terminal).astype(next_state.dtype)
+    return jnp.where(jnp.logical_and(reach, reward > 0), sink, next_state)
 
 
 def optimal_action_mask(q: jax.Array, *, atol: float = 1e-4, rtol: float = 1e-4) -> jax.Array:
