@@ -50,6 +50,13 @@ def test_run_folder_has_everything(tiny_run):
         assert all(0.0 <= d <= 1.0 for d in epic.values()) and "behavioral~base" in epic
     uniform = on_disk["baselines"]["uniform"]["scores"]
     assert abs(uniform["train"]["base"]) < 1e-4, "the uniform policy scores J = 0 by definition"
+    assert on_disk["reach_objectives"] == ["corner"]
+    for split in ("train", "deploy"):
+        flat = on_disk["uninformative_levels"][split]
+        assert set(flat) == {"base", "intended", "cheese", "corner"}
+        assert all(0.0 <= x <= 1.0 for x in flat.values()) and flat["base"] == flat["intended"]
+    # On a train level the cheese sits on the corner square: a mouse that can move can always reach it.
+    assert on_disk["uninformative_levels"]["train"]["base"] == 0.0
 
 
 def test_pictures_show_each_system_on_a_train_and_a_deploy_level(tiny_run):

@@ -364,6 +364,10 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
             "values": {name: float(x) for name, x in zip(names, np.asarray(s.v_policy).mean(0))},
             "first_reached": {**{g: float(p) for g, p in zip(goals, first[:-1])}, "none": float(first[-1])},
         }
+        if not behavioral:
+            # Levels where every policy scores the same for an objective count as J = 1 (SPEC.md §2).
+            span = np.asarray(s.v_optimal - s.v_uniform)
+            out["uninformative"] = {name: float(x) for name, x in zip(names, (span <= 1e-6).mean(0))}
         if behavioral:
             posterior = goal_posterior(tab, probs, jnp.asarray(goal_w), gamma, names=tuple(goals), reach=goal_reach)
             irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
@@ -562,6 +566,7 @@ def audit_run(
                 "first_reached": {"train": train["uniform"]["first_reached"], "deploy": deploy["uniform"]["first_reached"]},
             }
         },
+        "uninformative_levels": {"train": train["uniform"]["uninformative"], "deploy": deploy["uniform"]["uninformative"]},
     }
     (run_dir / "audit.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     # Pictures come after the audit is safely on disk: a drawing failure must not lose the audit.
