@@ -121,7 +121,12 @@ class MesaConfig:
 
 
 MESA_PRESETS = {"fast": MesaConfig(), "full": MesaConfig(n_levels=256, steps=400)}
-OPTIMIZERS = ("ppo", "mesa-gradient", "mesa-evolution", "mesa-exhaustive")
+OPTIMIZERS = ("ppo", "mesa-gradient", "mesa-evolution", "mesa-exhaustive", "mesa-reward-model")
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {"reward-model": {"beta": 100.0, "steps": 1}}
+"""Per-method departures from a preset. `reward-model` (`mesascope.systems.pointer`): the fit is one
+closed-form solve (one step), and the pointer's reward model is in base-reward units (one +1 per cheese)
+rather than a scale the base optimizer can grow, so its planner needs beta 100 to act on it decisively:
+at beta 10 the soft planner's entropy bonus (log 4 / beta per step) is worth more than a far cheese."""
 
 
 def _config_to_json(cfg: PPOConfig | MesaConfig) -> dict[str, Any]:
@@ -141,7 +146,7 @@ def _make_config(optimizer: str, preset: str, overrides: dict[str, Any]) -> PPOC
     if preset not in MESA_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(MESA_PRESETS)}")
     method = optimizer.split("-", 1)[1]
-    return dataclasses.replace(MESA_PRESETS[preset], method=method, **overrides)
+    return dataclasses.replace(MESA_PRESETS[preset], method=method, **{**METHOD_DEFAULTS.get(method, {}), **overrides})
 
 
 def _mesa_system(scenario: Scenario, cfg: MesaConfig) -> MesaOptimizer:
@@ -207,6 +212,10 @@ def train_mesa_systems(
             from mesascope.optimizers.exhaustive import train_exhaustive
 
             result = train_exhaustive(system, levels, tabs, w_base, key=k_init)
+        elif config.method == "reward-model":  # a pointer's base optimizer: closed-form regression
+            from mesascope.systems.pointer import train_reward_model
+
+            result = train_reward_model(system, levels, tabs, w_base)
         else:
             result = train_evolution(system, levels, tabs, w_base, key=k_init, generations=config.steps)
         thetas.append(np.asarray(result.params.theta))
@@ -234,6 +243,8 @@ class TrainedSystem(NamedTuple):
         mesa_reward: `(levels, tab) -> [L, S, A]`, the mesa-objective pulled back through the system's
             default bridge to a reward over each level's transitions (mesa-optimizers only).
         bridge: The bridge used, for the record.
+        points_to_base: Whether the mesa-objective is by construction a pointer to the system's model of
+            the base objective (the class's `points_to_base`); None for systems without a mesa-objective.
     """
 
     seed: int
@@ -241,6 +252,7 @@ class TrainedSystem(NamedTuple):
     mesa_objective: dict[str, float] | None = None
     mesa_reward: Callable[[Any, Any], jax.Array] | None = None
     bridge: Bridge | None = None
+    points_to_base: bool | None = None
 
 
 def load_systems(run_dir: Path) -> tuple[dict[str, Any], Scenario, PPOConfig | MesaConfig, list[TrainedSystem]]:
@@ -273,6 +285,7 @@ def load_systems(run_dir: Path) -> tuple[dict[str, Any], Scenario, PPOConfig | M
                     system.mesa_objective(params),
                     partial(reward_fn, params),
                     bridge,
+                    bool(system.points_to_base),
                 )
             )
         return meta, scenario, config, out
@@ -452,6 +465,7 @@ def _properties_entry(
             "j_train": train["systems"][i]["mesa_j"],
             "j_deploy": deploy["systems"][i]["mesa_j"],
             "uses_deploy_feature": uses_deploy_feature(weights, train["mesa_support"], deploy["mesa_support"]),
+            "points_to_base": system.points_to_base,
         }
     m = gridworld_measurements(
         f"seed-{seed}", [g.name for g in scenario.candidate_goals], train["systems"][i], deploy["systems"][i],

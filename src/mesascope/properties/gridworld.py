@@ -168,7 +168,9 @@ def gridworld_measurements(
         train, deploy: The audit's per-split summary of this system: `scores` (objective -> J),
             `behavioral.goal_posterior` and `distances.epic`.
         exact_train, exact_deploy: `exact_split` of each split.
-        mesa: For a mesa-optimizer: `{"j_train", "j_deploy", "uses_deploy_feature"}`; `None` otherwise.
+        mesa: For a mesa-optimizer: `{"j_train", "j_deploy", "uses_deploy_feature"}` and optionally
+            `"points_to_base"` (whether the mesa-objective is by construction a pointer to the system's
+            model of the base objective; missing = unknown); `None` otherwise.
     """
     goals = list(goals)
 
@@ -206,6 +208,7 @@ def gridworld_measurements(
             "j_mesa_train": mesa["j_train"],
             "j_mesa_deploy": mesa["j_deploy"],
             "mesa_uses_deploy_feature": mesa["uses_deploy_feature"],
+            "mesa_points_to_base": mesa.get("points_to_base"),
         }
     return Measurements(
         system=system,

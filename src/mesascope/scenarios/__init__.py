@@ -1,6 +1,7 @@
 """Scenario registry: every scenario module registers its versioned ids on import."""
 
 from mesascope.scenarios import cheese_corner as _cheese_corner  # noqa: F401  (registers ids)
+from mesascope.scenarios import cheese_corner_pointer as _cheese_corner_pointer  # noqa: F401  (registers ids)
 from mesascope.scenarios import red_door as _red_door  # noqa: F401  (registers ids)
 from mesascope.scenarios import coin_at_end as _coin_at_end  # noqa: F401  (registers ids)
 from mesascope.scenarios import lava as _lava  # noqa: F401  (registers ids)

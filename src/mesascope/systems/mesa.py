@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -104,7 +104,12 @@ class MesaOptimizer:
         beta: Inverse temperature of its soft planning and of its action choice.
         gamma: Its own planning discount.
         iters: Soft value-iteration sweeps per decision.
+        points_to_base: Class-level fact: whether the mesa-objective is, by construction, a pointer to
+            the system's own model of the base objective (corrigible alignment, SPEC.md section 7).
+            False here: this objective is learned directly; `mesascope.systems.pointer` is a pointer.
     """
+
+    points_to_base: ClassVar[bool] = False
 
     spec: GridSpec
     beta: float = 10.0
