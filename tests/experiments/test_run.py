@@ -159,6 +159,8 @@ def test_mesa_scenario_runs_and_reads_off_its_mesa_objective(tmp_path):
     assert system["measurements"]["has_mesa_objective"] and system["measurements"]["j_mesa_deploy"] is not None
     assert system["properties"]["inner_alignment"]["state"] in {"holds", "fails"}
     assert "pseudo_alignment" in system["verdicts"]
+    # A gradient-trained mesa-objective is not a pointer to a model of the base objective (issue 4).
+    assert system["measurements"]["mesa_points_to_base"] is False
     assert system["invariants"]["wentworth_corollary"]["holds"], system["invariants"]
     # The audit re-reads the saved mesa-objective rather than retraining it.
     assert audit_run(tmp_path / "mesa", AuditConfig(n_train=8, n_deploy=8))["systems"] == result["systems"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +87,7 @@ def test_same_key_gives_identical_weights():
 
 
 def test_the_pointer_is_measured_as_corrigible_pseudo_alignment(tmp_path):
-    result = run("cheese-corner-pointer-v0", seeds=1, out=tmp_path / "p", audit=AuditConfig(n_train=8, n_deploy=32), overrides={"n_levels": 16})
+    result = run("cheese-corner-pointer-v0", seeds=1, out=tmp_path / "p", audit=AuditConfig(n_train=4, n_deploy=8), overrides={"n_levels": 8})
     assert result["optimizer"] == "mesa-reward-model" and result["config"]["beta"] == 100.0
     system = result["systems"][0]
     weights = system["mesa_objective"]["weights"]
@@ -102,10 +103,16 @@ def test_the_pointer_is_measured_as_corrigible_pseudo_alignment(tmp_path):
     assert loaded[0].points_to_base is True
 
 
-def test_other_mesa_optimizers_do_not_point_to_the_base_objective(tmp_path):
-    result = run("cheese-corner-mesa-v0", seeds=1, out=tmp_path / "m", audit=AuditConfig(n_train=4, n_deploy=4), overrides={"n_levels": 4, "steps": 2})
-    m = result["systems"][0]["measurements"]
-    assert m["has_mesa_objective"] and m["mesa_points_to_base"] is False
-    assert result["systems"][0]["verdicts"]["pseudo_alignment"]["label"] != "corrigible pseudo-alignment"
-    _, _, _, loaded = load_systems(tmp_path / "m")
-    assert loaded[0].points_to_base is False
+@pytest.mark.parametrize("scenario_id", ["cheese-corner-mesa-v0", "deceptive-v0"])
+def test_other_mesa_optimizers_do_not_point_to_the_base_objective(tmp_path, scenario_id):
+    # A saved run folder is all the audit reads; the flag comes from the system's class, not its weights.
+    # (tests/experiments/test_run.py checks that a real cheese-corner-mesa-v0 audit records False.)
+    sc = get_scenario(scenario_id)
+    cfg = dataclasses.replace(MESA_PRESETS["fast"], method=sc.optimizer.split("-", 1)[1])
+    meta = {"scenario": scenario_id, "optimizer": sc.optimizer, "config": dataclasses.asdict(cfg), "seeds": [0], "preset": "fast"}
+    (tmp_path / "systems").mkdir()
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    system = getattr(sc, "mesa_system", MesaOptimizer)(sc.spec)
+    np.save(tmp_path / "systems" / "seed-0.npy", np.ones(len(system.feature_names), np.float32))
+    _, _, _, loaded = load_systems(tmp_path)
+    assert loaded[0].mesa_objective is not None and loaded[0].points_to_base is False

@@ -22,6 +22,8 @@ objective off the training distribution.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -135,7 +137,7 @@ class PointerMesaOptimizer(MesaOptimizer):
 
     def features(self, level: Level) -> jax.Array:
         """`psi(s, a)` over `feature_names` on one level: float32 `[S, A, M]`."""
-        return pointer_features(self.spec, level)
+        return _compiled_features(self.spec)(level)
 
     def mesa_reward(self, params: MesaParams, level: Level) -> jax.Array:
         """The reward model `r_hat = theta . psi` the planner optimises on one level: float32 `[S, A]`."""
@@ -153,13 +155,29 @@ class PointerMesaOptimizer(MesaOptimizer):
         )
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled_features(spec: GridSpec) -> Callable[[Level], jax.Array]:
+    # Compiled once per level family, so even an un-jitted vmap over levels (the audit's support count)
+    # runs one program instead of dispatching every operation.
+    return jax.jit(lambda level: pointer_features(spec, level))
+
+
+@functools.lru_cache(maxsize=None)
+def _batched_data(spec: GridSpec) -> Callable[[Level, TabularMDP, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]:
+    # One compiled program per level family: perception, observed rewards and which rows were observed.
+    def data(levels: Level, tabs: TabularMDP, w_base: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        psi = jax.vmap(lambda lv: pointer_features(spec, lv))(levels)  # [L, S, A, M]
+        rewards = tabs.features @ w_base  # [L, S, A]
+        # The system observes the transitions out of live states it can reach; wall cells and impossible
+        # object configurations are never experienced, so they carry no evidence about the base objective.
+        live = jax.vmap(reachable_states)(tabs) & ~tabs.terminal  # [L, S]
+        return psi, rewards, jnp.broadcast_to(live[..., None], rewards.shape)
+
+    return jax.jit(data)
+
+
 def _regression_data(system: PointerMesaOptimizer, levels: Level, tabs: TabularMDP, w_base: jax.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    psi = jax.vmap(system.features)(levels)  # [L, S, A, M]
-    rewards = tabs.features @ w_base  # [L, S, A]
-    # The system observes the transitions out of live states it can reach; wall cells and impossible
-    # object configurations are never experienced, so they carry no evidence about the base objective.
-    live = jax.vmap(reachable_states)(tabs) & ~tabs.terminal  # [L, S]
-    rows = jnp.broadcast_to(live[..., None], rewards.shape)
+    psi, rewards, rows = _batched_data(system.spec)(levels, tabs, w_base)
     m = psi.shape[-1]
     return np.asarray(psi).reshape(-1, m), np.asarray(rewards).reshape(-1), np.asarray(rows, np.float64).reshape(-1)
 
@@ -205,5 +223,5 @@ def train_reward_model(
             "(e.g. cheese-corner-pointer-v0)"
         )
     params = fit_reward_model(system, levels, tabs, w_base, ridge=ridge)
-    value = _base_value(system, params, levels, tabs, jnp.asarray(w_base, jnp.float32), gamma)
+    value = jax.jit(lambda p: _base_value(system, p, levels, tabs, jnp.asarray(w_base, jnp.float32), gamma))(params)
     return TrainResult(params, np.asarray([float(value)]))
