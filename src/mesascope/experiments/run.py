@@ -101,8 +101,10 @@ class MesaConfig:
     """Training of an explicit mesa-optimizer (`mesascope.systems.mesa`) by a base optimizer.
 
     Attributes:
-        method: "gradient" (through the differentiable planner), "evolution", or "exhaustive" (every
-            mesa-objective on a weight grid scored exactly; `mesascope.optimizers.exhaustive`).
+        method: "gradient" (through the differentiable planner), "evolution", "exhaustive" (every
+            mesa-objective on a weight grid scored exactly; `mesascope.optimizers.exhaustive`), or
+            "reward-model" (a pointer's reward model fitted by ridge least squares to the observed base
+            rewards; `mesascope.systems.pointer`, defaults in `METHOD_DEFAULTS`).
         n_levels: Training levels per seed (the base objective is evaluated exactly on them).
         steps: Gradient steps, or generations for evolution.
         lr: Adam learning rate (gradient).
