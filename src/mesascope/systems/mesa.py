@@ -56,11 +56,13 @@ def mesa_feature_names(spec: GridSpec) -> tuple[str, ...]:
     return tuple(spec.kinds) + ("up", "right")
 
 
-def mesa_features(spec: GridSpec, level: Level) -> jax.Array:
+def mesa_features(spec: GridSpec, level: Level, *, regions: bool = False) -> jax.Array:
     """`psi(s, a)`: the perception features of the cell each (state, action) leads to, float32 `[S, A, M]`.
 
     Objects count as present in a cell when they are there at the start of the level and not yet
-    consumed in `s` (the planner sees the board as it is).
+    consumed in `s` (the planner sees the board as it is). With `regions`, one more feature per region
+    of the level family (the entered cell belongs to it) sits between the kinds and `up`/`right`
+    (`mesascope.systems.pointer.pointer_features`). Transitions out of the terminal state perceive nothing.
     """
     slots = jnp.asarray(spec.kind_slots())
 
@@ -69,10 +71,11 @@ def mesa_features(spec: GridSpec, level: Level) -> jax.Array:
         nxt, _ = step(spec, level, state, action)
         here = (level.obj_pos == nxt.pos).all(-1) & ~state.consumed & (level.obj_kind > 0)
         kinds = jnp.zeros((len(spec.kinds) + 1,), jnp.float32).at[slots[level.obj_kind]].add(here)[:-1]
+        cell = level.regions[:, nxt.pos[0], nxt.pos[1]].astype(jnp.float32) if regions else jnp.zeros((0,), jnp.float32)
         up = (spec.height - 1 - nxt.pos[0]) / max(spec.height - 1, 1)
         right = nxt.pos[1] / max(spec.width - 1, 1)
         live = ~state.done
-        return jnp.concatenate([kinds, jnp.stack([up, right])]) * live
+        return jnp.concatenate([kinds, cell, jnp.stack([up, right])]) * live
 
     states = jnp.arange(spec.n_states, dtype=jnp.int32)
     actions = jnp.arange(spec.n_actions, dtype=jnp.int32)

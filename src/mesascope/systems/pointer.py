@@ -31,11 +31,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.levels.grid import GridSpec, Level, step
-from mesascope.levels.tabular import TabularMDP, decode
+from mesascope.levels.grid import GridSpec, Level
+from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.distances import reachable_states
 from mesascope.systems.bridge import Bridge
-from mesascope.systems.mesa import MESA_DOMAIN, TRANSITION_DOMAIN, MesaOptimizer, MesaParams, TrainResult, _base_value
+from mesascope.systems.mesa import (
+    MESA_DOMAIN,
+    TRANSITION_DOMAIN,
+    MesaOptimizer,
+    MesaParams,
+    TrainResult,
+    _base_value,
+    mesa_features,
+)
 from mesascope.types import MesascopeError
 
 __all__ = [
@@ -72,21 +80,7 @@ def pointer_features(spec: GridSpec, level: Level) -> jax.Array:
     the entered cell belongs to it; `up` and `right` are the cell's height and horizontal position
     scaled to [0, 1]. Transitions out of the terminal state perceive nothing (all zero).
     """
-    slots = jnp.asarray(spec.kind_slots())
-
-    def one(index: jax.Array, action: jax.Array) -> jax.Array:
-        state = decode(spec, index)
-        nxt, _ = step(spec, level, state, action)
-        here = (level.obj_pos == nxt.pos).all(-1) & ~state.consumed & (level.obj_kind > 0)
-        kinds = jnp.zeros((len(spec.kinds) + 1,), jnp.float32).at[slots[level.obj_kind]].add(here)[:-1]
-        regions = level.regions[:, nxt.pos[0], nxt.pos[1]].astype(jnp.float32)
-        up = (spec.height - 1 - nxt.pos[0]) / max(spec.height - 1, 1)
-        right = nxt.pos[1] / max(spec.width - 1, 1)
-        return jnp.concatenate([kinds, regions, jnp.stack([up, right])]) * ~state.done
-
-    states = jnp.arange(spec.n_states, dtype=jnp.int32)
-    actions = jnp.arange(spec.n_actions, dtype=jnp.int32)
-    return jax.vmap(lambda s: jax.vmap(lambda a: one(s, a))(actions))(states)
+    return mesa_features(spec, level, regions=True)
 
 
 def ridge_regression(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
