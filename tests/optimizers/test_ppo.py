@@ -61,31 +61,3 @@ def test_ppo_learns_tiny_mazes(tiny):
     j_base = float(score_levels(tab, probs, weights[:1], tiny.spec.gamma).j.mean())
     assert j_base >= 0.9, f"PPO should solve 5x5 mazes with a fixed goal; J_base = {j_base:.3f}"
     assert float(metrics["episode_length"][-5:].mean()) < float(metrics["episode_length"][:5].mean())
-
-
-def test_batched_random_draws_equal_step_by_step_draws():
-    """The rollout draws all steps' randomness at once; each key must give what a per-step draw gave."""
-    n_steps, n_envs, n_actions, pool = 16, 64, 4, 65536
-    logits = jax.random.normal(jax.random.key(1), (n_steps, n_envs, n_actions)) * 3.0
-
-    def split3(key, _):
-        key, k_act, k_env = jax.random.split(key, 3)
-        return key, (k_act, k_env)
-
-    _, (k_act, k_env) = jax.lax.scan(split3, jax.random.key(7), None, n_steps)
-    gumbel = jax.vmap(lambda k: jax.random.gumbel(k, (n_envs, n_actions)))(k_act)
-    batched_actions = jax.numpy.argmax(gumbel + logits, axis=-1)
-    env_keys = jax.vmap(lambda k: jax.random.split(k, n_envs))(k_env)
-    batched_index = jax.vmap(jax.vmap(lambda k: jax.random.randint(k, (), 0, pool)))(env_keys)
-    for t in range(n_steps):
-        np.testing.assert_array_equal(batched_actions[t], jax.random.categorical(k_act[t], logits[t]))
-        per_env = jax.vmap(lambda k: jax.random.randint(k, (), 0, pool))(jax.random.split(k_env[t], n_envs))
-        np.testing.assert_array_equal(batched_index[t], per_env)
-    key = jax.random.key(5)
-    subs = []
-    for _ in range(3):
-        key, sub = jax.random.split(key)
-        subs.append(sub)
-    perms = jax.vmap(lambda k: jax.random.permutation(k, 1024))(jax.numpy.stack(subs))
-    for sub, perm in zip(subs, perms):
-        np.testing.assert_array_equal(perm, jax.random.permutation(sub, 1024))

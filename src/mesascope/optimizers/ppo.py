@@ -137,7 +137,7 @@ class PPOTrainer(NamedTuple):
 
 
 class Transition(NamedTuple):
-    obs: jax.Array  # channel-first [..., C, H, W] (see `make_train`)
+    obs: jax.Array
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
@@ -174,34 +174,19 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
     def apply(params, obs):
         return jax.vmap(eqx.combine(params, static))(obs)
 
-    def reset_index(key):
-        return jax.random.randint(key, (), 0, cfg.level_pool)
-
-    def env_reset_at(idx, levels):
+    def env_reset(key, levels):
+        idx = jax.random.randint(key, (), 0, cfg.level_pool)
         return EnvState(idx, reset(_take(levels, idx)), jnp.int32(0))
 
-    def env_reset(key, levels):
-        return env_reset_at(reset_index(key), levels)
-
-    def env_step(next_index, levels, es: EnvState, action):
-        """One step; a finished episode restarts on pool level `next_index`."""
+    def env_step(key, levels, es: EnvState, action):
         level = _take(levels, es.level_index)
         state, phi = step(spec, level, es.state, action)
         reward = phi @ w_base
         t = es.t + 1
         done = state.done | (t >= spec.max_steps)
-        fresh = env_reset_at(next_index, levels)
+        fresh = env_reset(key, levels)
         es = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), fresh, EnvState(es.level_index, state, t))
         return es, reward, done
-
-    # The rollout buffer holds observations channel-first, the layout the network flattens: the
-    # network's own HWC -> CHW transpose then cancels against `from_buffer`'s, so a minibatch is a
-    # plain row gather instead of a strided transpose copy each gradient step. Values are unchanged.
-    def to_buffer(obs):
-        return jnp.moveaxis(obs, -1, -3)
-
-    def from_buffer(obs):
-        return jnp.moveaxis(obs, -3, -1)
 
     def env_obs(levels, es: EnvState):
         return observe(spec, _take(levels, es.level_index), es.state)
@@ -219,38 +204,22 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
     def advance(ts: TrainState, n_updates: int) -> tuple[TrainState, dict[str, jax.Array]]:
         levels = ts.levels
 
-        def split_keys(key, _):
+        def rollout_step(carry, _):
+            params, env_states, ep_ret, ep_len, key = carry
             key, k_act, k_env = jax.random.split(key, 3)
-            return key, (k_act, k_env)
-
-        def rollout_noise(key):
-            """The rollout's randomness, drawn for all steps at once from the same keys as step by step.
-
-            On CPU every threefry call is a small loop; drawing per step cost four of them per step. The
-            numbers are identical: `categorical(k, logits)` is `argmax(gumbel(k, logits.shape) + logits)`
-            and each key gives the same bits whether drawn alone or batched (checked by a test).
-            """
-            key, (k_act, k_env) = jax.lax.scan(split_keys, key, None, cfg.num_steps)
-            gumbel = jax.vmap(lambda k: jax.random.gumbel(k, (cfg.num_envs, spec.n_actions)))(k_act)
-            env_keys = jax.vmap(lambda k: jax.random.split(k, cfg.num_envs))(k_env)
-            return key, (gumbel, jax.vmap(jax.vmap(reset_index))(env_keys))
-
-        def rollout_step(carry, noise):
-            params, env_states, ep_ret, ep_len = carry
-            gumbel, next_index = noise
-            obs = to_buffer(jax.vmap(env_obs, in_axes=(None, 0))(levels, env_states))
-            logits, value = apply(params, from_buffer(obs))
-            action = jnp.argmax(gumbel + logits, axis=-1)
+            obs = jax.vmap(env_obs, in_axes=(None, 0))(levels, env_states)
+            logits, value = apply(params, obs)
+            action = jax.random.categorical(k_act, logits)
             log_prob = jax.nn.log_softmax(logits)[jnp.arange(cfg.num_envs), action]
             env_states, reward, done = jax.vmap(env_step, in_axes=(0, None, 0, 0))(
-                next_index, levels, env_states, action
+                jax.random.split(k_env, cfg.num_envs), levels, env_states, action
             )
             ep_ret = ep_ret + reward
             ep_len = ep_len + 1
             finished = (done, ep_ret, ep_len)
             ep_ret = jnp.where(done, 0.0, ep_ret)
             ep_len = jnp.where(done, 0, ep_len)
-            return (params, env_states, ep_ret, ep_len), (Transition(obs, action, log_prob, value, reward, done), finished)
+            return (params, env_states, ep_ret, ep_len, key), (Transition(obs, action, log_prob, value, reward, done), finished)
 
         def gae(traj: Transition, last_value):
             def body(carry, t: Transition):
@@ -264,7 +233,7 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
             return advantages, advantages + traj.value
 
         def loss_fn(params, batch, advantages, targets):
-            logits, value = apply(params, from_buffer(batch.obs))
+            logits, value = apply(params, batch.obs)
             logp_all = jax.nn.log_softmax(logits)
             logp = jnp.take_along_axis(logp_all, batch.action[:, None], axis=-1)[:, 0]
             ratio = jnp.exp(logp - batch.log_prob)
@@ -277,9 +246,8 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
 
         def update(carry, _):
             params, opt_state, env_states, ep_ret, ep_len, key = carry
-            key, noise = rollout_noise(key)
-            (params, env_states, ep_ret, ep_len), (traj, finished) = jax.lax.scan(
-                rollout_step, (params, env_states, ep_ret, ep_len), noise
+            (params, env_states, ep_ret, ep_len, key), (traj, finished) = jax.lax.scan(
+                rollout_step, (params, env_states, ep_ret, ep_len, key), None, cfg.num_steps
             )
             last_obs = jax.vmap(env_obs, in_axes=(None, 0))(levels, env_states)
             _, last_value = apply(params, last_obs)
@@ -287,32 +255,27 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
             flat = lambda x: x.reshape((cfg.num_envs * cfg.num_steps,) + x.shape[2:])  # noqa: E731
             data = jax.tree_util.tree_map(flat, (traj, advantages, targets))
 
-            def split_epoch_key(key, _):
+            def epoch(carry, _):
+                params, opt_state, key = carry
                 key, sub = jax.random.split(key)
-                return key, sub
+                perm = jax.random.permutation(sub, cfg.num_envs * cfg.num_steps)
+                shuffled = jax.tree_util.tree_map(
+                    lambda x: x[perm].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), data
+                )
 
-            # All epochs' shuffles in one batched draw (same keys, same permutations as one per epoch).
-            key, subs = jax.lax.scan(split_epoch_key, key, None, cfg.update_epochs)
-            perms = jax.vmap(lambda k: jax.random.permutation(k, cfg.num_envs * cfg.num_steps))(subs)
-
-            def epoch(carry, perm):
-                params, opt_state = carry
-
-                def minibatch(carry, idx):
+                def minibatch(carry, mb):
                     params, opt_state = carry
-                    # Gather each minibatch's rows where they are used: no shuffled copy of the whole
-                    # rollout per epoch.
-                    batch, adv, tgt = jax.tree_util.tree_map(lambda x: x[idx], data)
+                    batch, adv, tgt = mb
                     (_, (v_loss, ent)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, adv, tgt)
                     updates, opt_state = tx.update(grads, opt_state, params)
                     return (optax.apply_updates(params, updates), opt_state), (v_loss, ent)
 
-                (params, opt_state), aux = jax.lax.scan(
-                    minibatch, (params, opt_state), perm.reshape(cfg.num_minibatches, cfg.minibatch_size)
-                )
-                return (params, opt_state), aux
+                (params, opt_state), aux = jax.lax.scan(minibatch, (params, opt_state), shuffled)
+                return (params, opt_state, key), aux
 
-            (params, opt_state), (v_loss, ent) = jax.lax.scan(epoch, (params, opt_state), perms)
+            (params, opt_state, key), (v_loss, ent) = jax.lax.scan(
+                epoch, (params, opt_state, key), None, cfg.update_epochs
+            )
             done, rets, lens = finished
             n_done = jnp.maximum(done.sum(), 1)
             metrics = {
