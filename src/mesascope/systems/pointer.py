@@ -34,10 +34,7 @@ import numpy as np
 from mesascope.levels.grid import GridSpec, Level
 from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.distances import reachable_states
-from mesascope.systems.bridge import Bridge
 from mesascope.systems.mesa import (
-    MESA_DOMAIN,
-    TRANSITION_DOMAIN,
     MesaOptimizer,
     MesaParams,
     TrainResult,
@@ -137,16 +134,7 @@ class PointerMesaOptimizer(MesaOptimizer):
         """The reward model `r_hat = theta . psi` the planner optimises on one level: float32 `[S, A]`."""
         return self.features(level) @ params.theta
 
-    def default_bridge(self) -> Bridge:
-        """The cell-entered bridge: the reward model pays `r_hat(x)` for the cell `x` a transition enters."""
-        return Bridge(
-            name="cell-entered",
-            source_domain=MESA_DOMAIN,
-            target_domain=TRANSITION_DOMAIN,
-            to_reward=lambda params, level, tab: self.mesa_reward(params, level),
-            note="the planner is paid its reward model's value r_hat(x) for the cell x each transition enters, "
-            "so the model pulls back to R(s, a, s') = r_hat(x(s'))",
-        )
+    # default_bridge is MesaOptimizer's cell-entered bridge: it pays `mesa_reward`, here the reward model.
 
 
 @functools.lru_cache(maxsize=None)
