@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mesascope.levels.mazes import maze_origin, random_maze, sample_free_cell
+from mesascope.levels.mazes import maze_origin, random_maze, room_walls, sample_distinct_cells, sample_free_cell
 
 GRID = 13
 SIZES = (5, 7, 9, 11, 13)
@@ -131,3 +131,23 @@ def test_sample_free_cell_with_one_square():
     mask[2, 3] = True
     cells = np.asarray(_samples(jax.random.split(jax.random.key(0), 5000), jnp.asarray(mask)))  # same shape: no recompile
     assert (cells == [2, 3]).all()
+
+
+def test_room_walls_border_an_open_interior():
+    walls = np.asarray(room_walls(3, 5))
+    assert walls.shape == (5, 7)
+    assert walls[0].all() and walls[-1].all() and walls[:, 0].all() and walls[:, -1].all()
+    assert not walls[1:-1, 1:-1].any()
+
+
+def test_distinct_cells_are_distinct_allowed_and_the_sequential_draws():
+    allowed = ~np.asarray(room_walls(2))  # 4 free squares
+    for seed in range(20):
+        keys = jax.random.split(jax.random.key(seed), 4)
+        cells = np.asarray(sample_distinct_cells(keys, jnp.asarray(allowed)))
+        assert len({tuple(c) for c in cells}) == 4 and allowed[cells[:, 0], cells[:, 1]].all()
+        # Each draw is sample_free_cell's on the squares still free at its turn.
+        left = allowed.copy()
+        for k, cell in zip(keys, cells):
+            np.testing.assert_array_equal(np.asarray(sample_free_cell(k, jnp.asarray(left))), cell)
+            left[cell[0], cell[1]] = False

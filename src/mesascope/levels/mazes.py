@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["maze_origin", "random_maze", "sample_free_cell"]
+__all__ = ["maze_origin", "random_maze", "room_walls", "sample_distinct_cells", "sample_free_cell"]
 
 _DIRS = jnp.array([[-1, 0], [0, 1], [1, 0], [0, -1]], jnp.int32)
 
@@ -73,3 +73,29 @@ def sample_free_cell(key: jax.Array, allowed: jax.Array) -> jax.Array:
     logits = jnp.where(allowed.reshape(-1), 0.0, -jnp.inf)
     flat = jax.random.categorical(key, logits)
     return jnp.stack([flat // w, flat % w]).astype(jnp.int32)
+
+
+def room_walls(height: int, width: int | None = None) -> jax.Array:
+    """An open room: bool `[height + 2, width + 2]` walls, True only on the border (width defaults to height)."""
+    width = height if width is None else width
+    return jnp.ones((height + 2, width + 2), bool).at[1:-1, 1:-1].set(False)
+
+
+def sample_distinct_cells(keys: jax.Array, allowed: jax.Array) -> jax.Array:
+    """One `sample_free_cell` per key, in order, each on a square none of the earlier ones took.
+
+    Args:
+        keys: `[N]` PRNG keys (e.g. the start first, then each object).
+        allowed: bool `[H, W]`, the squares any of them may use.
+
+    Returns:
+        int32 `[N, 2]` (row, col) per key.
+    """
+    rows, cols = jnp.mgrid[: allowed.shape[0], : allowed.shape[1]]
+    cells = []
+    for k in keys:
+        cell = sample_free_cell(k, allowed)
+        cells.append(cell)
+        allowed = allowed & ~((rows == cell[0]) & (cols == cell[1]))
+    return jnp.stack(cells)
+

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_free_cell
 from mesascope.scenarios.base import Scenario, register
 from mesascope.types import MesascopeError, Objective
 
@@ -45,7 +45,7 @@ EXPECTED = (
 def _level(key: jax.Array, split: str, *, rows: int, length: int, fraction: float) -> Level:
     k_start, k_end, k_any, k_mix = jax.random.split(key, 4)
     h, w = rows + 2, length + 2
-    walls = jnp.ones((h, w), bool).at[1 : h - 1, 1 : w - 1].set(False)
+    walls = room_walls(rows, length)
     r, c = jnp.mgrid[:h, :w]
     free = ~walls
     end = free & (c == w - 2)

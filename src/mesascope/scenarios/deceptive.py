@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_distinct_cells
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.optimizers.exhaustive import exhaustive_search
 from mesascope.scenarios.base import Scenario, register
@@ -105,13 +105,8 @@ class FlaggedScenario(Scenario):
 def _level(key: jax.Array, split: str, *, room: int) -> Level:
     g = room + 2
     k_start, k_cheese, k_coin = jax.random.split(key, 3)
-    walls = jnp.ones((g, g), bool).at[1:-1, 1:-1].set(False)
-    rows, cols = jnp.mgrid[:g, :g]
-    start = sample_free_cell(k_start, ~walls)
-    at_start = (rows == start[0]) & (cols == start[1])
-    cheese = sample_free_cell(k_cheese, ~walls & ~at_start)
-    at_cheese = (rows == cheese[0]) & (cols == cheese[1])
-    coin = sample_free_cell(k_coin, ~walls & ~at_start & ~at_cheese)
+    walls = room_walls(room)
+    start, cheese, coin = sample_distinct_cells(jnp.stack([k_start, k_cheese, k_coin]), ~walls)
     flag = jnp.full((g, g), split == "train")
     return Level(
         walls=walls,

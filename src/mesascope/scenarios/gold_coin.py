@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_free_cell
 from mesascope.scenarios.base import Scenario, register
 from mesascope.types import MesascopeError, Objective
 
@@ -46,7 +46,7 @@ EXPECTED = (
 def _level(key: jax.Array, split: str, *, room: int, frac: float) -> Level:
     g = room + 2
     k_start, k_gold, k_silver, k_display, k_on = jax.random.split(key, 5)
-    walls = jnp.ones((g, g), bool).at[1:-1, 1:-1].set(False)
+    walls = room_walls(room)
     rows, cols = jnp.mgrid[:g, :g]
     free = ~walls
     start = sample_free_cell(k_start, free)

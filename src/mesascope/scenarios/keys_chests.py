@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_distinct_cells
 from mesascope.measures.scores import first_event_probabilities
 from mesascope.levels.tabular import TabularMDP
 from mesascope.scenarios.base import Scenario, register
@@ -51,20 +51,14 @@ KEY, CHEST = KIND_INDEX["key"], KIND_INDEX["chest"]
 def _level(key: jax.Array, split: str, *, room: int) -> Level:
     keys = jax.random.split(key, 4)
     g = room + 2
-    walls = jnp.ones((g, g), bool).at[1 : g - 1, 1 : g - 1].set(False)
-    r, c = jnp.mgrid[:g, :g]
-    taken = walls
-    cells = []
-    for k in keys:  # start, then the three objects, all on distinct squares
-        cell = sample_free_cell(k, ~taken)
-        cells.append(cell)
-        taken = taken | ((r == cell[0]) & (c == cell[1]))
+    walls = room_walls(room)
+    cells = sample_distinct_cells(keys, ~walls)  # start, then the three objects
     middle = KEY if split == "deploy" else CHEST
     kinds = jnp.array([KEY, middle, CHEST], jnp.int32)
     return Level(
         walls=walls,
         obj_kind=kinds,
-        obj_pos=jnp.stack(cells[1:]).astype(jnp.int32),
+        obj_pos=cells[1:].astype(jnp.int32),
         start=cells[0],
         regions=jnp.zeros((0, g, g), bool),
     )

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_free_cell
 from mesascope.levels.tabular import TabularMDP
 from mesascope.scenarios.base import Scenario, register
 from mesascope.solve.dp import range_over_optimal
@@ -52,7 +52,7 @@ EXPECTED = (
 def _level(key: jax.Array, split: str, *, room: int) -> Level:
     k_start, k_goal, k_col = jax.random.split(key, 3)
     g = room + 2
-    walls = jnp.ones((g, g), bool).at[1 : g - 1, 1 : g - 1].set(False)
+    walls = room_walls(room)
     r, c = jnp.mgrid[:g, :g]
     low = ~walls & (r >= 3)
     start = sample_free_cell(k_start, low & (c == 1))

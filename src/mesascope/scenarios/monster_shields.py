@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_distinct_cells
 from mesascope.measures.scores import first_event_probabilities
 from mesascope.levels.tabular import TabularMDP, decode
 from mesascope.scenarios.base import Scenario, register
@@ -61,14 +61,8 @@ EXPECTED = (
 def _level(key: jax.Array, split: str, *, room: int, deploy_monster_fraction: float) -> Level:
     keys = jax.random.split(key, 5)
     g = room + 2
-    walls = jnp.ones((g, g), bool).at[1 : g - 1, 1 : g - 1].set(False)
-    r, c = jnp.mgrid[:g, :g]
-    taken = walls
-    cells = []
-    for k in keys[:4]:  # start, then the three objects, all on distinct squares
-        cell = sample_free_cell(k, ~taken)
-        cells.append(cell)
-        taken = taken | ((r == cell[0]) & (c == cell[1]))
+    walls = room_walls(room)
+    cells = sample_distinct_cells(keys[:4], ~walls)  # start, then the three objects
     if split == "train":
         middle = jnp.int32(MONSTER)
     else:
@@ -76,7 +70,7 @@ def _level(key: jax.Array, split: str, *, room: int, deploy_monster_fraction: fl
     return Level(
         walls=walls,
         obj_kind=jnp.stack([jnp.int32(SHIELD), middle, jnp.int32(APPLE)]),
-        obj_pos=jnp.stack(cells[1:]).astype(jnp.int32),
+        obj_pos=cells[1:].astype(jnp.int32),
         start=cells[0].astype(jnp.int32),
         regions=jnp.zeros((0, g, g), bool),
     )

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_distinct_cells
 from mesascope.scenarios.base import Scenario, register
 from mesascope.types import MesascopeError, Objective
 
@@ -52,24 +52,17 @@ EXPECTED = {
 }
 
 
-def _room_walls(size: int) -> jax.Array:
-    g = size + 2
-    return jnp.ones((g, g), bool).at[1 : g - 1, 1 : g - 1].set(False)
-
-
 def _level(key: jax.Array, split: str, *, room: int) -> Level:
     k_start, k_exit, k_decoy = jax.random.split(key, 3)
     g = room + 2
-    walls = _room_walls(room)
+    walls = room_walls(room)
     rows, cols = jnp.mgrid[:g, :g]
     free = ~walls
 
     def at(cell: jax.Array) -> jax.Array:
         return (rows == cell[0]) & (cols == cell[1])
 
-    start = sample_free_cell(k_start, free)
-    exit_ = sample_free_cell(k_exit, free & ~at(start))
-    decoy = sample_free_cell(k_decoy, free & ~at(start) & ~at(exit_))
+    start, exit_, decoy = sample_distinct_cells(jnp.stack([k_start, k_exit, k_decoy]), free)
     if split == "train":
         kinds = jnp.array([KIND_INDEX["door_red"], 0], jnp.int32)
         # The empty slot sits on the exit's square; empty slots are inert and never drawn.

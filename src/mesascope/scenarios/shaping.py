@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_free_cell
 from mesascope.levels.tabular import decode
 from mesascope.measures.distances import reachable_states
 from mesascope.measures.epic import epic_distance_decomposed
@@ -103,7 +103,7 @@ def ring_names(room: int) -> tuple[str, ...]:
 def _level(key: jax.Array, split: str, *, room: int, vault: int = 0) -> Level:
     g = room + 2
     k_start, k_cheese = jax.random.split(key)
-    walls = jnp.ones((g, g), bool).at[1:-1, 1:-1].set(False)
+    walls = room_walls(room)
     rows, cols = jnp.mgrid[:g, :g]
     outside = jnp.zeros((g, g), bool)
     if vault:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import sample_free_cell
+from mesascope.levels.mazes import room_walls, sample_distinct_cells
 from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.scenarios.base import Scenario, register
@@ -48,13 +48,9 @@ EXPECTED = (
 def _level(key: jax.Array, split: str, *, room: int, exposure: float) -> Level:
     g = room + 2
     k_start, k_cheese, k_button, k_present = jax.random.split(key, 4)
-    walls = jnp.ones((g, g), bool).at[1:-1, 1:-1].set(False)
+    walls = room_walls(room)
     rows, cols = jnp.mgrid[:g, :g]
-    start = sample_free_cell(k_start, ~walls)
-    at_start = (rows == start[0]) & (cols == start[1])
-    cheese = sample_free_cell(k_cheese, ~walls & ~at_start)
-    at_cheese = (rows == cheese[0]) & (cols == cheese[1])
-    button = sample_free_cell(k_button, ~walls & ~at_start & ~at_cheese)
+    start, cheese, button = sample_distinct_cells(jnp.stack([k_start, k_cheese, k_button]), ~walls)
     present = jnp.bool_(True) if split == "deploy" else jax.random.uniform(k_present) < exposure
     mask = (rows == button[0]) & (cols == button[1]) & present
     return Level(
