@@ -28,10 +28,11 @@ import numpy as np
 
 from mesascope import __version__
 from mesascope.measures.distances import pairwise_epic
-from mesascope.measures.irl import goal_posterior, mce_irl
+from mesascope.measures.irl import goal_q_values, mce_irl, posterior_from_q, system_state_weights
 from mesascope.measures.shards import scenario_shards
 from mesascope.measures.scores import (
     first_reach_probabilities,
+    reach_flags,
     score_levels,
     system_action_probs,
     tabularize_levels,
@@ -356,6 +357,11 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
     exact = exact_split(
         tab, weights[names.index("base")], weights[names.index("intended")], goal_w, gamma, goal_reach=goal_reach
     )
+    # Every candidate goal's Q* is system-independent: solved once here for the goal posterior and shards.
+    goal_q = goal_q_values(
+        tab.next_state, jnp.asarray(tab.features, jnp.float32), jnp.asarray(goal_w), gamma,
+        terminal=tab.terminal, reach=reach_flags(tab, goal_reach, len(goals)),
+    )
     mesa_support = None
     if any(s.mesa_objective is not None for s in systems_in):
         from mesascope.systems.mesa import mesa_features
@@ -384,7 +390,8 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
             span = np.asarray(s.v_optimal - s.v_uniform)
             out["uninformative"] = {name: float(x) for name, x in zip(names, (span <= 1e-6).mean(0))}
         if behavioral:
-            posterior = goal_posterior(tab, probs, jnp.asarray(goal_w), gamma, names=tuple(goals), reach=goal_reach)
+            evidence = system_state_weights(tab, probs, gamma)
+            posterior = posterior_from_q(goal_q, tab.terminal, probs, evidence, names=tuple(goals))
             irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
             w_beh = np.asarray(irl.weights)
             out["behavioral"] = {
@@ -404,7 +411,8 @@ def _audit_split(scenario: Scenario, split: str, n: int, key: jax.Array, systems
             if system is not None and system.bridge is not None and system.mesa_objective is not None:
                 out["behavioral"]["irl_mesa"], rewards["behavioral_mesa"] = _mesa_behavioral(levels, tab, probs, system, gamma)
             out["distances"] = {"epic": pairwise_epic(tab, rewards, gamma)}
-            out["shards"] = {name: t.as_dict() for name, t in scenario_shards(scenario, levels, tab, probs).items()}
+            shards = scenario_shards(scenario, levels, tab, probs, q=goal_q, state_weights=evidence)
+            out["shards"] = {name: t.as_dict() for name, t in shards.items()}
         return out
 
     systems, paths = [], []
