@@ -7,6 +7,8 @@ status 2; a traceback is never the interface.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +30,32 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def with_thresholds(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command one option per threshold (`THRESHOLD_FIELDS`) and pass it `thresholds=Thresholds(...)`.
+
+    Every command that decides a verdict (run, audit, sweep) takes the same options from the one
+    declaration in `mesascope.properties.thresholds`; a value out of range is one `error:` line.
+    """
+    from mesascope.properties import THRESHOLD_FIELDS, Thresholds
+
+    defaults = Thresholds()
+    sig = inspect.signature(command, eval_str=True)
+    extra = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=f.kind,
+                          default=typer.Option(getattr(defaults, f.name), f.option, help=f.help))
+        for f in THRESHOLD_FIELDS
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {f.name: kwargs.pop(f.name) for f in THRESHOLD_FIELDS}
+        return command(*args, thresholds=Thresholds(**values), **kwargs)
+
+    kept = [p for p in sig.parameters.values() if p.name != "thresholds"]
+    wrapper.__signature__ = sig.replace(parameters=kept + extra)  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _parse_assignments(items: list[str], what: str) -> dict[str, Any]:
@@ -90,6 +118,7 @@ def _stage_progress() -> Iterator[Callable[[str, float], None]]:
 
 
 @app.command("run")
+@with_thresholds
 def run_command(
     scenario: str = typer.Argument(..., help="Scenario id (see `mesascope list`)."),
     seeds: int = typer.Option(4, "--seeds", help="Systems to train (seeds 0..N-1), in one vmapped program."),
@@ -100,11 +129,8 @@ def run_command(
     param: list[str] = typer.Option([], "--param", help="Scenario parameter, e.g. --param region=3."),
     mlflow: bool = typer.Option(False, "--mlflow", help="Also log the run to MLflow (needs the optional extra `mlflow`)."),
     mlflow_uri: str = typer.Option(None, "--mlflow-uri", help="MLflow tracking URI or local folder (default: MLflow's own)."),
-    tau: float = typer.Option(0.9, "--tau", help="J >= tau 'performs well' (SPEC.md section 2)."),
-    eps: float = typer.Option(0.2, "--eps", help="EPIC <= eps: two objectives 'agree'."),
-    delta: float = typer.Option(0.05, "--delta", help="Training-optimality gap <= delta counts as optimal."),
-    tau_acc: float = typer.Option(0.5, "--tau-acc", help="J >= tau_acc is 'acceptable' (not catastrophic)."),
     db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside the run folder)."),
+    thresholds: Any = None,
 ) -> None:
     """Train systems on SCENARIO with a base optimizer, audit each one exactly, print a summary."""
     from mesascope.experiments.run import AuditConfig, run
@@ -120,7 +146,7 @@ def run_command(
     if is_study(scenario):
         study_out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
         study_store = _run_store(db, study_out)
-        _run_study_command(scenario, seeds, preset, out, set_, param)
+        _run_study_command(scenario, seeds, preset, out, set_, param, thresholds)
         _store_events(study_store)("ingest", study_out, {})
         _after_run(study_out, mlflow, mlflow_uri)
         return
@@ -141,7 +167,7 @@ def run_command(
             overrides=_parse_assignments(set_, "--set"),
             scenario_params=_parse_assignments(param, "--param"),
             progress=progress,
-            thresholds=_thresholds(tau, eps, delta, tau_acc),
+            thresholds=thresholds,
             events=_store_events(store),
         )
     print_summary(result)
@@ -185,7 +211,9 @@ def _after_run(run_dir: Path, mlflow: bool = False, mlflow_uri: str | None = Non
         console.print(f"[dim]logged to MLflow as run[/] {run_id}")
 
 
-def _run_study_command(scenario: str, seeds: int, preset: str, out: Path | None, set_: list[str], param: list[str]) -> None:
+def _run_study_command(
+    scenario: str, seeds: int, preset: str, out: Path | None, set_: list[str], param: list[str], thresholds: Any
+) -> None:
     from mesascope.experiments.study import run_study
 
     out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
@@ -198,6 +226,7 @@ def _run_study_command(scenario: str, seeds: int, preset: str, out: Path | None,
             overrides=_parse_assignments(set_, "--set"),
             params=_parse_assignments(param, "--param"),
             progress=progress,
+            thresholds=thresholds,
         )
     console.print(study_table(result))
     for name, table in result["findings"].get("tables", {}).items():
@@ -230,19 +259,16 @@ def _rows_table(name: str, rows: list[dict[str, Any]]) -> Table:
 
 
 @app.command("audit")
+@with_thresholds
 def audit_command(
     run_dir: Path = typer.Argument(..., help="A run folder written by `mesascope run`."),
     audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in the exact audit."),
-    tau: float = typer.Option(0.9, "--tau", help="J >= tau 'performs well' (SPEC.md section 2)."),
-    eps: float = typer.Option(0.2, "--eps", help="EPIC <= eps: two objectives 'agree'."),
-    delta: float = typer.Option(0.05, "--delta", help="Training-optimality gap <= delta counts as optimal."),
-    tau_acc: float = typer.Option(0.5, "--tau-acc", help="J >= tau_acc is 'acceptable' (not catastrophic)."),
     db: Path = typer.Option(None, "--db", help="Result store to update (default: $MESASCOPE_DB, else runs.duckdb beside RUN_DIR)."),
+    thresholds: Any = None,
 ) -> None:
     """Re-audit the trained systems of RUN_DIR (no retraining) and rewrite its audit.json."""
     from mesascope.experiments.run import AuditConfig, audit_run
 
-    thresholds = _thresholds(tau, eps, delta, tau_acc)
     result = audit_run(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), thresholds=thresholds)
     print_summary(result)
     _store_events(_run_store(db, run_dir))("ingest", run_dir, result)
@@ -264,12 +290,6 @@ def report_command(
     console.print(f"[dim]report written to[/] {path}")
 
 
-def _thresholds(tau: float, eps: float, delta: float, tau_acc: float) -> Any:
-    from mesascope.properties import Thresholds
-
-    return Thresholds(tau=tau, eps=eps, delta=delta, tau_acc=tau_acc)
-
-
 @app.command("graph")
 def graph_command(run_dir: Path = typer.Argument(..., help="An audited run folder.")) -> None:
     """Draw the and-or graphs of every system of RUN_DIR into RUN_DIR/graphs/ (SVG; DOT if Graphviz is missing)."""
@@ -289,33 +309,63 @@ def explain_command(prop: str = typer.Argument(..., metavar="PROPERTY", help="e.
 
 
 def summary_table(result: dict[str, Any]) -> Table:
-    """The terminal summary of an audit: one row per system plus the uniform-random baseline."""
+    """The terminal summary of an audit: one row per system plus the uniform-random baseline.
+
+    Every `J` is the mean over the levels informative for its objective (their count heads the column),
+    with its 95% bootstrap interval over levels under it (SPEC.md section 2); the behavioral objective
+    column names what explains each system's deploy behaviour (SPEC.md section 4), or "unexplained".
+    """
     goals = result["candidate_goals"]
-    table = Table(title=f"{result['scenario']} · preset {result['preset']} · exact audit", show_lines=False)
+    counts = result.get("informative_levels", {})
+    n_levels = result.get("audit", {})
+    table = Table(title=f"{result['scenario']} · preset {result['preset']} · exact audit", show_lines=True)
     table.add_column("system", style="bold")
     for split in ("train", "deploy"):
-        table.add_column(f"{split}\nJ_base", justify="right")
-        table.add_column(f"{split}\nJ_intended", justify="right")
+        for obj, label in (("base", "J_base"), ("intended", "J_int")):
+            n = counts.get(split, {}).get(obj)
+            table.add_column(f"{split}\n{label}" + (f"\nn={n}" if n is not None else ""), justify="right", overflow="fold")
+    table.add_column("deploy\nbehav.\nobjective", justify="right")
     for g in goals:
-        table.add_column(f"deploy\n{g} 1st", justify="right")
+        table.add_column(f"deploy\n{g}\n1st", justify="right")
     table.caption = (
-        "J: normalised exact score (1 optimal, 0 uniform-random). "
-        "'goal 1st': probability the goal is reached before the other candidate goals."
+        f"J: normalised exact score (1 optimal, 0 uniform-random), mean over the n of {n_levels.get('n_deploy', '?')} "
+        "audited levels informative for its objective, with its 95% bootstrap interval. behav. objective: what "
+        "explains the deploy behaviour, its J and fit (nats/step). 'goal 1st': probability the goal is reached "
+        "before the other candidate goals."
     )
 
-    def fmt(x: float, good: float | None = None) -> str:
+    def fmt(x: float | None, interval: list[float] | None = None, good: float | None = None) -> str:
+        if x is None:
+            return "n/a"
         text = f"{x:.3f}"
-        if good is None:
-            return text
-        return f"[green]{text}[/]" if x >= good else f"[red]{text}[/]"
+        if good is not None:
+            text = f"[green]{text}[/]" if x >= good else f"[red]{text}[/]"
+        if interval:
+            text += f"\n[dim]{interval[0]:.2f}..{interval[1]:.2f}[/]"
+        return text
+
+    def behavioral(entry: dict[str, Any]) -> str:
+        choice = entry.get("behavioral", {}).get("deploy", {}).get("objective")
+        if not choice:
+            return "-"
+        if not choice.get("name"):
+            return f"[yellow]none[/]\n[dim]fit {choice.get('fit_quality') or 0:.3f}[/]"
+        name = choice["name"].removeprefix("goal:")
+        if name in entry["scores"]["deploy"]:
+            j = entry["scores"]["deploy"][name]
+        else:
+            j = entry.get("behavioral", {}).get("deploy", {}).get("irl", {}).get("score", {}).get("mean")
+        return f"{name}\n{fmt(j)}\n[dim]fit {choice['fit_quality']:.3f}[/]"
 
     rows = [(f"seed {s['seed']}", s) for s in result["systems"]]
     rows.append(("uniform", result["baselines"]["uniform"]))
     for name, entry in rows:
-        sc = entry["scores"]
+        sc, iv = entry["scores"], entry.get("intervals", {})
         cells = []
         for split in ("train", "deploy"):
-            cells += [fmt(sc[split]["base"], 0.9), fmt(sc[split]["intended"], 0.9)]
+            cells += [fmt(sc[split]["base"], iv.get(split, {}).get("base"), 0.9),
+                      fmt(sc[split]["intended"], iv.get(split, {}).get("intended"), 0.9)]
+        cells.append(behavioral(entry) if name != "uniform" else "")
         cells += [fmt(entry["first_reached"]["deploy"][g]) for g in goals]
         table.add_row(name, *cells)
     return table
@@ -473,6 +523,7 @@ def ingest_command(
 
 
 @app.command("sweep")
+@with_thresholds
 def sweep_command(
     scenario: str = typer.Argument(..., help="Scenario id (see `mesascope list`)."),
     param: list[str] = typer.Option([], "--param", help="Scenario parameter values, e.g. --param region=1,3."),
@@ -486,6 +537,7 @@ def sweep_command(
     audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in each point's exact audit."),
     goal: str = typer.Option(None, "--goal", help="Candidate goal whose first-reached fraction the curve shows (default: the proxy)."),
     db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside the sweep folder)."),
+    thresholds: Any = None,
 ) -> None:
     """Run a grid of points (scenario parameters x training settings) and print the curve over seeds."""
     from mesascope.experiments.store import resolve_db
@@ -513,6 +565,7 @@ def sweep_command(
             curve = sweep(
                 scenario, params=params, settings=settings, seeds=seeds, preset=preset, out=out, backend=backend,
                 address=address, workers=workers, audit_levels=audit_levels, goal=goal, db=db_path, on_point=on_point,
+                thresholds=thresholds,
             )
         finally:
             _print_curve_if_any(out)

@@ -47,7 +47,7 @@ def test_run_folder_has_everything(tiny_run):
         assert set(deploy_beh["irl"]["weights"]) == {"cheese", "step", "corner"}
         epic = system["distances"]["deploy"]["epic"]
         assert epic["base~intended"] < 1e-4  # the scenario's base and intended objectives are identical
-        assert all(0.0 <= d <= 1.0 for d in epic.values()) and "behavioral~base" in epic
+        assert all(0.0 <= d <= 1.0 for d in epic.values()) and "base~irl" in epic
     uniform = on_disk["baselines"]["uniform"]["scores"]
     assert abs(uniform["train"]["base"]) < 1e-4, "the uniform policy scores J = 0 by definition"
     assert on_disk["reach_objectives"] == ["corner"]
@@ -73,7 +73,7 @@ def test_greedy_path_walks_adjacent_cells_from_the_start():
     import jax.numpy as jnp
     import numpy as np
 
-    from mesascope.experiments.run import greedy_path
+    from mesascope.experiments.audit import greedy_path
     from mesascope.measures.scores import tabularize_levels
     from mesascope.scenarios import get_scenario
     from mesascope.solve.dp import value_iteration
@@ -98,12 +98,18 @@ def test_reaudit_reproduces_the_audit(tiny_run):
 
 def test_audit_has_properties_verdicts_and_the_wentworth_invariant(tiny_run):
     _, result = tiny_run
-    assert set(result["thresholds"]) == {"tau", "eps", "delta", "tau_acc"}
+    from mesascope.properties import THRESHOLD_FIELDS
+
+    assert set(result["thresholds"]) == {f.name for f in THRESHOLD_FIELDS}
     for system in result["systems"]:
         assert {"measurements", "properties", "graphs", "verdicts", "invariants"} <= set(system)
         assert system["invariants"]["wentworth_corollary"]["holds"], system["invariants"]
+        assert system["invariants"]["labels_established"]["holds"], system["invariants"]
         assert system["properties"]["inner_alignment"]["state"] == "undefined"  # no mesa-optimizer
-        assert set(system["verdicts"]) == {"hubinger", "wentworth", "shah", "ngo", "demski"}
+        assert set(system["verdicts"]) == {"hubinger", "wentworth", "wentworth_before_training", "shah", "ngo", "demski"}
+        # 8 audited levels per split, fewer than n_min = 16: every mean-based property is undefined, with why.
+        behaved = system["properties"]["behavioral_alignment"]
+        assert behaved["state"] == "undefined" and "n_min" in behaved["evidence"]["reason"]
 
 
 def test_existing_run_folder_is_not_overwritten(tiny_run):
@@ -155,13 +161,14 @@ def test_mesa_scenario_runs_and_reads_off_its_mesa_objective(tmp_path):
     assert set(system["mesa_objective"]["weights"]) == {"cheese", "up", "right"}
     assert system["mesa_objective"]["bridge"]["name"] == "cell-entered"
     epic = system["distances"]["deploy"]["epic"]
-    assert {"base~mesa", "behavioral~mesa"} <= set(epic)
+    assert {"base~mesa", "mesa~irl_mesa"} <= set(epic)
     assert system["measurements"]["has_mesa_objective"] and system["measurements"]["j_mesa_deploy"] is not None
     assert system["properties"]["inner_alignment"]["state"] in {"holds", "fails"}
     assert "pseudo_alignment" in system["verdicts"]
     # A gradient-trained mesa-objective is not a pointer to a model of the base objective (issue 4).
     assert system["measurements"]["mesa_points_to_base"] is False
     assert system["invariants"]["wentworth_corollary"]["holds"], system["invariants"]
+    assert system["invariants"]["labels_established"]["holds"], system["invariants"]
     # The audit re-reads the saved mesa-objective rather than retraining it.
     assert audit_run(tmp_path / "mesa", AuditConfig(n_train=8, n_deploy=8))["systems"] == result["systems"]
 
@@ -174,12 +181,37 @@ def test_a_setting_the_optimizer_lacks_is_a_one_line_error(capsys, tmp_path):
 
 
 def test_a_mesa_objective_uses_a_deploy_feature_only_with_real_weight_on_it():
-    from mesascope.experiments.run import DEPLOY_WEIGHT_SHARE, uses_deploy_feature
+    from mesascope.experiments.audit import uses_deploy_feature
+    from mesascope.properties import Thresholds
 
+    share = Thresholds().deploy_weight_share
     train, deploy = np.array([5, 5, 0, 0]), np.array([5, 5, 3, 3])  # features 2 and 3 occur only in deployment
-    assert uses_deploy_feature(np.array([1.0, -1.0, -2.4, 4.2]), train, deploy)  # evolved: it defects
-    assert not uses_deploy_feature(np.array([1.06, -0.84, 0.02, -0.04]), train, deploy)  # untouched initial values
-    assert uses_deploy_feature(np.array([1.0, 0.0, -DEPLOY_WEIGHT_SHARE, 0.0]), train, deploy)  # at the threshold
+    assert uses_deploy_feature(np.array([1.0, -1.0, -2.4, 4.2]), train, deploy, share)  # evolved: it defects
+    assert not uses_deploy_feature(np.array([1.06, -0.84, 0.02, -0.04]), train, deploy, share)  # untouched initial values
+    assert uses_deploy_feature(np.array([1.0, 0.0, -share, 0.0]), train, deploy, share)  # at the threshold
+    assert not uses_deploy_feature(np.array([1.0, 0.0, -share, 0.0]), train, deploy, 2 * share)  # the threshold is settable
     # A large weight on a feature that training also sees tells nothing apart.
-    assert not uses_deploy_feature(np.array([1.0, 9.0, 0.0, 0.0]), train, deploy)
-    assert not uses_deploy_feature(np.zeros(4), train, deploy)
+    assert not uses_deploy_feature(np.array([1.0, 9.0, 0.0, 0.0]), train, deploy, share)
+    assert not uses_deploy_feature(np.zeros(4), train, deploy, share)
+
+
+def test_audit_epic_is_shaping_invariant(tmp_path):
+    """SPEC.md section 3: every distance the audit reports is on the transition form R(s, a, s'), so the
+    potential-shaped base objective of shaping-v0 is at distance 0 from its sparse intended objective (the
+    audit used to report 0.21, having summed the next state out), while the non-potential proximity bonus
+    is not."""
+    out = tmp_path / "potential"
+    result = run("shaping-v0", seeds=1, out=out, audit=AuditConfig(n_train=16, n_deploy=16),
+                 overrides={"total_timesteps": 2048, "num_envs": 32, "num_steps": 32, "level_pool": 64},
+                 scenario_params={"shaping": "potential"})
+    for split in ("train", "deploy"):
+        assert result["systems"][0]["distances"][split]["epic"]["base~intended"] < 1e-4
+    from mesascope.experiments.audit import audit_systems
+    from mesascope.experiments.run import load_systems
+    from mesascope.properties import Thresholds
+    from mesascope.scenarios import get_scenario
+
+    _, _, _, systems = load_systems(out)
+    proximity = get_scenario("shaping-v0").with_params(shaping="proximity")
+    found = audit_systems(proximity, systems, AuditConfig(n_train=16, n_deploy=16), Thresholds())
+    assert found["systems"][0]["distances"]["deploy"]["epic"]["base~intended"] > 0.05

@@ -136,7 +136,8 @@ def test_counterexample_at_the_root():
     ev = evaluate_graph(revised_graph(), run(behavioral_alignment=F), has_mesa_optimizer=True)
     assert {c.edge.consequent for c in ev.counterexamples} == {"behavioral_alignment"}
     assert len(ev.counterexamples) == 2
-    assert all(p.breaks_at == "behavioral_alignment" for p in ev.paths)
+    # The root failing is the failure being explained, never where a path breaks (SPEC.md section 6).
+    assert all(p.status is PathStatus.COUNTEREXAMPLE and p.breaks_at is None and p.failing == () for p in ev.paths)
 
 
 def test_counterexample_to_a_pseudo_equivalence_direction():
@@ -281,3 +282,56 @@ def test_evaluation_is_frozen_and_hashable():
         ev.paths = ()  # type: ignore[misc]
     with pytest.raises(KeyError):
         ev.node("nope")
+
+
+# --- operational edge conditions (SPEC.md section 6) ------------------------------------------------------
+
+
+def test_outer_to_on_distribution_is_not_a_counterexample_for_an_untrained_system():
+    from mesascope.graphs import Condition
+
+    # Outer alignment holds but on-distribution alignment fails only because the system did not learn
+    # its training levels: the direction is claimed for training-optimal systems only.
+    values = run(on_distribution_alignment=F)
+    trained = evaluate_graph(revised_graph(), values, has_mesa_optimizer=True,
+                             facts={Condition.NEEDS_TRAINING_OPTIMAL: H})
+    untrained = evaluate_graph(revised_graph(), values, has_mesa_optimizer=True,
+                               facts={Condition.NEEDS_TRAINING_OPTIMAL: F})
+    unknown = evaluate_graph(revised_graph(), values, has_mesa_optimizer=True,
+                             facts={Condition.NEEDS_TRAINING_OPTIMAL: U})
+    key = ("outer_alignment", "on_distribution_alignment")
+    assert directions(trained)[key] is CheckStatus.COUNTEREXAMPLE
+    assert directions(untrained)[key] is CheckStatus.NOT_APPLICABLE
+    assert directions(unknown)[key] is CheckStatus.NOT_TESTED
+    assert not any(c.implication.id == "outer_alignment=>on_distribution_alignment"
+                   for c in untrained.counterexamples if hasattr(c, "implication"))
+
+
+def test_inner_robustness_direction_needs_the_behavioral_objective_to_be_the_mesa_objective():
+    from mesascope.graphs import Condition
+
+    values = run(capability_robustness=F)
+    other_goal = evaluate_graph(revised_graph(), values, has_mesa_optimizer=True,
+                                facts={Condition.NEEDS_BEHAVIORAL_IS_MESA: F})
+    same = evaluate_graph(revised_graph(), values, has_mesa_optimizer=True,
+                          facts={Condition.NEEDS_BEHAVIORAL_IS_MESA: H})
+    key = ("inner_robustness", "capability_robustness")
+    assert directions(other_goal)[key] is CheckStatus.NOT_APPLICABLE
+    assert directions(same)[key] is CheckStatus.COUNTEREXAMPLE
+
+
+def test_every_edge_and_direction_declares_its_conditions():
+    for graph in (consolidated_graph(), revised_graph(), collapsed_graph()):
+        for edge in graph.edges:
+            assert edge.reason and edge.requirement
+        for imp in graph.implications:
+            assert imp.reason and imp.requirement
+
+
+def test_a_path_never_breaks_at_the_root():
+    for graph in (consolidated_graph(), revised_graph(), collapsed_graph()):
+        for states in (run(behavioral_alignment=F), no_mesa(behavioral_alignment=F), run(behavioral_alignment=F, robustness=F)):
+            ev = evaluate_graph(graph, states, has_mesa_optimizer=graph is not None and "inner_alignment" in states
+                                and states["inner_alignment"].truth is not U)
+            for p in ev.paths:
+                assert p.breaks_at != graph.root and graph.root not in p.failing

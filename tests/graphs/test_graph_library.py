@@ -28,6 +28,11 @@ MESA, AGENCY, PROSAIC = (
     Condition.NEEDS_SUFFICIENT_AGENCY,
     Condition.NEEDS_PROSAIC_TRAINING,
 )
+TRAINED, BEH_IS_MESA, OUTER = (
+    Condition.NEEDS_TRAINING_OPTIMAL,
+    Condition.NEEDS_BEHAVIORAL_IS_MESA,
+    Condition.NEEDS_OUTER_ALIGNMENT,
+)
 
 
 def edge_set(graph):
@@ -93,20 +98,20 @@ def test_revised_graph_pseudo_equivalence_directions():
     directions = {(i.antecedent, i.consequent): i for i in g.implications}
     assert len(directions) == 6  # every direction kept separately
     expected = {
-        ("inner_robustness", "capability_robustness"): frozenset(),
-        ("capability_robustness", "inner_robustness"): {MESA, AGENCY},
-        ("inner_alignment", "objective_robustness"): {AGENCY},
-        ("objective_robustness", "inner_alignment"): {MESA, AGENCY},
-        ("outer_alignment", "on_distribution_alignment"): frozenset(),
+        ("inner_robustness", "capability_robustness"): {BEH_IS_MESA},
+        ("capability_robustness", "inner_robustness"): {MESA, AGENCY, BEH_IS_MESA},
+        ("inner_alignment", "objective_robustness"): {AGENCY, OUTER},
+        ("objective_robustness", "inner_alignment"): {MESA, AGENCY, OUTER},
+        ("outer_alignment", "on_distribution_alignment"): {TRAINED},
         ("on_distribution_alignment", "outer_alignment"): {PROSAIC},
     }
     for key, conditions in expected.items():
         assert directions[key].conditions == conditions, key
         assert directions[key].reason  # the seed's argument is recorded
-    assert directions[("outer_alignment", "on_distribution_alignment")].requirement == "always"
+    assert directions[("outer_alignment", "on_distribution_alignment")].requirement == "needs a training-optimal system"
     assert (
         directions[("capability_robustness", "inner_robustness")].requirement
-        == "needs mesa-optimizer + needs sufficient agency"
+        == "needs mesa-optimizer + needs sufficient agency + needs the behavioral objective to be the bridged mesa-objective"
     )
 
 

@@ -23,7 +23,7 @@ def test_mesa_objective_and_behavioral_objective_agree(tmp_path):
     for system in audit["systems"]:
         for split in ("train", "deploy"):
             epic = system["distances"][split]["epic"]
-            assert epic["mesa~behavioral_mesa"] < EPS, (system["seed"], split, epic)
+            assert epic["mesa~irl_mesa"] < EPS, (system["seed"], split, epic)
             irl = system["behavioral"][split]["irl_mesa"]
             assert set(irl["weights"]) == set(system["mesa_objective"]["weights"])
             assert irl["gamma"] in (0.9, 0.95, 0.99)

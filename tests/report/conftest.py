@@ -1,7 +1,7 @@
 """Fixtures shared by the report tests: a copy of a real (tiny) run folder and its report.
 
 `tests/golden/report_run/` is the output of a real run, kept small: `mesascope run cheese-corner-v0
---seeds 2 --audit-levels 8 --param grid_size=5 --param 'maze_sizes=[5]' --set total_timesteps=2048
+--seeds 2 --audit-levels 32 --param grid_size=5 --param 'maze_sizes=[5]' --set total_timesteps=2048
 --set num_envs=32 --set num_steps=32 --set level_pool=64` (audit.json, run.json, training.npz and
 pictures/; the trained systems are left out because the report never reads them). Training it in every
 test session would cost about a minute of CPU for nothing the report depends on.

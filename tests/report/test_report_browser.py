@@ -94,19 +94,20 @@ def test_graph_svg_is_drawn_with_its_nodes(page_of_report):
 def test_verdict_table_lists_every_school(page_of_report):
     found, *_ = page_of_report
     assert found["verdictVisible"]
-    assert found["verdictRows"] == ["Hubinger (infinite data)", "Wentworth", "Shah", "Ngo", "Demski"]
+    assert found["verdictRows"] == ["Hubinger (infinite data)", "Wentworth (after training)", "Wentworth (before training)",
+                                    "Shah", "Ngo", "Demski"]
 
 
 def test_level_pictures_decoded(page_of_report):
     found, *_ = page_of_report
-    assert len(found["images"]) == 2
+    assert len(found["images"]) == 2 + 3  # two seeds, three witness policies
     for image in found["images"]:
         assert image["complete"] and image["w"] > 0 and image["h"] > 0
 
 
 def test_the_mesa_optimizer_report_loads_too(page_of_report):
     found, *_ = page_of_report
-    assert len(found["mesaPictures"]) == 1 and found["mesaPictures"][0] > 0
+    assert len(found["mesaPictures"]) == 1 + 3 and all(w > 0 for w in found["mesaPictures"])
     assert found["mesaGraphs"] == 3
 
 

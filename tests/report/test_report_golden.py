@@ -59,10 +59,13 @@ def test_numbers_come_from_audit_json(report_run, structure_of):
     rows = {r[0]: r[1:] for r in structure_of(report_run.html).tables["summary-table"]}
     for system in audit["systems"]:
         row = rows[f"seed {system['seed']}"]
-        assert row[3] == f"{system['scores']['deploy']['intended']:.3f}".replace("-", "−")
-        assert row[4] == f"{system['first_reached']['deploy']['cheese']:.3f}"
+        # The score over informative levels, then its 95% interval.
+        lo, hi = system["intervals"]["deploy"]["intended"]
+        value = f"{system['scores']['deploy']['intended']:.3f}"
+        assert row[3] == f"{value}{lo:.3f} to {hi:.3f}".replace("-", "−")
+        assert row[5] == f"{system['first_reached']['deploy']['cheese']:.3f}"
     uniform = rows["uniform-random"]
-    assert uniform[5] == f"{audit['baselines']['uniform']['first_reached']['deploy']['corner']:.3f}"
+    assert uniform[6] == f"{audit['baselines']['uniform']['first_reached']['deploy']['corner']:.3f}"
 
 
 def test_self_contained(report_run):
@@ -72,7 +75,9 @@ def test_self_contained(report_run):
     for attr in re.findall(r'\b(?:src|href)="([^"]*)"', html):
         assert attr.startswith(("data:image/png;base64,", "#")), attr
     assert not re.search(r"url\((?!#)", html)
-    assert len(re.findall(r'<img class="level-picture"', html)) == 2
+    pictures = list((report_run.run_dir / "pictures").glob("*.png"))
+    assert len(pictures) == 2 + 3  # two seeds, three witness policies
+    assert len(re.findall(r'<img class="level-picture"', html)) == len(pictures)
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed (make test installs it)")
@@ -252,6 +257,6 @@ def test_verdicts_at_a_glance_count_seeds(report_run):
     audit = json.loads((report_run.run_dir / "audit.json").read_text())
     labels = [s["verdicts"]["wentworth"]["label"] for s in audit["systems"]]
     label = labels[0]
-    expected = f"<strong>Wentworth</strong>: {label} ({labels.count(label)}/{len(labels)})"
+    expected = f"<strong>Wentworth (after training)</strong>: {label} ({labels.count(label)}/{len(labels)})"
     summary = report_run.html.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
     assert expected in summary

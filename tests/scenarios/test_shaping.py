@@ -4,6 +4,7 @@ invisible to EPIC once handed over as shaping; the proximity bonus changes the o
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -41,9 +42,31 @@ def test_what_each_base_objective_makes_optimal():
 
 def test_potential_shaping_is_invisible_to_epic():
     d = shaping_epic(get_scenario("shaping-v0"), jax.random.key(1), n=8)
-    assert d["sparse~potential"] < 1e-3
+    assert d["sparse~potential"] < 1e-4
     assert d["sparse~proximity"] > 0.05
     assert d["potential~proximity"] == pytest.approx(d["sparse~proximity"], abs=1e-3)
+
+
+def test_transition_form_of_the_potential_reward_is_the_hand_decomposition():
+    """Two implementations: the engine's generic split of features into (s, a) and s' parts, and the
+    potential written by hand, `r_sa = [cheese] - Phi(s)`, `r_next = gamma Phi(s')` (Ng et al. 1999)."""
+    from mesascope.levels.tabular import transition_reward
+    from mesascope.measures.scores import tabularize_levels
+    from mesascope.scenarios.shaping import potential
+
+    sc = get_scenario("shaping-v0").with_params(shaping="potential")
+    levels = sc.sample_levels(jax.random.key(2), 8, "train")
+    tab = tabularize_levels(sc.spec, levels)
+    form = transition_reward(tab, jnp.asarray(sc.base_objective.vector(sc.feature_names)))
+    phi = np.asarray(jax.vmap(lambda lv: potential(sc, lv))(levels))
+    live = ~np.asarray(tab.terminal)
+    cheese = np.asarray(tab.features)[..., sc.feature_names.index("cheese")]
+    np.testing.assert_allclose(np.asarray(form.next)[live], (sc.spec.gamma * phi)[live], atol=1e-5)
+    expected_sa = cheese - phi[..., None]
+    np.testing.assert_allclose(np.asarray(form.sa)[live], expected_sa[live], atol=1e-5)
+    # On every realised transition the two parts add up to the reward table.
+    realised = np.asarray(form.realised(tab.next_state))
+    np.testing.assert_allclose(realised, np.asarray(tab.features) @ sc.base_objective.vector(sc.feature_names), atol=1e-5)
 
 
 def test_vault_levels_and_what_is_optimal_with_the_treasure():

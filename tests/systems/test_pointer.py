@@ -87,7 +87,11 @@ def test_same_key_gives_identical_weights():
 
 
 def test_the_pointer_is_measured_as_corrigible_pseudo_alignment(tmp_path):
-    result = run("cheese-corner-pointer-v0", seeds=1, out=tmp_path / "p", audit=AuditConfig(n_train=4, n_deploy=8), overrides={"n_levels": 8})
+    from mesascope.properties import Thresholds
+
+    # 4 and 8 audited levels (a smoke run): n_min lowered to match, so the means decide the properties.
+    result = run("cheese-corner-pointer-v0", seeds=1, out=tmp_path / "p", audit=AuditConfig(n_train=4, n_deploy=8),
+                 overrides={"n_levels": 8}, thresholds=Thresholds(n_min=4))
     assert result["optimizer"] == "mesa-reward-model" and result["config"]["beta"] == 100.0
     system = result["systems"][0]
     weights = system["mesa_objective"]["weights"]

@@ -105,6 +105,22 @@ MIGRATIONS: tuple[Migration, ...] = (
                 uniform_goal_first_deploy DOUBLE, updated TIMESTAMP)""",
         ),
     ),
+    Migration(
+        2,
+        "informative-level counts, bootstrap intervals and marginal flags (SPEC.md section 2); thresholds per run",
+        (
+            "ALTER TABLE runs ADD COLUMN thresholds JSON",
+            "ALTER TABLE scores ADD COLUMN n_informative INTEGER",
+            "ALTER TABLE scores ADD COLUMN j_lo DOUBLE",
+            "ALTER TABLE scores ADD COLUMN j_hi DOUBLE",
+            "ALTER TABLE scores ADD COLUMN j_all_levels DOUBLE",
+            "ALTER TABLE properties ADD COLUMN marginal BOOLEAN",
+            "ALTER TABLE properties ADD COLUMN n_informative INTEGER",
+            "ALTER TABLE properties ADD COLUMN interval_lo DOUBLE",
+            "ALTER TABLE properties ADD COLUMN interval_hi DOUBLE",
+            "ALTER TABLE verdicts ADD COLUMN marginal BOOLEAN",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -383,7 +399,7 @@ class Store:
         goals = proxy_goals(audit) if audit else []
         audit_top = {k: v for k, v in (audit or {}).items() if k != "systems"} if audit else None
         con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 str(run_dir.resolve()),
@@ -403,6 +419,7 @@ class Store:
                 goals[0] if goals else None,
                 meta.get("mesascope_version"),
                 _json(audit_top),
+                _json((audit or {}).get("thresholds") or meta.get("thresholds")),
             ],
         )
 
@@ -433,14 +450,24 @@ class Store:
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         score_rows, first_rows, prop_rows, verdict_rows = [], [], [], []
 
+        counts = audit.get("informative_levels") or {}
+
+        def split_get(block: Any, split: str, obj: str) -> Any:
+            inner = (block or {}).get(split) if isinstance(block, dict) else None
+            return inner.get(obj) if isinstance(inner, dict) else None
+
         def add_scores(seed: int | None, policy: str, entry: dict[str, Any]) -> None:
-            values = entry.get("values") or {}
             for split, objs in (entry.get("scores") or {}).items():
                 if not isinstance(objs, dict):
                     continue
                 for obj, j in objs.items():
-                    v = (values.get(split) or {}).get(obj) if isinstance(values.get(split), dict) else None
-                    score_rows.append([run_id, seed, policy, split, obj, _num(j), _num(v)])
+                    interval = split_get(entry.get("intervals"), split, obj) or [None, None]
+                    n = split_get(counts, split, obj)
+                    score_rows.append([
+                        run_id, seed, policy, split, obj, _num(j), _num(split_get(entry.get("values"), split, obj)),
+                        int(n) if isinstance(n, int) else None, _num(interval[0]), _num(interval[1]),
+                        _num(split_get(entry.get("scores_all_levels"), split, obj)),
+                    ])
             for split, goals in (entry.get("first_reached") or {}).items():
                 if not isinstance(goals, dict):
                     continue
@@ -455,14 +482,18 @@ class Store:
             for name, p in (entry.get("properties") or {}).items():
                 if not isinstance(p, dict):
                     continue
+                interval = p.get("interval") or [None, None]
+                n = p.get("n_informative")
                 prop_rows.append(
                     [run_id, seed, name, p.get("state"), _num(p.get("score")), _num(p.get("threshold")),
-                     p.get("school"), p.get("definition"), _json(p.get("evidence"))]
+                     p.get("school"), p.get("definition"), _json(p.get("evidence")), bool(p.get("marginal", False)),
+                     int(n) if isinstance(n, int) else None, _num(interval[0]), _num(interval[1])]
                 )
             for school, v in (entry.get("verdicts") or {}).items():
                 if not isinstance(v, dict):
                     continue
-                verdict_rows.append([run_id, seed, school, v.get("label"), v.get("reason"), _json(v.get("evidence"))])
+                verdict_rows.append([run_id, seed, school, v.get("label"), v.get("reason"), _json(v.get("evidence")),
+                                     bool(v.get("marginal", False))])
         for name, base in ((audit.get("baselines") or {}).items()):
             if isinstance(base, dict):
                 add_scores(None, name, base)

@@ -21,10 +21,7 @@ from mesascope import __version__
 from mesascope.properties.core import Thresholds
 from mesascope.types import MesascopeError
 
-__all__ = ["THRESHOLDS", "check", "jsonable", "run_study", "save_figure"]
-
-THRESHOLDS = Thresholds().to_dict()
-"""SPEC.md section 2 thresholds (the verdicts engine's defaults), as written into every study's audit.json."""
+__all__ = ["check", "jsonable", "run_study", "save_figure"]
 
 
 def _noop(stage: str, frac: float) -> None:
@@ -86,8 +83,11 @@ def run_study(
     overrides: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
     progress: Callable[[str, float], None] = _noop,
+    thresholds: Thresholds = Thresholds(),
 ) -> dict[str, Any]:
     """Run a study with seeds `0..seeds-1` and write its run folder.
+
+    Every verdict the study computes uses `thresholds` (recorded in run.json and audit.json).
 
     Returns:
         The audit (also written to `out / "audit.json"`).
@@ -115,10 +115,11 @@ def run_study(
         "optimizer": study.optimizer,
         "seeds": list(range(seeds)),
         "config": config,
+        "thresholds": thresholds.to_dict(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     (out / "run.json").write_text(json.dumps(jsonable(meta), indent=2) + "\n")
-    ctx = StudyContext(tuple(range(seeds)), preset, config, full_params, out, progress)
+    ctx = StudyContext(tuple(range(seeds)), preset, config, full_params, out, progress, thresholds)
     started = time.perf_counter()
     produced = study.execute(ctx)
     checks = produced["findings"].get("checks", [])
@@ -133,7 +134,7 @@ def run_study(
         "preset": preset,
         "seeds": list(range(seeds)),
         "config": config,
-        "thresholds": dict(THRESHOLDS),
+        "thresholds": thresholds.to_dict(),
         "finding_holds": bool(checks) and all(c["holds"] for c in checks),
         "findings": produced["findings"],
         "systems": produced.get("systems", []),

@@ -34,7 +34,7 @@ from mesascope.types import MesascopeError
 __all__ = ["BACKENDS", "parse_values", "point_summary", "run_point", "sweep", "sweep_id_for"]
 
 BACKENDS = ("local", "ray")
-_GRID_KEYS = ("scenario", "params", "settings", "seeds", "preset", "audit_levels")
+_GRID_KEYS = ("scenario", "params", "settings", "seeds", "preset", "audit_levels", "thresholds")
 
 
 def parse_values(item: str, what: str) -> tuple[str, list[Any]]:
@@ -121,10 +121,13 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     """Run (or finish) one sweep point in this process; returns `{"index", "status", "error", "action"}`.
 
     `task` is plain data (it crosses process boundaries): `index`, `dir`, `scenario`, `params`,
-    `settings`, `seeds`, `preset`, `audit_levels`, `db`, `sweep_id`.
+    `settings`, `seeds`, `preset`, `audit_levels`, `thresholds` (a dict), `db`, `sweep_id`.
     """
     import mesascope  # noqa: F401 - sets the XLA flag before JAX starts in a fresh worker
     from mesascope.experiments.run import AuditConfig, audit_run, run
+    from mesascope.properties import Thresholds
+
+    thresholds = Thresholds.from_dict(task.get("thresholds") or {})
 
     out = Path(task["dir"])
     store = Store(task["db"]) if task.get("db") else None
@@ -136,7 +139,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             return {"index": task["index"], "status": "complete", "error": None, "action": "skipped"}
         if _trained(out):
             # Training finished before the interruption: only the audit is redone.
-            result = audit_run(out, audit_cfg)
+            result = audit_run(out, audit_cfg, thresholds=thresholds)
             if events:
                 events("audited", out, result)
                 events("complete", out, result)
@@ -156,6 +159,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
                 overrides=dict(task["settings"]),
                 scenario_params=dict(task["params"]),
                 events=events,
+                thresholds=thresholds,
             )
             action = "trained"
     except Exception as err:  # noqa: BLE001 - one failed point must not stop the others
@@ -256,6 +260,7 @@ def sweep(
     goal: str | None = None,
     db: Path | None = None,
     on_point: Callable[[dict[str, Any]], None] | None = None,
+    thresholds: Any = None,
 ) -> dict[str, Any]:
     """Run every point of the grid `params x settings` (each with `seeds` seeds) and write the curve.
 
@@ -270,6 +275,7 @@ def sweep(
         goal: The candidate goal whose first-reached probability the curve reports (default: the proxy).
         db: The result store (None: no store).
         on_point: Called with each point's row as it finishes.
+        thresholds: Every point's `Thresholds` (default: SPEC.md's defaults), recorded in `sweep.json`.
 
     Returns:
         The curve: `{"scenario", "goal", "swept", "points": [...]}` (also in `out/curve.json`).
@@ -278,6 +284,9 @@ def sweep(
         MesascopeError: on bad options, a folder holding a different sweep, or when points failed
             (after the curve of the finished ones is written).
     """
+    from mesascope.properties import Thresholds
+
+    thresholds = thresholds or Thresholds()
     params, settings = dict(params or {}), dict(settings or {})
     if backend not in BACKENDS:
         raise MesascopeError(f"unknown --backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
@@ -314,6 +323,7 @@ def sweep(
         "preset": preset,
         "audit_levels": audit_levels,
         "goal": goal,
+        "thresholds": thresholds.to_dict(),
         "points": _points(params, settings),
     }
     old = read_json_object(out / "sweep.json")
@@ -378,6 +388,7 @@ def sweep(
             "seeds": seeds,
             "preset": preset,
             "audit_levels": audit_levels,
+            "thresholds": thresholds.to_dict(),
             "db": str(db) if db else None,
             "sweep_id": sweep_id,
         }

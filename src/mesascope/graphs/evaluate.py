@@ -9,11 +9,15 @@
   sufficient conditions only;
 * every **edge check**: antecedents all hold and the consequent fails is a *counterexample* to the graph
   as operationalised (a finding about the graph, not a bug); antecedents hold and consequent holds is
-  *confirmed*; anything else is *not tested*. An edge that presupposes a mesa-optimizer is *not
-  applicable* when the system has none;
+  *confirmed*; anything else is *not tested*. An edge whose declared condition is known to fail (no
+  mesa-optimizer, a system that is not training-optimal, ...) is *not applicable*, one whose condition
+  is unknown is *not tested*: data where a condition fails is never a counterexample (SPEC.md section 6);
 * the same check for each **direction** of each pseudo-equivalence, separately;
 * every **path** (a choice of one and-edge per needed node, from the leaves up to behavioral alignment)
-  with whether it certifies behavioral alignment (every node on it measured to hold) or where it breaks.
+  with whether it certifies behavioral alignment (every node below the root holds and the root does not
+  fail), where it breaks (the first failing node *below* the root: the root failing is the failure being
+  explained, never a break), or whether it is a counterexample (every node below the root holds, the root
+  fails).
 
 Why undefined is never read as failure: seed `000_a6e1b8d5e803b8fe.txt` points out that the mesa-objective
 properties only mean something when a mesa-objective exists. A system without one is therefore reported
@@ -63,6 +67,7 @@ class PathStatus(Enum):
 
     CERTIFIES = "certifies"
     BROKEN = "broken"
+    COUNTEREXAMPLE = "counterexample"
     UNDETERMINED = "undetermined"
 
 
@@ -147,12 +152,13 @@ class PathCheck:
             uses only blue ones.
         nodes: `(node, state)` for every node on the path, leaves before the nodes they support
             (post-order), as the path's approach reads them.
-        status: certifies (every node holds), broken (some node fails) or undetermined (none fails but
-            some is undefined, or an edge is not applicable).
-        breaks_at: The first failing node in `nodes` order; if none fails, the first undefined one;
-            `None` when the path certifies.
-        failing: Every failing node, in `nodes` order.
-        undefined: Every undefined node, in `nodes` order.
+        status: certifies (every node below the root holds, the root does not fail), broken (a node
+            below the root fails), counterexample (every node below the root holds, the root fails) or
+            undetermined (none below the root fails but some is undefined, or an edge is not applicable).
+        breaks_at: The first failing node below the root in `nodes` order; if none fails, the first
+            undefined one; `None` when the path certifies or is a counterexample. Never the root.
+        failing: Every failing node below the root, in `nodes` order.
+        undefined: Every undefined node below the root, in `nodes` order.
     """
 
     edges: tuple[AndEdge, ...]
@@ -254,6 +260,7 @@ def evaluate_graph(
     *,
     has_mesa_optimizer: bool,
     has_sufficient_agency: bool | None = None,
+    facts: Mapping[Condition, Truth] | None = None,
 ) -> GraphEvaluation:
     """Evaluate every node, edge, pseudo-equivalence direction and path of `graph` on one run.
 
@@ -270,6 +277,10 @@ def evaluate_graph(
             mesa-optimizer is not applicable.
         has_sufficient_agency: Whether the system is agentic enough for the directions that need it.
             `None` (unknown, the default) checks them as usual; `False` marks them not applicable.
+        facts: The state of each condition on this run (`Condition` -> `Truth`): FAILS makes an edge
+            that needs it not applicable, UNDEFINED makes it not tested. A condition missing here is
+            assumed to hold, except the mesa-optimizer (from `has_mesa_optimizer`) and agency (from
+            `has_sufficient_agency`); `facts` wins where both are given.
 
     Returns:
         A frozen `GraphEvaluation`.
@@ -335,12 +346,23 @@ def evaluate_graph(
                 return True
         return False
 
-    def not_applicable(names: tuple[str, ...], conditions: frozenset[Condition], approach: Approach | None) -> str:
+    known: dict[Condition, Truth] = {Condition.NEEDS_MESA_OPTIMIZER: Truth.of(has_mesa_optimizer)}
+    if has_sufficient_agency is False:
+        known[Condition.NEEDS_SUFFICIENT_AGENCY] = Truth.FAILS
+    known.update(facts or {})
+
+    def blocked(names: tuple[str, ...], conditions: frozenset[Condition], approach: Approach | None) -> tuple[CheckStatus, str] | None:
+        """Not applicable (a condition fails) or not tested (a condition is unknown), else None."""
         if not has_mesa_optimizer and (Condition.NEEDS_MESA_OPTIMIZER in conditions or involves_mesa(names, approach)):
-            return "needs a mesa-optimizer and the system has none"
-        if has_sufficient_agency is False and Condition.NEEDS_SUFFICIENT_AGENCY in conditions:
-            return "needs sufficient agency and the system is declared not to have it"
-        return ""
+            return CheckStatus.NOT_APPLICABLE, "needs a mesa-optimizer and the system has none"
+        order = list(Condition)
+        for c in sorted(conditions, key=order.index):
+            state = known.get(c, Truth.HOLDS)
+            if state is Truth.FAILS:
+                return CheckStatus.NOT_APPLICABLE, f"{c.value} and the condition fails on this system"
+            if state is Truth.UNDEFINED:
+                return CheckStatus.NOT_TESTED, f"{c.value} and the condition is undetermined on this system"
+        return None
 
     # Derived states, leaves first.
     derived: dict[str, Truth] = {}
@@ -351,7 +373,7 @@ def evaluate_graph(
             continue
         options = []
         for edge in alternatives:
-            if not_applicable((*edge.antecedents, edge.consequent), edge.conditions, edge.colour.approach):
+            if blocked((*edge.antecedents, edge.consequent), edge.conditions, edge.colour.approach):
                 options.append(Truth.UNDEFINED)
                 continue
             inputs = (
@@ -370,8 +392,7 @@ def evaluate_graph(
         approach = edge.colour.approach
         antecedents = tuple((a, measured[a].via(approach)) for a in edge.antecedents)
         consequent = measured[edge.consequent].via(approach)
-        why = not_applicable((*edge.antecedents, edge.consequent), edge.conditions, approach)
-        status, reason = (CheckStatus.NOT_APPLICABLE, why) if why else _check(antecedents, consequent)
+        status, reason = blocked((*edge.antecedents, edge.consequent), edge.conditions, approach) or _check(antecedents, consequent)
         edge_checks.append(EdgeCheck(edge, status, antecedents, consequent, reason))
 
     # Pseudo-equivalence directions, each on its own.
@@ -379,11 +400,8 @@ def evaluate_graph(
     for imp in graph.implications:
         antecedent = measured[imp.antecedent].measured
         consequent = measured[imp.consequent].measured
-        why = not_applicable((imp.antecedent, imp.consequent), imp.conditions, None)
-        if why:
-            status, reason = CheckStatus.NOT_APPLICABLE, why
-        else:
-            status, reason = _check(((imp.antecedent, antecedent),), consequent)
+        status, reason = blocked((imp.antecedent, imp.consequent), imp.conditions, None) or _check(
+            ((imp.antecedent, antecedent),), consequent)
         implication_checks.append(ImplicationCheck(imp, status, antecedent, consequent, reason))
 
     # Paths to the root.
@@ -406,17 +424,21 @@ def evaluate_graph(
 
         visit(graph.root)
         states = tuple((n, measured[n].via(approach)) for n in order)
-        failing = tuple(n for n, t in states if t is Truth.FAILS)
-        undefined = tuple(n for n, t in states if t is Truth.UNDEFINED)
-        blocked = [
+        # The root's failure is what a path explains, never where it breaks (SPEC.md section 6).
+        below = tuple((n, t) for n, t in states if n != graph.root)
+        failing = tuple(n for n, t in below if t is Truth.FAILS)
+        undefined = tuple(n for n, t in below if t is Truth.UNDEFINED)
+        stopped = [
             e.consequent
             for e in reversed(edges)
-            if not_applicable((*e.antecedents, e.consequent), e.conditions, e.colour.approach)
+            if blocked((*e.antecedents, e.consequent), e.conditions, e.colour.approach)
         ]
         if failing:
             status, breaks_at = PathStatus.BROKEN, failing[0]
-        elif undefined or blocked:
-            status, breaks_at = PathStatus.UNDETERMINED, (undefined or blocked)[0]
+        elif undefined or stopped:
+            status, breaks_at = PathStatus.UNDETERMINED, (undefined or stopped)[0]
+        elif measured[graph.root].via(approach) is Truth.FAILS:
+            status, breaks_at = PathStatus.COUNTEREXAMPLE, None
         else:
             status, breaks_at = PathStatus.CERTIFIES, None
         path_checks.append(PathCheck(edges, approach, states, status, breaks_at, failing, undefined))

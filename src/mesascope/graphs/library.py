@@ -35,6 +35,9 @@ RED, YELLOW, BLUE = Colour.RED, Colour.YELLOW, Colour.BLUE
 MESA = Condition.NEEDS_MESA_OPTIMIZER
 AGENCY = Condition.NEEDS_SUFFICIENT_AGENCY
 PROSAIC = Condition.NEEDS_PROSAIC_TRAINING
+TRAINED = Condition.NEEDS_TRAINING_OPTIMAL
+BEH_IS_MESA = Condition.NEEDS_BEHAVIORAL_IS_MESA
+OUTER = Condition.NEEDS_OUTER_ALIGNMENT
 
 
 @cache
@@ -112,32 +115,38 @@ def _revised_pseudo_equivalences() -> tuple[PseudoEquivalence, ...]:
             Implication(
                 "inner_robustness",
                 "capability_robustness",
-                frozenset(),
+                frozenset({BEH_IS_MESA}),
                 "The mesa-objective is itself a goal the system achieves across deployment, so some "
-                "behavioral objective is; inner robustness only says which one.",
+                "behavioral objective is; inner robustness only says which one. As measured, capability "
+                "robustness scores the behavioral objective, so the direction is claimed only where that is "
+                "the bridged mesa-objective (EPIC <= eps).",
             ),
             Implication(
                 "capability_robustness",
                 "inner_robustness",
-                frozenset({MESA, AGENCY}),
+                frozenset({MESA, AGENCY, BEH_IS_MESA}),
                 "Robust competence at some goal says nothing about a mesa-objective unless there is one, "
-                "and then only an agentic enough system would robustly pursue its own objective and no other.",
+                "and then only an agentic enough system would robustly pursue its own objective and no other; "
+                "as measured, only where the behavioral objective is the bridged mesa-objective.",
             ),
         ),
         PseudoEquivalence(
             Implication(
                 "inner_alignment",
                 "objective_robustness",
-                frozenset({AGENCY}),
+                frozenset({AGENCY, OUTER}),
                 "Hubinger's direction: it needs a system capable enough that its behavioral objective "
-                "matches its mesa-objective even under distributional shift.",
+                "matches its mesa-objective even under distributional shift. The revised graph reads Demski's "
+                "objective robustness (J_int >= tau_acc), so agreeing with the base objective yields acceptable "
+                "intended behaviour only where the base objective is outer aligned.",
             ),
             Implication(
                 "objective_robustness",
                 "inner_alignment",
-                frozenset({MESA, AGENCY}),
+                frozenset({MESA, AGENCY, OUTER}),
                 "Behaviour that tracks the base objective broadly leaves little room for a misaligned "
-                "mesa-objective, if there is a mesa-objective and the system is agentic enough.",
+                "mesa-objective, if there is a mesa-objective and the system is agentic enough; read off "
+                "J_int, it speaks of the base objective only where that is outer aligned.",
             ),
         ),
         PseudoEquivalence(
@@ -152,10 +161,10 @@ def _revised_pseudo_equivalences() -> tuple[PseudoEquivalence, ...]:
             Implication(
                 "outer_alignment",
                 "on_distribution_alignment",
-                frozenset(),
-                "Trivial: aligned everywhere includes aligned on the training distribution. (As measured, "
-                "on-distribution alignment also asks the trained system to do well on training, i.e. that "
-                "training succeeded.)",
+                frozenset({TRAINED}),
+                "Trivial: aligned everywhere includes aligned on the training distribution. As measured, "
+                "on-distribution alignment also asks the trained system to do well on training, so the "
+                "direction is claimed only for a training-optimal system (gap <= delta).",
             ),
         ),
     )

@@ -77,19 +77,31 @@ class Condition(Enum):
     An implication with no conditions holds `always`. The seed gives three kinds of assumption:
     a mesa-optimizer must exist, the system must be agentic (capable) enough, or the argument only goes
     through for prosaic training, where the base objective acts on the outcome only through training.
+    SPEC.md section 6 adds the conditions under which a direction is claimed *as operationalised here*:
+    a training-optimal system (on-distribution alignment also asks the system to do well on training),
+    a behavioral objective that is the bridged mesa-objective (inner robustness speaks of the
+    mesa-objective, capability robustness of the behavioral objective), and an outer-aligned base
+    objective (Demski's objective robustness is read off `J_int`, inner alignment off the base objective).
 
     Separately from its conditions, anything that involves a mesa-objective property (inner alignment,
     intent alignment, inner robustness) presupposes a mesa-objective, and `evaluate_graph` reports it
-    not applicable for a system without one. So `inner_robustness => capability_robustness` is `always`
-    (given the mesa-objective its antecedent already talks about), while `capability_robustness =>
-    inner_robustness` lists `needs mesa-optimizer`: capability robustness alone can hold without one.
-    The consolidated graph's inner alignment -> objective robustness edge lists the mesa-optimizer
-    explicitly, as SPEC.md section 6 does.
+    not applicable for a system without one. So `inner_robustness => capability_robustness` does not list
+    `needs mesa-optimizer` (its antecedent already talks about one), while `capability_robustness =>
+    inner_robustness` does: capability robustness alone can hold without one. The consolidated graph's
+    inner alignment -> objective robustness edge lists the mesa-optimizer explicitly, as SPEC.md section 6
+    does.
+
+    How `evaluate_graph` reads a condition: where it is known to fail the edge is *not applicable* (never
+    a counterexample); where it is unknown the edge is *not tested*; mesa-optimizer, agency and prosaic
+    training are assumed to hold unless the caller says otherwise (see `evaluate_graph`).
     """
 
     NEEDS_MESA_OPTIMIZER = "needs mesa-optimizer"
     NEEDS_SUFFICIENT_AGENCY = "needs sufficient agency"
     NEEDS_PROSAIC_TRAINING = "needs prosaic training"
+    NEEDS_TRAINING_OPTIMAL = "needs a training-optimal system"
+    NEEDS_BEHAVIORAL_IS_MESA = "needs the behavioral objective to be the bridged mesa-objective"
+    NEEDS_OUTER_ALIGNMENT = "needs an outer-aligned base objective"
 
 
 def _requirement(conditions: frozenset[Condition]) -> str:

@@ -1,11 +1,13 @@
 """Objective distances on gridworld levels (SPEC.md section 3), as the audit reports them.
 
-Gridworld transitions are deterministic, so an objective on a level is a table `r[s, a]` (the reward of
-the one transition out of `s` under `a`). EPIC is applied to these tables as rewards `R(s, a, s') =
-r[s, a]` with the closed-form product-coverage canonicalisation (`epic_distance_decomposed`), where the
-coverage `D_S` is uniform over the **live states reachable from the level's start** (wall squares and
-impossible object configurations are not part of the level's coverage) and `D_A` is uniform. The
-distance is averaged over the audited levels.
+Every objective is compared in its transition form `R(s, a, s') = sa[s, a] + next[s']`
+(`mesascope.levels.tabular.TransitionReward`): the part that depends on the next state alone is kept as a
+function of `s'`, never folded into a table `r(s, a)`, so EPIC's canonicalisation removes potential
+shaping exactly (two potential-shaped versions of one reward are at distance 0). EPIC uses the closed-form
+product-coverage canonicalisation (`epic_distance_decomposed`), with `D_S` uniform over the **live
+states reachable from the level's start** (wall squares and impossible object configurations are not
+part of the level's coverage) and `D_A` uniform. The distance is computed per level; `pairwise_epic`
+reports the mean over the audited levels and `pairwise_epic_levels` the per-level values behind it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from itertools import combinations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from mesascope.levels.tabular import TabularMDP
+from mesascope.levels.tabular import TabularMDP, TransitionReward
 from mesascope.measures.epic import epic_distance_decomposed
 
-__all__ = ["pairwise_epic", "reachable_states"]
+__all__ = ["as_transition_reward", "pairwise_epic", "pairwise_epic_levels", "reachable_states"]
 
 
 def reachable_states(tab: TabularMDP) -> jax.Array:
@@ -35,26 +38,44 @@ def reachable_states(tab: TabularMDP) -> jax.Array:
 
 
 @jax.jit
-def _coverage(tab: TabularMDP) -> jax.Array:
-    live = jax.vmap(reachable_states)(tab) & ~tab.terminal
+def _coverage(next_state: jax.Array, start: jax.Array, terminal: jax.Array) -> jax.Array:
+    tab = TabularMDP(next_state, jnp.zeros(next_state.shape + (0,)), start, terminal)
+    live = jax.vmap(reachable_states)(tab) & ~terminal
     return live / jnp.maximum(live.sum(-1, keepdims=True), 1)
 
 
-def pairwise_epic(tab: TabularMDP, rewards: Mapping[str, jax.Array], gamma: float) -> dict[str, float]:
-    """EPIC distance between every pair of objectives, averaged over levels.
+def as_transition_reward(reward: TransitionReward | jax.Array) -> TransitionReward:
+    """A `TransitionReward` as is; a bare `[..., S, A]` table as a reward that does not depend on `s'`."""
+    if isinstance(reward, TransitionReward):
+        return reward
+    reward = jnp.asarray(reward, jnp.float32)
+    return TransitionReward(reward, jnp.zeros(reward.shape[:-1], reward.dtype))
+
+
+def pairwise_epic_levels(
+    tab: TabularMDP, rewards: Mapping[str, TransitionReward | jax.Array], gamma: float
+) -> dict[str, np.ndarray]:
+    """EPIC distance between every pair of objectives, on every level.
 
     Args:
         tab: Tabular levels `[L, ...]`.
-        rewards: name -> float32 `[L, S, A]` reward table.
+        rewards: name -> `TransitionReward` with `sa` `[L, S, A]` and `next` `[L, S]` (a bare `[L, S, A]`
+            table is read as a reward of `(s, a)` alone).
         gamma: Discount.
 
     Returns:
-        `{"a~b": distance}` for every unordered pair, in the order of `rewards`.
+        `{"a~b": float [L]}` for every unordered pair, in the order of `rewards`.
     """
-    dist = _coverage(tab)
-    zeros = jnp.zeros(dist.shape, jnp.float32)
+    dist = _coverage(tab.next_state, tab.start, tab.terminal)
+    forms = {name: as_transition_reward(r) for name, r in rewards.items()}
     out = {}
-    for a, b in combinations(list(rewards), 2):
-        d = epic_distance_decomposed(rewards[a], zeros, rewards[b], zeros, gamma=gamma, state_dist=dist)
-        out[f"{a}~{b}"] = float(jnp.mean(d))
+    for a, b in combinations(list(forms), 2):
+        ra, rb = forms[a], forms[b]
+        d = epic_distance_decomposed(ra.sa, ra.next, rb.sa, rb.next, gamma=gamma, state_dist=dist)
+        out[f"{a}~{b}"] = np.asarray(d, np.float64)
     return out
+
+
+def pairwise_epic(tab: TabularMDP, rewards: Mapping[str, TransitionReward | jax.Array], gamma: float) -> dict[str, float]:
+    """`pairwise_epic_levels` averaged over levels: `{"a~b": distance}`."""
+    return {k: float(v.mean()) for k, v in pairwise_epic_levels(tab, rewards, gamma).items()}

@@ -469,7 +469,7 @@ class GoalPosterior:
         posterior_per_step: float32 `[G]`, `softmax(loglik)`: the posterior after one step's worth of
             evidence (geometric mean likelihood per step). It does not saturate, so it shows how close the
             competing goals are.
-        explains: bool `[G]`, `fit_quality > threshold`.
+        explains: bool `[G]`, `fit_quality >= threshold` (`kappa`, SPEC.md section 4).
         threshold: The threshold used (nats per step).
         n_steps: float, total state weight (the evidence's size in discounted steps).
         best: Name of the goal with the highest posterior (check `explains`, or `explained`, before
@@ -705,7 +705,7 @@ def posterior_from_q(
         total_loglik=gain + n_steps * uniform,
         posterior=posterior,
         posterior_per_step=per_step,
-        explains=fit_quality > threshold,
+        explains=fit_quality >= threshold,
         threshold=float(threshold),
         n_steps=n_steps,
         best=names[int(np.argmax(gain))],

@@ -2,7 +2,8 @@
 
 `V_R^pi(M)` is computed by policy evaluation over every state of the level (every state's observation
 is run through the system once), never by sampling. `J_R(pi; M) = (V^pi - V^unif) / (V^* - V^unif)`,
-defined as 1 when `V^* = V^unif`.
+defined as 1 when `V^* = V^unif`. Such a level is *uninformative* for `R` (every policy scores the same
+there, `informative_levels`) and is left out of every mean that feeds a property (SPEC.md section 2).
 """
 
 from __future__ import annotations
@@ -24,12 +25,18 @@ __all__ = [
     "PolicyFn",
     "first_event_probabilities",
     "first_reach_probabilities",
+    "informative_levels",
     "normalised_score",
+    "policy_values",
     "reach_flags",
+    "reference_values",
     "score_levels",
     "system_action_probs",
     "tabularize_levels",
 ]
+
+SPAN_TOL = 1e-6
+"""`V^* - V^unif` at or below this is numerically zero: the level is uninformative for that objective."""
 
 PolicyFn = Callable[[jax.Array], jax.Array]
 """A system as a function from a batch of observations `[B, *obs_shape]` to action probabilities `[B, A]`."""
@@ -51,11 +58,21 @@ class LevelScores(NamedTuple):
     j: jax.Array
 
 
-def normalised_score(v_policy: jax.Array, v_optimal: jax.Array, v_uniform: jax.Array, *, eps: float = 1e-6) -> jax.Array:
-    """`J = (V^pi - V^unif) / (V^* - V^unif)`, 1 where `V^* - V^unif <= eps` (SPEC.md section 2)."""
+def normalised_score(v_policy: jax.Array, v_optimal: jax.Array, v_uniform: jax.Array, *, eps: float = SPAN_TOL) -> jax.Array:
+    """`J = (V^pi - V^unif) / (V^* - V^unif)`, 1 where `V^* - V^unif <= eps` (SPEC.md section 2).
+
+    A level where the span is zero is uninformative (`informative_levels`): its `J = 1` is a
+    convention, never averaged into a number that feeds a property.
+    """
     span = v_optimal - v_uniform
     safe = jnp.where(span > eps, span, 1.0)
     return jnp.where(span > eps, (v_policy - v_uniform) / safe, 1.0)
+
+
+def informative_levels(v_optimal: jax.Array | np.ndarray, v_uniform: jax.Array | np.ndarray) -> np.ndarray:
+    """bool, same shape: where `V^* - V^unif > SPAN_TOL`, i.e. the level says something about a policy."""
+    # Same dtype and comparison as `normalised_score`, so the two never disagree at the boundary.
+    return (np.asarray(v_optimal) - np.asarray(v_uniform)) > SPAN_TOL
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,19 +117,48 @@ def system_action_probs(spec: GridSpec, levels: Level, policy: PolicyFn, *, chun
 
 
 @jax.jit
-def _values(next_state, features, start, terminal, weights, reach, probs, gamma):
-    def one_level(ns, ft, s0, term, pi):
+def _reference_values(next_state, features, start, terminal, weights, reach, gamma):
+    def one_level(ns, ft, s0, term):
         def one_objective(w, rch):
             r = ft @ w
             ns_r = stop_on_arrival(ns, r, term, rch)
             v_star = value_iteration(ns_r, r, gamma).v[s0]
             v_unif = policy_evaluation(ns_r, r, uniform_policy(ns_r), gamma)[s0]
-            v_pi = policy_evaluation(ns_r, r, pi, gamma)[s0]
-            return v_pi, v_star, v_unif
+            return v_star, v_unif
+
+        return jax.vmap(one_objective)(weights, reach)
+
+    return jax.vmap(one_level)(next_state, features, start, terminal)
+
+
+@jax.jit
+def _policy_values(next_state, features, start, terminal, weights, reach, probs, gamma):
+    def one_level(ns, ft, s0, term, pi):
+        def one_objective(w, rch):
+            r = ft @ w
+            return policy_evaluation(stop_on_arrival(ns, r, term, rch), r, pi, gamma)[s0]
 
         return jax.vmap(one_objective)(weights, reach)
 
     return jax.vmap(one_level)(next_state, features, start, terminal, probs)
+
+
+def reference_values(tab: TabularMDP, weights: jax.Array, gamma: float, *, reach: np.ndarray | None = None) -> tuple[jax.Array, jax.Array]:
+    """`V^*` and `V^unif` at the start of every level for every objective: two float32 `[L, O]`.
+
+    They do not depend on the system, so an audit computes them once per split (`score_levels` for one
+    system computes them too). Arguments as in `score_levels`.
+    """
+    weights = jnp.asarray(weights)
+    flags = reach_flags(tab, reach, weights.shape[0])
+    return _reference_values(tab.next_state, tab.features, tab.start, tab.terminal, weights, flags, gamma)
+
+
+def policy_values(tab: TabularMDP, probs: jax.Array, weights: jax.Array, gamma: float, *, reach: np.ndarray | None = None) -> jax.Array:
+    """`V^pi` at the start of every level for every objective: float32 `[L, O]` (arguments as in `score_levels`)."""
+    weights = jnp.asarray(weights)
+    flags = reach_flags(tab, reach, weights.shape[0])
+    return _policy_values(tab.next_state, tab.features, tab.start, tab.terminal, weights, flags, probs, gamma)
 
 
 def reach_flags(tab: TabularMDP, reach: np.ndarray | jax.Array | None, n: int) -> jax.Array:
@@ -148,9 +194,8 @@ def score_levels(
     Returns:
         `LevelScores` with `[L, O]` arrays.
     """
-    weights = jnp.asarray(weights)
-    flags = reach_flags(tab, reach, weights.shape[0])
-    v_pi, v_star, v_unif = _values(tab.next_state, tab.features, tab.start, tab.terminal, weights, flags, probs, gamma)
+    v_star, v_unif = reference_values(tab, weights, gamma, reach=reach)
+    v_pi = policy_values(tab, probs, weights, gamma, reach=reach)
     return LevelScores(v_pi, v_star, v_unif, normalised_score(v_pi, v_star, v_unif))
 
 

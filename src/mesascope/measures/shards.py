@@ -15,7 +15,7 @@ different parts of the state space. Shard theory (Pope and Turner 2022) calls su
    goal's value does not depend on which context the system is in), and only the evidence weights are
    restricted. Each part gets its own rationality `beta`, best goal, posterior and fit quality.
 3. The **shards** of a context are the distinct best goals over the parts whose fit explains the
-   behaviour (`fit_quality > threshold`) on enough evidence (`min_share`). One shard means one goal
+   behaviour (`fit_quality >= threshold`, `kappa`) on enough evidence (`min_share`). One shard means one goal
    drives behaviour in every part; two or more mean different goals drive it in different contexts.
 
 All computation is exact on enumerable levels: evidence weights are the system's own discounted state

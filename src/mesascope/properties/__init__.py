@@ -6,12 +6,11 @@ from mesascope.properties.core import (
     PROPERTY_NAMES,
     Definition,
     PropertyResult,
-    Thresholds,
-    ThresholdsError,
     compute_properties,
     graph_values,
     training_optimal_witnesses,
 )
+from mesascope.properties.thresholds import THRESHOLD_FIELDS, Thresholds, ThresholdsError
 from mesascope.properties.measurements import Measurements, MeasurementsError, Witness
 
 
@@ -26,6 +25,7 @@ __all__ = [
     "DEFINITIONS",
     "GRAPH_NODES",
     "PROPERTY_NAMES",
+    "THRESHOLD_FIELDS",
     "Definition",
     "Measurements",
     "MeasurementsError",

@@ -9,7 +9,11 @@ come out *undefined* (seed `000_a6e1b8d5e803b8fe.txt`).
 Conventions:
 
 * `J` is the normalised score of SPEC.md section 2 (1 = optimal, 0 = uniform random), averaged over the
-  audited levels of a split (`train` = levels from `D_train`, `deploy` = levels from `D_deploy`).
+  audited levels of a split (`train` = levels from `D_train`, `deploy` = levels from `D_deploy`) that
+  are *informative* for its objective. `estimates` holds, for any float field that is such a mean, its
+  `Estimate`: the informative-level count and the 95% bootstrap interval over levels (SPEC.md section 2).
+  A float field without an estimate is a number that is not a mean over sampled levels (a closed form in
+  a study); it has no count and no interval.
 * EPIC distances are the published `sqrt((1 - rho) / 2)` in [0, 1] (SPEC.md section 3).
 * "base-optimal policies" are all policies taking only actions within tolerance of `max_a Q*_base`; a
   "worst J over base-optimal policies" is the exact minimum over that set (SPEC.md section 2).
@@ -23,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesascope.measures.estimates import Estimate
 from mesascope.types import MesascopeError
 
 __all__ = ["MeasurementsError", "Measurements", "Witness"]
@@ -43,6 +48,11 @@ class Witness:
         train_gap: Its training-optimality gap under the base objective, `1 - J_base(pi; D_train)`.
         j_intended_deploy: `J_int(pi; D_deploy)`.
         j_base_deploy: `J_base(pi; D_deploy)`, if measured.
+        trained: True for the trained system itself. The others exist without training (exact optimal
+            policies, each candidate goal's pursuer): Wentworth's verdict is decided before training over
+            them alone and after training with the trained system added (SPEC.md section 7).
+        train_gap_estimate: The gap's `Estimate` (informative levels, interval), if it is a level mean.
+        j_intended_deploy_estimate: Likewise for `j_intended_deploy`.
     """
 
     name: str
@@ -50,18 +60,37 @@ class Witness:
     train_gap: float
     j_intended_deploy: float
     j_base_deploy: float | None = None
+    trained: bool = False
+    train_gap_estimate: Estimate | None = None
+    j_intended_deploy_estimate: Estimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for name in ("train_gap_estimate", "j_intended_deploy_estimate"):
+            est = getattr(self, name)
+            out[name] = None if est is None else est.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Witness:
         """Inverse of `to_dict`."""
+        data = dict(data)
+        for name in ("train_gap_estimate", "j_intended_deploy_estimate"):
+            if data.get(name) is not None:
+                data[name] = Estimate.from_dict(data[name])
         try:
-            return cls(**dict(data))
+            return cls(**data)
         except TypeError as err:
-            raise MeasurementsError(f"bad witness {dict(data)!r}: {err}") from None
+            raise MeasurementsError(f"bad witness {data!r}: {err}") from None
+
+    def gap(self) -> Estimate:
+        """The training gap as an `Estimate` (exact when it has none)."""
+        return self.train_gap_estimate or Estimate.exact(self.train_gap)
+
+    def j_int(self) -> Estimate:
+        """`J_int(pi; D_deploy)` as an `Estimate` (exact when it has none)."""
+        return self.j_intended_deploy_estimate or Estimate.exact(self.j_intended_deploy)
 
 
 _FLOATS = (
@@ -77,6 +106,7 @@ _FLOATS = (
     "worst_j_intended_behavioral_optimal_deploy",
     "epic_behavioral_base_deploy",
     "epic_behavioral_intended_deploy",
+    "epic_behavioral_mesa_deploy",
     "epic_base_intended_deploy",
     "epic_mesa_base_train",
     "epic_mesa_base_deploy",
@@ -101,9 +131,14 @@ class Measurements:
         j_intended_deploy: `J_int(pi; D_deploy)` (behavioral alignment).
         j_behavioral_train: `J_beh(pi; D_train)`, `beh` = the behavioral objective named below.
         j_behavioral_deploy: `J_beh(pi; D_deploy)` (capability robustness).
-        behavioral_objective: Which objective `beh` is, e.g. `"goal:corner"` or `"irl"`.
-        behavioral_fit: How well `beh` explains the behaviour, in [0, 1] (e.g. its posterior mass);
-            low means no candidate explains the system.
+        behavioral_objective: Which objective `beh` is, e.g. `"goal:corner"` or `"irl"` (SPEC.md section
+            4: the best candidate goal that explains the behaviour, else the IRL reward if it explains);
+            `None` when nothing explains it or it was not measured.
+        behavioral_fit: How well `beh` explains the behaviour: its log-likelihood gain over the uniform
+            policy in nats per step (for the best candidate when nothing explains).
+        behavioral_explained: True when some candidate goal or the IRL reward explains the behaviour
+            (fit >= kappa), False when none does (the behaviour is *unexplained* and the properties
+            that need a behavioral objective are undefined), None when not measured.
         worst_j_intended_base_optimal_deploy: min of `J_int` over all policies optimal for the base
             objective on deployment levels (Hubinger's infinite-data outer alignment).
         worst_j_intended_base_optimal_train: the same minimum on training levels (Demski's
@@ -115,6 +150,8 @@ class Measurements:
         epic_behavioral_base_deploy: `EPIC(beh, base)` on deployment coverage (Hubinger's objective
             robustness).
         epic_behavioral_intended_deploy: `EPIC(beh, int)` on deployment coverage.
+        epic_behavioral_mesa_deploy: `EPIC(beh, bridge(g))` on deployment coverage (mesa only): whether
+            the behavioral objective is the bridged mesa-objective (an and-or graph edge condition).
         epic_base_intended_deploy: `EPIC(base, int)` on deployment coverage (context).
         epic_mesa_base_train: `EPIC(bridge(g), base)` on training coverage (mesa only).
         epic_mesa_base_deploy: `EPIC(bridge(g), base)` on deployment coverage (inner alignment).
@@ -128,6 +165,7 @@ class Measurements:
             objective (corrigible pseudo-alignment); `None` if unknown or no mesa.
         witnesses: Candidate training-optimal policies tested for Wentworth's outer alignment, each
             with its training gap and deployment `J_int`.
+        estimates: Field name -> `Estimate` for the float fields that are means over audited levels.
         notes: Free-form provenance, e.g. `{"behavioral_objective": "best candidate goal ..."}`.
     """
 
@@ -141,12 +179,14 @@ class Measurements:
     j_behavioral_deploy: float | None = None
     behavioral_objective: str | None = None
     behavioral_fit: float | None = None
+    behavioral_explained: bool | None = None
     worst_j_intended_base_optimal_deploy: float | None = None
     worst_j_intended_base_optimal_train: float | None = None
     training_optimality_gap: float | None = None
     worst_j_intended_behavioral_optimal_deploy: float | None = None
     epic_behavioral_base_deploy: float | None = None
     epic_behavioral_intended_deploy: float | None = None
+    epic_behavioral_mesa_deploy: float | None = None
     epic_base_intended_deploy: float | None = None
     epic_mesa_base_train: float | None = None
     epic_mesa_base_deploy: float | None = None
@@ -156,6 +196,7 @@ class Measurements:
     mesa_uses_deploy_feature: bool | None = None
     mesa_points_to_base: bool | None = None
     witnesses: tuple[Witness, ...] = ()
+    estimates: Mapping[str, Estimate] = field(default_factory=dict, hash=False, compare=False)
     notes: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -174,7 +215,8 @@ class Measurements:
             set_mesa = [
                 n
                 for n in ("epic_mesa_base_train", "epic_mesa_base_deploy", "epic_mesa_intended_deploy",
-                          "j_mesa_train", "j_mesa_deploy", "mesa_uses_deploy_feature", "mesa_points_to_base")
+                          "epic_behavioral_mesa_deploy", "j_mesa_train", "j_mesa_deploy", "mesa_uses_deploy_feature",
+                          "mesa_points_to_base")
                 if getattr(self, n) is not None
             ]
             if set_mesa:
@@ -184,12 +226,25 @@ class Measurements:
                 )
         witnesses = tuple(w if isinstance(w, Witness) else Witness.from_dict(w) for w in self.witnesses)
         object.__setattr__(self, "witnesses", witnesses)
+        unknown = sorted(set(self.estimates) - set(_FLOATS))
+        if unknown:
+            raise MeasurementsError(f"estimates given for {unknown}, which are not float fields of Measurements")
+        estimates = {k: v if isinstance(v, Estimate) else Estimate.from_dict(v) for k, v in self.estimates.items()}
+        object.__setattr__(self, "estimates", estimates)
         object.__setattr__(self, "notes", dict(self.notes))
+
+    def estimate(self, name: str) -> Estimate | None:
+        """The `Estimate` behind float field `name`: its level statistics, or the bare number (None if unset)."""
+        if name in self.estimates:
+            return self.estimates[name]
+        value = getattr(self, name)
+        return None if value is None else Estimate.exact(value)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (`None` stays `null`); `from_dict` inverts it."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["witnesses"] = [w.to_dict() for w in self.witnesses]
+        out["estimates"] = {k: v.to_dict() for k, v in self.estimates.items()}
         out["notes"] = dict(self.notes)
         return out
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["CSS", "Safe", "badge", "esc", "fmt", "prefix_svg_ids", "section", "table"]
+__all__ = ["CSS", "Safe", "badge", "esc", "fmt", "marginal_badge", "prefix_svg_ids", "section", "table"]
 
 
 class Safe(str):
@@ -48,6 +48,14 @@ def badge(state: str | None) -> Safe:
     state = (state or "undefined").lower()
     kind = state if state in ("holds", "fails") else "undefined"
     return Safe(f'<span class="badge badge-{kind}">{esc(state)}</span>')
+
+
+def marginal_badge(marginal: Any) -> str:
+    """A badge for a decision whose 95% interval over levels contains its threshold ("" otherwise)."""
+    if not marginal:
+        return ""
+    return (' <span class="badge badge-marginal" title="the 95% bootstrap interval over levels contains the '
+            'threshold: another sample of levels could change this">marginal</span>')
 
 
 def table(
@@ -176,6 +184,8 @@ table.data tr.mean th, table.data tr.mean td { border-top: 2px solid var(--rule)
 .badge-holds { background: var(--holds-bg); color: var(--holds-fg); }
 .badge-fails { background: var(--fails-bg); color: var(--fails-fg); }
 .badge-undefined { background: var(--undef-bg); color: var(--undef-fg); }
+.badge-marginal { background: #fff3cd; color: #7a5a00; border: 1px dashed #c9a227; }
+.interval { color: var(--muted, #666); font-size: 11px; display: block; }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 18px; font-size: 13px; color: var(--muted); margin: 6px 0 12px; }
 .legend .sw { display: inline-block; width: 22px; height: 0; border-top: 3px solid; vertical-align: middle; margin-right: 6px; }
 .legend .sw.red { border-color: var(--red); } .legend .sw.yellow { border-color: var(--yellow); }

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mesascope.report.graph_figures import graph_figures
-from mesascope.report.html import CSS, Safe, badge, esc, fmt, section, table
+from mesascope.report.html import CSS, Safe, badge, esc, fmt, marginal_badge, section, table
 from mesascope.report.plots import first_reached_svg, learning_curves_svg, score_distributions_svg
 from mesascope.types import MesascopeError
 
@@ -48,7 +48,8 @@ SECTION_IDS = (
 
 SCHOOL_TITLES = {
     "hubinger": "Hubinger (infinite data)",
-    "wentworth": "Wentworth",
+    "wentworth": "Wentworth (after training)",
+    "wentworth_before_training": "Wentworth (before training)",
     "shah": "Shah",
     "ngo": "Ngo",
     "demski": "Demski",
@@ -172,25 +173,53 @@ def _summary(audit: Mapping[str, Any]) -> Safe:
         f'<div class="card {kind}"><div class="k">{esc(k)}</div><div class="v">{esc(fmt(v))}</div><div class="s">{esc(s)}</div></div>'
         for kind, k, v, s in cards
     )
-    headers = ["system", "train J_base", "train J_intended", "deploy J_base", "deploy J_intended",
-               *[f"deploy {g} first" for g in goals]]
+    counts = audit.get("informative_levels") or {}
+    n_levels = audit.get("audit") or {}
+
+    def head(sp: str, o: str, label: str) -> str:
+        n = _get(counts, sp, o)
+        return f"{sp} {label}" + (f" (n={n}/{n_levels.get(f'n_{sp}')})" if n is not None else "")
+
+    def with_interval(s: Mapping[str, Any], sp: str, o: str) -> Any:
+        value, interval = _get(s, "scores", sp, o), _get(s, "intervals", sp, o)
+        if value is None or not interval:
+            return value
+        return Safe(f'{esc(fmt(value))}<span class="interval">{esc(fmt(interval[0]))} to {esc(fmt(interval[1]))}</span>')
+
+    def behavioral(s: Mapping[str, Any]) -> Any:
+        choice = _get(s, "behavioral", "deploy", "objective")
+        if not choice:
+            return None
+        if not choice.get("name"):
+            return Safe(f'unexplained<span class="interval">best fit {esc(fmt(choice.get("fit_quality")))} nats/step</span>')
+        return Safe(f'{esc(str(choice["name"]).removeprefix("goal:"))}'
+                    f'<span class="interval">fit {esc(fmt(choice.get("fit_quality")))} nats/step</span>')
+
+    headers = [
+        "system", head("train", "base", "J_base"), head("train", "intended", "J_intended"), head("deploy", "base", "J_base"),
+        head("deploy", "intended", "J_intended"), "deploy behavioral objective", *[f"deploy {g} first" for g in goals],
+    ]
     rows = []
     for i, s in enumerate(systems):
         rows.append([_seed_label(s, i),
-                     *[_get(s, "scores", sp, o) for sp in ("train", "deploy") for o in ("base", "intended")],
+                     *[with_interval(s, sp, o) for sp in ("train", "deploy") for o in ("base", "intended")],
+                     behavioral(s),
                      *[_get(s, "first_reached", "deploy", g) for g in goals]])
-    numeric = range(1, len(headers))
+    numeric = [c for c in range(1, len(headers)) if c != 5]
     body_rows = table(headers, rows, numeric=numeric, table_id="summary-table",
-                      caption="J: exact normalised score (SPEC.md section 2), averaged over the audited levels. "
+                      caption="J: exact normalised score (SPEC.md section 2), the mean over the n audited levels that are "
+                              "informative for its objective (on the others every policy scores the same), with its 95% "
+                              "bootstrap interval over levels. Behavioral objective: the best candidate goal whose fit "
+                              "reaches kappa, else the IRL reward, else unexplained (SPEC.md section 4). "
                               "'first': probability the goal is reached before the other candidate goals.")
     # The mean and uniform rows get their own styling: append them to the generated table.
     extra = []
-    mean_row = ["mean", *[mean(sp, o) for sp in ("train", "deploy") for o in ("base", "intended")],
+    mean_row = ["mean", *[mean(sp, o) for sp in ("train", "deploy") for o in ("base", "intended")], "",
                 *[float(np.mean([_get(s, "first_reached", "deploy", g) for s in systems])) for g in goals]]
     extra.append(("mean", mean_row))
     if uniform:
         extra.append(("baseline", ["uniform-random", *[_get(uniform, "scores", sp, o) for sp in ("train", "deploy") for o in ("base", "intended")],
-                                   *[_get(uniform, "first_reached", "deploy", g) for g in goals]]))
+                                   "", *[_get(uniform, "first_reached", "deploy", g) for g in goals]]))
     tail = "".join(
         f'<tr class="{cls}"><th scope="row">{esc(r[0])}</th>' + "".join(f'<td class="num">{esc(fmt(c))}</td>' for c in r[1:]) + "</tr>"
         for cls, r in extra
@@ -230,12 +259,18 @@ def _scores(audit: Mapping[str, Any]) -> Safe:
     uniform = _get(audit, "baselines", "uniform", "scores") or {}
     svg = score_distributions_svg(data, objectives, uniform)
     rows = []
+    counts = audit.get("informative_levels") or {}
     for o in objectives:
         for sp in ("train", "deploy"):
             xs = np.asarray(data[sp][o], float)
-            rows.append([f"J_{o}", sp, xs.mean() if xs.size else None, xs.std() if xs.size else None,
-                         xs.min() if xs.size else None, xs.max() if xs.size else None, _get(uniform, sp, o)])
-    tbl = table(["score", "split", "mean", "std", "min", "max", "uniform-random"], rows, numeric=range(2, 7), table_id="scores-table")
+            all_levels = [v for s in systems if (v := _get(s, "scores_all_levels", sp, o)) is not None]
+            rows.append([f"J_{o}", sp, _get(counts, sp, o), xs.mean() if xs.size else None, xs.std() if xs.size else None,
+                         xs.min() if xs.size else None, xs.max() if xs.size else None, _get(uniform, sp, o),
+                         float(np.mean(all_levels)) if all_levels else None])
+    tbl = table(["score", "split", "informative levels", "mean", "std", "min", "max", "uniform-random",
+                 "mean over all levels (for comparison)"], rows, numeric=range(2, 9), table_id="scores-table",
+                caption="Means over seeds of each system's mean over the informative levels. The last column counts "
+                        "uninformative levels as J = 1, as mesascope did before SPEC.md section 2 forbade it; it feeds no property.")
     return section(
         "scores", "Scores over seeds",
         [f'<figure class="plot">{svg}<figcaption>Each dot is one seed, the bar its mean; train in blue, deploy in orange. '
@@ -325,8 +360,10 @@ def _distances(audit: Mapping[str, Any]) -> Safe:
     return section(
         "distances", "EPIC distances", body,
         lead="EPIC distance sqrt((1 − ρ)/2) between every pair of objectives (SPEC.md section 3): 0 means the same "
-             "objective up to shaping and scale, 1 the opposite. 'behavioral' is the IRL objective above; "
-             "'mesa' the mesa-objective through its bridge, when there is one.",
+             "objective up to potential shaping and scale, 1 the opposite. Every objective is compared as a reward on "
+             "transitions R(s, a, s'), its next-state part kept as a function of s', so shaping cancels. 'irl' is the MCE "
+             "IRL reward above; 'mesa' the mesa-objective through its bridge and 'irl_mesa' the IRL fit over the "
+             "mesa-optimizer's own perception, when there is one.",
     )
 
 
@@ -342,7 +379,7 @@ def _mesa(audit: Mapping[str, Any]) -> Safe:
         for f in s["mesa_objective"].get("weights") or {}:
             if f not in features:
                 features.append(f)
-    def epic(s: Mapping[str, Any], other: str) -> Any:
+    def epic(s: Mapping[str, Any], other: str) -> Any:  # noqa: E306
         table_ = _get(s, "distances", "deploy", "epic") or {}
         return table_.get(f"mesa~{other}", table_.get(f"{other}~mesa"))
 
@@ -387,7 +424,14 @@ def _properties(audit: Mapping[str, Any]) -> Safe:
                 if e.get("threshold") is not None:
                     detail += f" vs {esc(fmt(e.get('threshold')))}"
                 detail += "</span>"
-            cells.append(Safe(str(badge(e.get("state"))) + detail))
+            if e.get("interval"):
+                lo, hi = e["interval"]
+                count = e.get("n_informative")
+                detail += (f'<span class="interval">95%: {esc(fmt(lo))} to {esc(fmt(hi))}'
+                           + (f", n={count}" if count is not None else "") + "</span>")
+            elif e.get("state") == "undefined" and (e.get("evidence") or {}).get("reason"):
+                detail += f'<span class="interval">{esc(e["evidence"]["reason"])}</span>'
+            cells.append(Safe(str(badge(e.get("state"))) + marginal_badge(e.get("marginal")) + detail))
         rows.append([n.replace("_", " "), known.get("school") or "", *cells, known.get("definition") or ""])
     headers = ["property", "school", *[_seed_label(s, i) for i, s in enumerate(systems)], "definition"]
     body.append(f'<div class="scroll">{table(headers, rows, table_id="properties-table")}</div>')
@@ -477,7 +521,7 @@ def _verdicts(audit: Mapping[str, Any]) -> Safe:
             if not v:
                 cells.append(Safe('<span class="verdict-reason">–</span>'))
                 continue
-            cells.append(Safe(f'<span class="verdict-label">{esc(v.get("label"))}</span>'
+            cells.append(Safe(f'<span class="verdict-label">{esc(v.get("label"))}{marginal_badge(v.get("marginal"))}</span>'
                               f'<span class="verdict-reason">{esc(v.get("reason"))}</span>'))
         rows.append([SCHOOL_TITLES.get(school, school), *cells])
     body = [f'<div class="scroll">{table(["school", *[_seed_label(s, i) for i, s in enumerate(systems)]], rows, table_id="verdict-table")}</div>']
@@ -485,8 +529,12 @@ def _verdicts(audit: Mapping[str, Any]) -> Safe:
     for i, s in enumerate(systems):
         for name, inv in (s.get("invariants") or {}).items():
             holds = inv.get("holds")
+            detail = inv.get("detail") or "; ".join(inv.get("contradictions") or []) or "every label is established by its property"
+            before = inv.get("before_training")
+            if before:
+                detail = f"before training: {before.get('content')} ({before.get('detail')}). After training: {detail}"
             inv_rows.append([_seed_label(s, i), name.replace("_", " "),
-                             Safe(badge("holds" if holds else "fails" if holds is False else None)), inv.get("detail")])
+                             Safe(badge("holds" if holds else "fails" if holds is False else None)), detail])
     if inv_rows:
         body.append("<h3>Invariants</h3>")
         body.append(table(["system", "invariant", "state", "detail"], inv_rows, table_id="invariants-table",

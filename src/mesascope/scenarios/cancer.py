@@ -142,10 +142,10 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             worst_j_intended_base_optimal_train=1.0,
             training_optimality_gap=1.0 - jt,
             witnesses=(Witness("Bayes rule for the training base rate", "the infinite-data limit of training", 0.0, w_tr_dep, w_tr_dep),
-                       Witness("trained classifier", f"logistic regression on n={sizes[-1]}", 1.0 - jt, jd, jd)),
+                       Witness("trained classifier", f"logistic regression on n={sizes[-1]}", 1.0 - jt, jd, jd, trained=True)),
             notes={"J": "normalised accuracy (acc - 1/2) / (acc_Bayes - 1/2) on clean labels"},
         )
-        systems.append({"seed": seed, **audit_entry(m)})
+        systems.append({"seed": seed, **audit_entry(m, ctx.thresholds)})
     mean_last, se_last = float(regret_dep[-1].mean()), float(se(regret_dep)[-1])
     checks = [
         check("closed-form infinite-data deploy regret", limit, "> 0", limit > 0),

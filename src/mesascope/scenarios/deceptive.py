@@ -90,9 +90,9 @@ class FlagMesaOptimizer(MesaOptimizer):
         flag = level.regions[self.spec.regions.index(self.flag_region)].any().astype(jnp.float32)
         return jnp.concatenate([flag * kinds, (1.0 - flag) * kinds], axis=-1)
 
-    def mesa_reward(self, params: MesaParams, level: Level) -> jax.Array:
-        """The flag-conditioned mesa-objective on one level: float32 `[S, A]`."""
-        return self.features(level) @ params.theta
+    def next_features(self, level: Level) -> jax.Array:
+        """Nothing here depends on the next state alone (kinds describe the move): zeros `[S, 2k]`."""
+        return jnp.zeros((self.spec.n_states, len(self.feature_names)), jnp.float32)
 
 
 @dataclass(frozen=True)

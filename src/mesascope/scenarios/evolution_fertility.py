@@ -167,7 +167,7 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         best = int(np.argmax(j_tr))
         x_dep = behaviour(pop[best], deploy_env, beta)
         out.append(Witness("GA's fittest individual", "the population's best drive set", float(1 - j_tr[best]),
-                           float(_j(x_dep, deploy_env, c, births))))
+                           float(_j(x_dep, deploy_env, c, births)), trained=True))
         return out
 
     def measure(pop: np.ndarray, deploy_env: np.ndarray, name: str) -> Measurements:
@@ -194,7 +194,7 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             epic_mesa_base_deploy=allocation_epic(pop.mean(0), deploy_env, beta, c, births),
             epic_mesa_intended_deploy=allocation_epic(pop.mean(0), deploy_env, beta, c, births),
             mesa_uses_deploy_feature=False, mesa_points_to_base=False,
-            witnesses=(Witness("system", "the evolved population (mean over individuals)", 1.0 - j_tr, j_dep, j_dep),
+            witnesses=(Witness("system", "the evolved population (mean over individuals)", 1.0 - j_tr, j_dep, j_dep, trained=True),
                        *witnesses(deploy_env, pop)),
             notes={"deploy_environment": [a for a, ok in zip(ACTIONS, deploy_env) if ok],
                    "mesa_objective": dict(zip(FEATURES, pop.mean(0).tolist()))},
@@ -203,10 +203,10 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
     systems, rows, per_seed = [], [], []
     for i, seed in enumerate(ctx.seeds):
         pop = pops[i]
-        entry = audit_entry(measure(pop, MODERN, f"seed-{seed}"))
+        entry = audit_entry(measure(pop, MODERN, f"seed-{seed}"), ctx.thresholds)
         systems.append({"seed": seed, **entry})
-        bc_v = audit_entry(measure(pop, MODERN, f"seed-{seed}:birth-control"))["verdicts"]
-        ma_v = audit_entry(measure(pop, env_mast, f"seed-{seed}:masturbation"))["verdicts"]
+        bc_v = audit_entry(measure(pop, MODERN, f"seed-{seed}:birth-control"), ctx.thresholds)["verdicts"]
+        ma_v = audit_entry(measure(pop, env_mast, f"seed-{seed}:masturbation"), ctx.thresholds)["verdicts"]
         x_dep = behaviour(pop, MODERN, beta)
         x_tr = behaviour(pop, ANCESTRAL, beta)
         x_chaste = x_tr.copy()  # the same allocation with masturbation time removed (renormalised)

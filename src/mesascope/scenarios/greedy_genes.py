@@ -124,11 +124,11 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             worst_j_intended_base_optimal_deploy=1.0, worst_j_intended_base_optimal_train=1.0,
             training_optimality_gap=1.0 - j_pop,
             witnesses=(Witness("driver-free population", "frequency of D = 0: the unique fitness optimum", 0.0, 1.0, 1.0),
-                       Witness("evolved population", f"D at frequency {block.mean():.3f} (meiotic drive)", 1.0 - j_pop, j_pop, j_pop)),
+                       Witness("evolved population", f"D at frequency {block.mean():.3f} (meiotic drive)", 1.0 - j_pop, j_pop, j_pop, trained=True)),
             notes={"J": "mean viability normalised: 1 = driver-free, 0 = a coin-flip allele (p = 1/2)",
                    "driver_frequency": float(block.mean())},
         )
-        systems.append({"seed": seed, **audit_entry(m)})
+        systems.append({"seed": seed, **audit_entry(m, ctx.thresholds)})
     labels = [sy["verdicts"]["wentworth"]["label"] for sy in systems]
     checks.append(check("Wentworth verdict (every seed)", labels[0], "inner failure (imperfect optimization)",
                         all(lab == "inner failure (imperfect optimization)" for lab in labels)))

@@ -132,12 +132,12 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
                 epic_mesa_intended_deploy=linear_epic(w_down, upstream, deploy_cov),
                 j_mesa_train=1.0, j_mesa_deploy=1.0,
                 mesa_uses_deploy_feature=False, mesa_points_to_base=False,
-                witnesses=(Witness("system", "the trained downstream optimizer itself", 1.0 - j_tr, j_dep, j_dep),
+                witnesses=(Witness("system", "the trained downstream optimizer itself", 1.0 - j_tr, j_dep, j_dep, trained=True),
                            Witness("upstream objective itself", "chooses by the upstream objective", 0.0, 1.0, 1.0),
                            Witness("tied-feature proxy", f"all weight of features {tied} on feature {tied[0]}",
                                    1.0 - menu_score(proxy, upstream, menus_tr), menu_score(proxy, upstream, menus_dep))),
             )
-            entry = audit_entry(m)
+            entry = audit_entry(m, ctx.thresholds)
             link_blocks.append({"seed": seed, "link": link, **entry})
             seed_links.append({"link": link, "epic_train": m.epic_mesa_base_train, "epic_deploy": m.epic_mesa_base_deploy,
                                "j_train": j_tr, "j_deploy": j_dep,
@@ -163,13 +163,13 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             epic_mesa_base_deploy=linear_epic(w_s, w_d, deploy_cov),
             epic_mesa_intended_deploy=linear_epic(w_s, w_d, deploy_cov),
             j_mesa_train=1.0, j_mesa_deploy=1.0, mesa_uses_deploy_feature=False, mesa_points_to_base=False,
-            witnesses=(Witness("system", "the sub-agent", 1.0 - j_tr, j_dep, j_dep),
+            witnesses=(Witness("system", "the sub-agent", 1.0 - j_tr, j_dep, j_dep, trained=True),
                        Witness("designer objective itself", "chooses by the designer's objective", 0.0, 1.0, 1.0),
                        Witness("tied-feature proxy", "all weight of features (0, 1) on feature 0",
                                1.0 - menu_score(proxy_d, w_d, menus_tr1), menu_score(proxy_d, w_d, menus_dep))),
             notes={"chain": "designer -> agent -> sub-agent; per-link blocks in findings.links"},
         )
-        systems.append({"seed": seed, **audit_entry(m)})
+        systems.append({"seed": seed, **audit_entry(m, ctx.thresholds)})
         d_da = linear_epic(ws["designer"], ws["agent"], deploy_cov)
         d_as = linear_epic(ws["agent"], ws["sub-agent"], deploy_cov)
         d_ds = linear_epic(ws["designer"], ws["sub-agent"], deploy_cov)

@@ -13,7 +13,8 @@ engine's `region_deltas` features the potential-based term is linear in the feat
 `003_9efdc0398e71d6e2.txt` argues that a reward is a tool that chisels cognition into a policy, not a
 description of the statue; this scenario measures what each chisel leaves behind: the exact optimal
 policies of each base objective, its EPIC distance to the sparse reward (potential shaping is invisible to
-EPIC, SPEC.md section 3), and the trained agent's behavioral objective.
+EPIC on the transition form, SPEC.md section 3: the audit's `base~intended` distance under `potential` is
+0), and the trained agent's behavioral objective.
 
 Path dependence (`vault=1`): the room's rightmost column becomes a walled vault, entered only through a
 gap at the top, with a treasure at its bottom worth `treasure` (> 1, and ending the episode). Both
@@ -34,10 +35,8 @@ import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import room_walls, sample_free_cell
-from mesascope.levels.tabular import decode
-from mesascope.measures.distances import reachable_states
-from mesascope.measures.epic import epic_distance_decomposed
-from mesascope.levels.tabular import TabularMDP
+from mesascope.levels.tabular import TabularMDP, decode, transition_reward
+from mesascope.measures.distances import pairwise_epic
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.scenarios.base import Scenario, register
 from mesascope.types import MesascopeError, Objective
@@ -248,43 +247,23 @@ def potential(scenario: Scenario, level: Level) -> jax.Array:
 
 
 def shaping_epic(scenario: Scenario, key: jax.Array, n: int = 32) -> dict[str, float]:
-    """EPIC distance of each shaped base objective to the sparse one, with shaping kept as shaping.
+    """EPIC distance of each shaped base objective to the sparse one, as the audit computes it.
 
-    The audit's generic EPIC sees a reward only as the table `r[s, a]` of the transition out of `s`, so
-    it cannot tell a potential term `gamma * Phi(s') - Phi(s)` from any other function of `(s, a)`. Here
-    the potential-shaped reward is handed to EPIC as what it is, `R(s, a, s') = r_sa(s, a) + r_next(s')`
-    with `r_sa = [cheese] - Phi(s)` and `r_next = gamma * Phi(s')` (`epic_distance_decomposed`, same
-    coverage as the audit: live states reachable from the start), so EPIC's canonicalisation can remove
-    it (SPEC.md section 3). Mean over `n` train levels.
+    Each base objective is compared in its transition form (`mesascope.levels.tabular.transition_reward`:
+    the ring and delta features' next-state part stays a function of `s'`), on the audit's coverage (live
+    states reachable from the start), so the potential term `gamma Phi(s') - Phi(s)` is removed by EPIC's
+    canonicalisation (SPEC.md section 3). Mean over `n` train levels.
 
     Returns:
         `{"sparse~potential": d, "sparse~proximity": d, "potential~proximity": d}`.
     """
     levels = scenario.sample_levels(key, n, "train")
     tab = tabularize_levels(scenario.spec, levels)
-    gamma = scenario.spec.gamma
-    table = {}
+    rewards = {}
     for name in ("sparse", "potential", "proximity"):
         sc = scenario.with_params(shaping=name)
-        table[name] = tab.features @ jnp.asarray(sc.base_objective.vector(sc.feature_names))
-    phi = jax.vmap(lambda lv: potential(scenario, lv))(levels)  # [L, S]
-    sparse = table["sparse"]
-    parts = {
-        "sparse": (sparse, jnp.zeros_like(phi)),
-        "potential": (sparse - phi[..., None], gamma * phi),
-        "proximity": (table["proximity"], jnp.zeros_like(phi)),
-    }
-    # The decomposition must reproduce the potential-shaped table exactly on every transition.
-    rebuilt = parts["potential"][0] + jnp.take_along_axis(parts["potential"][1], tab.next_state.reshape(n, -1), 1).reshape(tab.next_state.shape)
-    if float(jnp.abs(rebuilt - table["potential"]).max()) > 1e-4:
-        raise AssertionError("potential decomposition does not match the potential-shaped reward table")
-    live = jax.vmap(reachable_states)(tab) & ~tab.terminal
-    dist = live / jnp.maximum(live.sum(-1, keepdims=True), 1)
-    out = {}
-    for a, b in (("sparse", "potential"), ("sparse", "proximity"), ("potential", "proximity")):
-        d = epic_distance_decomposed(*parts[a], *parts[b], gamma=gamma, state_dist=dist)
-        out[f"{a}~{b}"] = float(np.mean(np.asarray(d)))
-    return out
+        rewards[name] = transition_reward(tab, jnp.asarray(sc.base_objective.vector(sc.feature_names)))
+    return pairwise_epic(tab, rewards, scenario.spec.gamma)
 
 
 def vault_occupancy(scenario: Scenario, tab: TabularMDP, probs: jax.Array) -> np.ndarray:

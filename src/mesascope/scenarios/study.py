@@ -33,6 +33,8 @@ class StudyContext:
         params: The study's parameters with `--param` overrides applied.
         out: The run folder (already holds `run.json`); plots go here.
         progress: `progress(stage, fraction)` for the CLI's progress bar.
+        thresholds: Every threshold (`mesascope.properties.Thresholds`), as the user set them: every
+            verdict the study computes must use these.
     """
 
     seeds: tuple[int, ...]
@@ -41,6 +43,7 @@ class StudyContext:
     params: Mapping[str, Any]
     out: Path
     progress: Callable[[str, float], None]
+    thresholds: Any = None
 
 
 @dataclass(frozen=True)

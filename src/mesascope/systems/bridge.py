@@ -32,8 +32,11 @@ class Bridge:
         name: Label shown in reports.
         source_domain: The mesa-objective's domain, e.g. "cells perceived by the planner".
         target_domain: The outcomes' domain, e.g. "transitions (s, a, s') of the level".
-        to_reward: `(mesa_objective, level, tabular_level) -> reward [S, A]`: the mesa-objective pulled
-            back to a reward over the level's transitions (deterministic successor, so `[S, A]` suffices).
+        to_reward: `(mesa_objective, level, tabular_level) -> TransitionReward`: the mesa-objective pulled
+            back to a reward over the level's transitions `R(s, a, s') = sa[s, a] + next[s']`
+            (`mesascope.levels.tabular.TransitionReward`). The `s'` part must stay a function of `s'`:
+            folded into a table `r(s, a)`, potential shaping could no longer be told apart (SPEC.md
+            section 3).
         note: Why this map is the right one (stated for the reader of an audit).
     """
 

@@ -11,7 +11,10 @@ it perceives in a cell to reward:
   drive towards a place (e.g. the top-right corner) is expressible without being handed that place.
 
 `g` is paid whenever the agent enters or stays in a cell. Because `psi` lives on the planner's cells and
-the base objective on the level's transitions, the two can only be compared through a `Bridge`.
+the base objective on the level's transitions, the two can only be compared through a `Bridge`. The
+default bridge returns the transition form (`mesascope.levels.tabular.TransitionReward`): what the entered
+cell's position says (`up`, `right`, regions) is a function of the next state `s'`; what the move finds
+there (an object not yet consumed) belongs to `(s, a)` (`mesa_next_features`).
 
 The base optimizer tunes `theta` (the mesa-objective) and nothing else: by gradient descent through the
 differentiable planner and an exact policy evaluation of the base objective (`train_gradient`), or by
@@ -30,7 +33,7 @@ import numpy as np
 import optax
 
 from mesascope.levels.grid import GridSpec, Level, step
-from mesascope.levels.tabular import TabularMDP, decode
+from mesascope.levels.tabular import TabularMDP, TransitionReward, decode
 from mesascope.solve.dp import policy_evaluation_dense
 from mesascope.systems.bridge import Bridge, require_bridge
 
@@ -43,6 +46,8 @@ __all__ = [
     "as_mapping",
     "mesa_feature_names",
     "mesa_features",
+    "mesa_next_features",
+    "split_transition_reward",
     "train_evolution",
     "train_gradient",
 ]
@@ -80,6 +85,31 @@ def mesa_features(spec: GridSpec, level: Level, *, regions: bool = False) -> jax
     states = jnp.arange(spec.n_states, dtype=jnp.int32)
     actions = jnp.arange(spec.n_actions, dtype=jnp.int32)
     return jax.vmap(lambda s: jax.vmap(lambda a: one(s, a))(actions))(states)
+
+
+def mesa_next_features(spec: GridSpec, level: Level, *, regions: bool = False) -> jax.Array:
+    """The next-state part of `mesa_features`: float32 `[S, M]` (SPEC.md section 3).
+
+    The entered cell's position (`up`, `right`) and regions are functions of where the agent is after
+    the transition, `s'`; object kinds (present and not consumed before the move) describe the move and
+    get 0 here. The terminal state has no position: 0, so a transition that ends the episode keeps all
+    of its perception in the `(s, a)` part.
+    """
+    n_kinds = len(spec.kinds)
+
+    def one(index: jax.Array) -> jax.Array:
+        state = decode(spec, index)
+        cell = level.regions[:, state.pos[0], state.pos[1]].astype(jnp.float32) if regions else jnp.zeros((0,), jnp.float32)
+        up = (spec.height - 1 - state.pos[0]) / max(spec.height - 1, 1)
+        right = state.pos[1] / max(spec.width - 1, 1)
+        return jnp.concatenate([jnp.zeros((n_kinds,), jnp.float32), cell, jnp.stack([up, right])]) * ~state.done
+
+    return jax.vmap(one)(jnp.arange(spec.n_states, dtype=jnp.int32))
+
+
+def split_transition_reward(realised: jax.Array, next_part: jax.Array, next_state: jax.Array) -> TransitionReward:
+    """A reward whose realised table `[S, A]` has the next-state part `next_part` `[S]` (one level)."""
+    return TransitionReward(realised - next_part[next_state], next_part)
 
 
 def _soft_q(next_state: jax.Array, reward: jax.Array, gamma: float, beta: float, iters: int) -> jax.Array:
@@ -127,9 +157,21 @@ class MesaOptimizer:
         """Small random initial mesa-objective weights."""
         return MesaParams(scale * jax.random.normal(key, (len(self.feature_names),), jnp.float32))
 
+    def features(self, level: Level) -> jax.Array:
+        """`psi(s, a)` over `feature_names` on one level: float32 `[S, A, M]`."""
+        return mesa_features(self.spec, level)
+
+    def next_features(self, level: Level) -> jax.Array:
+        """The next-state part of `features` (SPEC.md section 3): float32 `[S, M]`."""
+        return mesa_next_features(self.spec, level)
+
     def mesa_reward(self, params: MesaParams, level: Level) -> jax.Array:
         """The mesa-objective as the planner uses it on one level: float32 `[S, A]`."""
-        return mesa_features(self.spec, level) @ params.theta
+        return self.features(level) @ params.theta
+
+    def transition_reward(self, params: MesaParams, level: Level, tab: TabularMDP) -> TransitionReward:
+        """`mesa_reward` in transition form: its `s'` part kept as a function of `s'` (SPEC.md section 3)."""
+        return split_transition_reward(self.mesa_reward(params, level), self.next_features(level) @ params.theta, tab.next_state)
 
     def action_probs(self, params: MesaParams, level: Level, tab: TabularMDP) -> jax.Array:
         """What it does on every state of one level: float32 `[S, A]` (plan, then Boltzmann choice)."""
@@ -146,12 +188,13 @@ class MesaOptimizer:
             name="cell-entered",
             source_domain=MESA_DOMAIN,
             target_domain=TRANSITION_DOMAIN,
-            to_reward=lambda params, level, tab: self.mesa_reward(params, level),
-            note="the planner is paid g(x) for the cell x each transition enters, so g pulls back to R(s, a, s') = g(x(s'))",
+            to_reward=self.transition_reward,
+            note="the planner is paid g(x) for the cell x each transition enters, so g pulls back to R(s, a, s') = g(x(s')); "
+            "the entered cell's position is a function of s', what the move finds there of (s, a)",
         )
 
-    def bridged_reward(self, params: MesaParams, level: Level, tab: TabularMDP, bridge: Bridge | None) -> jax.Array:
-        """The mesa-objective as a reward over the level's transitions `[S, A]`, via an explicit bridge.
+    def bridged_reward(self, params: MesaParams, level: Level, tab: TabularMDP, bridge: Bridge | None) -> TransitionReward:
+        """The mesa-objective as a reward over the level's transitions `R(s, a, s')`, via an explicit bridge.
 
         Raises:
             TypeMismatchError: when `bridge` is None or connects other domains.

@@ -40,6 +40,7 @@ from mesascope.systems.mesa import (
     TrainResult,
     _base_value,
     mesa_features,
+    mesa_next_features,
 )
 from mesascope.types import MesascopeError
 
@@ -130,10 +131,11 @@ class PointerMesaOptimizer(MesaOptimizer):
         """`psi(s, a)` over `feature_names` on one level: float32 `[S, A, M]`."""
         return _compiled_features(self.spec)(level)
 
-    def mesa_reward(self, params: MesaParams, level: Level) -> jax.Array:
-        """The reward model `r_hat = theta . psi` the planner optimises on one level: float32 `[S, A]`."""
-        return self.features(level) @ params.theta
+    def next_features(self, level: Level) -> jax.Array:
+        """The next-state part of `features` (regions, `up`, `right` of the entered cell): float32 `[S, M]`."""
+        return mesa_next_features(self.spec, level, regions=True)
 
+    # mesa_reward (theta . psi) is the reward model the planner optimises;
     # default_bridge is MesaOptimizer's cell-entered bridge: it pays `mesa_reward`, here the reward model.
 
 

@@ -1,6 +1,7 @@
 """Verdicts of every school on a deployment failure (SPEC.md section 7) and the audit's per-system block."""
 
-from mesascope.verdicts.entry import audit_entry, graphs_block
+from mesascope.verdicts.consistency import label_contradictions
+from mesascope.verdicts.entry import audit_entry, graph_facts, graphs_block
 from mesascope.verdicts.schools import (
     SCHOOLS,
     Verdict,
@@ -11,6 +12,7 @@ from mesascope.verdicts.schools import (
     pseudo_alignment,
     shah,
     wentworth,
+    wentworth_before_training,
     wentworth_corollary,
 )
 
@@ -20,11 +22,14 @@ __all__ = [
     "audit_entry",
     "classify_failure",
     "demski",
+    "graph_facts",
     "graphs_block",
+    "label_contradictions",
     "hubinger",
     "ngo",
     "pseudo_alignment",
     "shah",
     "wentworth",
+    "wentworth_before_training",
     "wentworth_corollary",
 ]

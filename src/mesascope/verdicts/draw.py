@@ -46,7 +46,7 @@ def write_run_graphs(run_dir: Path, audit: dict[str, Any] | None = None) -> list
     written = []
     for entry in systems:
         m = Measurements.from_dict(entry["measurements"])
-        for name, evaluation in evaluate_graphs(m, compute_properties(m, thresholds)).items():
+        for name, evaluation in evaluate_graphs(m, compute_properties(m, thresholds), thresholds).items():
             result = render_svg(get_graph(name), evaluation, run_dir / "graphs" / f"seed-{entry['seed']}-{name}.svg")
             written.append(str(result.path.relative_to(run_dir)))
     return written

@@ -5,18 +5,47 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mesascope.graphs import GRAPH_NAMES, GraphEvaluation, evaluate_graph, get_graph
+from mesascope.graphs import GRAPH_NAMES, Condition, GraphEvaluation, Truth, evaluate_graph, get_graph
 from mesascope.properties.core import PropertyResult, Thresholds, compute_properties, graph_values
 from mesascope.properties.measurements import Measurements
+from mesascope.verdicts.consistency import label_contradictions
 from mesascope.verdicts.schools import classify_failure, wentworth_corollary
 
-__all__ = ["audit_entry", "evaluate_graphs", "graphs_block"]
+__all__ = ["audit_entry", "evaluate_graphs", "graph_facts", "graphs_block"]
 
 
-def evaluate_graphs(m: Measurements, properties: Mapping[str, PropertyResult]) -> dict[str, GraphEvaluation]:
-    """Evaluate the consolidated, revised and collapsed graphs (SPEC.md section 6) on one system."""
+def graph_facts(m: Measurements, properties: Mapping[str, PropertyResult], thresholds: Thresholds = Thresholds()) -> dict[Condition, Truth]:
+    """The state of every operational edge condition of SPEC.md section 6 on one system.
+
+    * training-optimal: the `training_optimality` property;
+    * outer-aligned base objective: Hubinger's (infinite-data) outer alignment;
+    * the behavioral objective is the bridged mesa-objective: `EPIC(beh, bridge(g)) <= eps` on deploy
+      (unknown without a mesa-objective or a behavioral objective);
+    * sufficient agency: the behaviour is explained by a goal (fit >= kappa, SPEC.md section 4); a system
+      no goal explains is not acting as an agent of any of them. Unknown where explanation was not measured.
+
+    Prosaic training is not listed: every base optimizer in mesascope trains on the base objective's
+    outcomes only, so it holds.
+    """
+    facts = {
+        Condition.NEEDS_TRAINING_OPTIMAL: properties["training_optimality"].state,
+        Condition.NEEDS_OUTER_ALIGNMENT: properties["outer_alignment_hubinger"].state,
+    }
+    d = m.epic_behavioral_mesa_deploy
+    facts[Condition.NEEDS_BEHAVIORAL_IS_MESA] = Truth.UNDEFINED if d is None else Truth.of(d <= thresholds.eps)
+    if m.behavioral_explained is not None:
+        facts[Condition.NEEDS_SUFFICIENT_AGENCY] = Truth.of(m.behavioral_explained)
+    return facts
+
+
+def evaluate_graphs(
+    m: Measurements, properties: Mapping[str, PropertyResult], thresholds: Thresholds = Thresholds()
+) -> dict[str, GraphEvaluation]:
+    """Evaluate the consolidated, revised and collapsed graphs (SPEC.md section 6) on one system, once each."""
     values = graph_values(properties)
-    return {name: evaluate_graph(get_graph(name), values, has_mesa_optimizer=m.has_mesa_objective) for name in GRAPH_NAMES}
+    facts = graph_facts(m, properties, thresholds)
+    return {name: evaluate_graph(get_graph(name), values, has_mesa_optimizer=m.has_mesa_objective, facts=facts)
+            for name in GRAPH_NAMES}
 
 
 def _graph_json(ev: GraphEvaluation) -> dict[str, Any]:
@@ -37,15 +66,16 @@ def _graph_json(ev: GraphEvaluation) -> dict[str, Any]:
         "implications": [check(c, "implication") for c in ev.implications],
         "certifying_paths": [path(p) for p in ev.certifying_paths],
         "broken_paths": [path(p) for p in ev.paths if p.status.value == "broken"],
+        "counterexample_paths": [path(p) for p in ev.paths if p.status.value == "counterexample"],
         "undetermined_paths": [path(p) for p in ev.paths if p.status.value == "undetermined"],
         "counterexamples": [check(c, "edge" if hasattr(c, "edge") else "implication") for c in ev.counterexamples],
         "notes": list(ev.notes),
     }
 
 
-def graphs_block(m: Measurements, properties: Mapping[str, PropertyResult]) -> dict[str, Any]:
+def graphs_block(m: Measurements, properties: Mapping[str, PropertyResult], thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
     """`{graph_name: {...}}` for audit.json."""
-    return {name: _graph_json(ev) for name, ev in evaluate_graphs(m, properties).items()}
+    return {name: _graph_json(ev) for name, ev in evaluate_graphs(m, properties, thresholds).items()}
 
 
 def audit_entry(m: Measurements, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
@@ -56,10 +86,15 @@ def audit_entry(m: Measurements, thresholds: Thresholds = Thresholds()) -> dict[
     """
     props = compute_properties(m, thresholds)
     verdicts = classify_failure(m, props, thresholds)
-    return {
+    entry = {
         "measurements": m.to_dict(),
         "properties": {name: r.to_dict() for name, r in props.items()},
-        "graphs": graphs_block(m, props),
+        "graphs": graphs_block(m, props, thresholds),
         "verdicts": {school: v.to_dict() for school, v in verdicts.items()},
-        "invariants": {"wentworth_corollary": wentworth_corollary(m, props, thresholds)},
     }
+    contradictions = label_contradictions(entry)
+    entry["invariants"] = {
+        "wentworth_corollary": wentworth_corollary(m, props, thresholds),
+        "labels_established": {"holds": not contradictions, "contradictions": contradictions},
+    }
+    return entry

@@ -12,7 +12,8 @@ from mesascope.types import MesascopeError
 __all__ = ["UnknownPropertyError", "explain", "explain_lines", "verdict_table"]
 
 _RELATED = {"outer_alignment": ("on_distribution_alignment",)}
-_ORDER = ("hubinger", "wentworth", "shah", "ngo", "demski", "pseudo_alignment")
+_ORDER = ("hubinger", "wentworth", "wentworth_before_training", "shah", "ngo", "demski", "pseudo_alignment")
+_ROW = {"wentworth": "wentworth (after training)", "wentworth_before_training": "wentworth (before training)"}
 
 
 class UnknownPropertyError(MesascopeError, KeyError):
@@ -39,20 +40,41 @@ def verdict_table(result: dict[str, Any]) -> Table | None:
         table.add_column(f"seed {s['seed']}", overflow="fold")
 
     def state(s: dict[str, Any]) -> str:
-        beh = s["properties"]["behavioral_alignment"]["state"]
-        return f"[green]{beh}[/]" if beh == "holds" else f"[red]{beh}[/]" if beh == "fails" else beh
+        prop = s["properties"]["behavioral_alignment"]
+        beh = prop["state"]
+        text = f"[green]{beh}[/]" if beh == "holds" else f"[red]{beh}[/]" if beh == "fails" else beh
+        return text + (" [yellow](marginal)[/]" if prop.get("marginal") else "")
+
+    def label(s: dict[str, Any], school: str) -> str:
+        v = s["verdicts"].get(school)
+        if not v:
+            return "-"
+        return v["label"] + (" [yellow](marginal)[/]" if v.get("marginal") else "")
 
     table.add_row("behavioral alignment", *(state(s) for s in systems))
     for school in schools:
-        table.add_row(school.replace("_", "-"), *(s["verdicts"].get(school, {}).get("label", "-") for s in systems))
+        table.add_row(_ROW.get(school, school.replace("_", "-")), *(label(s, school) for s in systems))
 
-    def invariant(s: dict[str, Any]) -> str:
-        return "[green]holds[/]" if s.get("invariants", {}).get("wentworth_corollary", {}).get("holds") else "[bold red]VIOLATED (bug)[/]"
+    def corollary(s: dict[str, Any]) -> str:
+        inv = s.get("invariants", {}).get("wentworth_corollary", {})
+        if not inv.get("holds"):
+            return "[bold red]VIOLATED (bug)[/]"
+        content = inv.get("before_training", {}).get("content")
+        return f"holds; before training: {content}" if content else "[green]holds[/]"
 
-    table.add_row("Wentworth corollary", *(invariant(s) for s in systems))
+    table.add_row("Wentworth corollary", *(corollary(s) for s in systems))
+
+    def established(s: dict[str, Any]) -> str:
+        inv = s.get("invariants", {}).get("labels_established")
+        if inv is None:
+            return "-"
+        return "[green]yes[/]" if inv["holds"] else "[bold red]NO (bug): " + "; ".join(inv["contradictions"]) + "[/]"
+
+    table.add_row("labels established", *(established(s) for s in systems))
+    names = " ".join(f"{k}={v:g}" for k, v in t.items()) if t else "defaults"
     table.caption = (
-        f"thresholds: tau={t.get('tau')} eps={t.get('eps')} delta={t.get('delta')} tau_acc={t.get('tau_acc')}. "
-        "Reasons and evidence: audit.json `verdicts`; definitions: `mesascope explain PROPERTY`."
+        f"thresholds: {names}. (marginal): a property the label rests on has its 95% interval over levels "
+        "around its threshold. Reasons and evidence: audit.json `verdicts`; definitions: `mesascope explain PROPERTY`."
     )
     return table
 

@@ -1,0 +1,470 @@
+"""The exact audit of a run's trained systems (SPEC.md sections 2-7), written to `audit.json`.
+
+For each split (train, deploy) the audit samples a fixed, seeded set of levels (the same for every run of
+a scenario), builds their tabular views and computes, once, everything that does not depend on the system
+(`mesascope.properties.gridworld.split_exact`: `V^*`, `V^unif`, informative levels, worst cases over
+optimal policies, goal pursuers; each candidate goal's `Q*`; the witness pictures). Then, per system: its
+action probabilities on every state, its exact values and scores, the goal posterior and MCE IRL, EPIC
+between every pair of objectives in transition form, the shards, and (mesa-optimizers) the bridged
+mesa-objective. Every mean that feeds a property is taken over informative levels with a bootstrap
+interval; the Measurements, properties, graphs, verdicts and invariants follow (`mesascope.verdicts`).
+
+Pictures and graph drawings are written after `audit.json` is safely on disk: a drawing failure never
+loses the audit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesascope import __version__
+from mesascope.levels.grid import ACTION_DELTAS, GridSpec, Level
+from mesascope.levels.render import render_pair, save_png
+from mesascope.levels.tabular import TabularMDP, TransitionReward
+from mesascope.measures.estimates import estimate
+from mesascope.measures.irl import goal_q_values, mce_irl, posterior_from_q, system_state_weights
+from mesascope.measures.scores import first_reach_probabilities, reach_flags, tabularize_levels
+from mesascope.measures.shards import scenario_shards
+from mesascope.properties import Thresholds
+from mesascope.properties.gridworld import (
+    SplitExact,
+    SystemSplit,
+    behavioral_choice,
+    gridworld_measurements,
+    measure_system,
+    split_exact,
+    support,
+    witness_policies,
+)
+from mesascope.scenarios import Scenario
+from mesascope.solve.dp import uniform_policy
+
+__all__ = [
+    "AUDIT_SEED",
+    "AuditConfig",
+    "ProgressFn",
+    "audit_run",
+    "audit_systems",
+    "greedy_path",
+    "uses_deploy_feature",
+]
+
+IRL_LEVELS = 32
+"""MCE IRL fits one reward shared by this many audited levels (the goal posterior uses all of them)."""
+IRL_STEPS = 200
+
+MESA_IRL_GAMMAS = (0.9, 0.95, 0.99)
+"""Discounts the behavioral objective of a mesa-optimizer is fitted at (the best by likelihood is kept)."""
+MESA_IRL_STEPS = 300
+
+AUDIT_SEED = 20_221_118
+"""Fixed key for the audit's level sample, so every run of a scenario is audited on the same levels."""
+
+BOOTSTRAP_SALT = 1
+"""Folded into each split's level key to seed its bootstrap over levels (independent of the sampling)."""
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """How many levels of each split to audit on, and with which key."""
+
+    n_train: int = 256
+    n_deploy: int = 256
+    seed: int = AUDIT_SEED
+
+
+ProgressFn = Callable[[str, float], None]
+"""`progress(stage, fraction_done)`; the CLI draws it as a progress bar."""
+
+
+def _noop(stage: str, frac: float) -> None:
+    return None
+
+
+def uses_deploy_feature(weights: np.ndarray, train_support: np.ndarray, deploy_support: np.ndarray, share: float) -> bool:
+    """Whether a mesa-objective relies on a feature that tells deployment from training (SPEC.md §7).
+
+    A feature tells them apart when it is never non-zero on training levels but occurs on deployment
+    levels; the objective relies on it when its weight is at least `share` of the largest
+    (`Thresholds.deploy_weight_share`).
+
+    Args:
+        weights: float `[M]`, the mesa-objective's weights.
+        train_support: `[M]`, how often each feature is non-zero on the audited training levels.
+        deploy_support: `[M]`, the same on the deployment levels.
+        share: The threshold share.
+    """
+    size = np.abs(np.asarray(weights, np.float64))
+    telling = (np.asarray(train_support) == 0) & (np.asarray(deploy_support) > 0)
+    return bool((size[telling] >= share * max(size.max(initial=0.0), 1e-12)).any())
+
+
+def greedy_path(spec: GridSpec, tab: TabularMDP, probs: jax.Array, index: int) -> np.ndarray:
+    """Cells visited by a system's most likely actions on one level, from the start: int `[T + 1, 2]`.
+
+    Follows `argmax` of the system's action probabilities through the tabular view (so it works for any
+    system, neural or planner) until a terminal state or the episode limit.
+    """
+    next_state = np.asarray(tab.next_state[index])
+    act = np.asarray(probs[index]).argmax(-1)
+    per_cell = (2**spec.n_tracked) * (spec.max_inventory + 1)
+    s, cells = int(tab.start[index]), []
+    for _ in range(spec.max_steps + 1):
+        cell = divmod(s // per_cell, spec.width)
+        cells.append(cell)
+        nxt = int(next_state[s, act[s]])
+        if nxt == spec.n_states - 1:
+            # The terminal index forgets where the episode ended: it is the cell the last move entered.
+            dr, dc = ACTION_DELTAS[act[s]]
+            cells.append((cell[0] + dr, cell[1] + dc))
+            break
+        s = nxt
+    return np.asarray(cells, dtype=np.int32).reshape(-1, 2)
+
+
+def _mesa_behavioral(levels: Level, tab: TabularMDP, probs: jax.Array, system: Any, gamma: float) -> tuple[dict[str, Any], TransitionReward]:
+    """MCE IRL of a mesa-optimizer over its own perception features, pulled back through its bridge.
+
+    The span is the bridge applied to each unit mesa-objective (so the fitted reward and the read-off
+    mesa-objective live in the same space); the discount is chosen by likelihood among
+    `MESA_IRL_GAMMAS`, and terminal states are absorbing as they are to the planner. Returns the
+    JSON block and the fitted reward in transition form.
+    """
+    from mesascope.measures.irl import mce_irl_over_discounts
+    from mesascope.systems.mesa import MesaParams
+
+    names = list(system.mesa_objective)
+    eye = jnp.eye(len(names), dtype=jnp.float32)
+    pull = jax.vmap(lambda lv, tb, e: system.bridge.to_reward(MesaParams(e), lv, tb), in_axes=(0, 0, None))
+    units = [pull(levels, tab, e) for e in eye]
+    span_sa = jnp.stack([u.sa for u in units], -1)  # [L, S, A, M]
+    span_next = jnp.stack([u.next for u in units], -1)  # [L, S, M]
+    span = jnp.stack([u.realised(tab.next_state) for u in units], -1)
+    sub = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab._replace(features=span, next_features=span_next))
+    fit = mce_irl_over_discounts(
+        sub, probs[:IRL_LEVELS], gammas=MESA_IRL_GAMMAS, eval_gamma=gamma, steps=MESA_IRL_STEPS, lr=0.5,
+        terminal_value="absorbing",
+    )
+    w = np.asarray(fit.result.weights)
+    block = {
+        "weights": {f: float(x) for f, x in zip(names, w)},
+        "domain": system.bridge.source_domain,
+        "bridge": system.bridge.name,
+        "gamma": fit.gamma,
+        "loglik_per_step_by_gamma": {str(g): float(ll) for g, ll in zip(fit.gammas, fit.loglik)},
+        "terminal_value": "absorbing",
+        "levels": int(sub.start.shape[0]),
+    }
+    wj = jnp.asarray(w)
+    return block, TransitionReward(span_sa @ wj, span_next @ wj)
+
+
+def _mesa_class(scenario: Scenario) -> Any:
+    from mesascope.systems.mesa import MesaOptimizer
+
+    # A scenario may declare its own mesa-optimizer class (e.g. one whose objective sees a training flag).
+    return getattr(scenario, "mesa_system", MesaOptimizer)
+
+
+def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequence[Any]) -> dict[str, Any]:
+    """Everything about one split that does not depend on the trained systems."""
+    names, weights = scenario.weight_matrix()
+    goals = tuple(g.name for g in scenario.candidate_goals)
+    objectives = {name: weights[i] for i, name in enumerate(names)}
+    reach = tuple(name for name, obj in scenario.objectives().items() if obj.reach)
+    levels = scenario.sample_levels(key, n, split)
+    tab = tabularize_levels(scenario.spec, levels)
+    gamma = scenario.spec.gamma
+    exact = split_exact(tab, objectives, goals, gamma, key=jax.random.fold_in(key, BOOTSTRAP_SALT), reach=reach)
+    goal_w = np.stack([objectives[g] for g in goals])
+    goal_reach = np.array([g in reach for g in goals], bool)
+    # Every candidate goal's Q* is system-independent: solved once here for the goal posterior and shards.
+    goal_q = goal_q_values(
+        tab.next_state, jnp.asarray(tab.features, jnp.float32), jnp.asarray(goal_w), gamma,
+        terminal=tab.terminal, reach=reach_flags(tab, goal_reach, len(goals)),
+    )
+    mesa_support = None
+    if any(s.mesa_objective is not None for s in systems):
+        planner = _mesa_class(scenario)(scenario.spec)
+        mesa_support = support(jax.vmap(planner.features)(levels))
+    # The policies the properties quantify over, drawn on the first level as evidence.
+    witnesses = witness_policies(
+        jax.tree_util.tree_map(lambda x: x[0], tab), objectives["base"], objectives["intended"],
+        goal_w, goals, gamma, goal_reach=goal_reach,
+    )
+    return {
+        "name": split,
+        "levels": levels,
+        "tab": tab,
+        "objectives": objectives,
+        "goals": goals,
+        "goal_w": goal_w,
+        "exact": exact,
+        "goal_q": goal_q,
+        "mesa_support": mesa_support,
+        "witness_paths": {name: greedy_path(scenario.spec, tab, pi[None], 0) for name, pi in witnesses.items()},
+    }
+
+
+def _ser(values: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    return {n: float(x) for n, x in zip(names, values)}
+
+
+def _scores_json(split: SystemSplit, exact: SplitExact) -> dict[str, Any]:
+    """Scores over informative levels (with intervals), over all levels, and raw values."""
+    ests = [exact.estimate(split.j[:, i], name) for i, name in enumerate(exact.names)]
+    return {
+        "scores": {n: e.mean for n, e in zip(exact.names, ests)},
+        "scores_all_levels": {n: e.mean_all for n, e in zip(exact.names, ests)},
+        "intervals": {n: ([e.lo, e.hi] if e.has_interval else None) for n, e in zip(exact.names, ests)},
+        "values": _ser(split.v.mean(0), exact.names),
+    }
+
+
+def _system_split(
+    scenario: Scenario, sp: dict[str, Any], probs: jax.Array, system: Any, thresholds: Thresholds
+) -> tuple[SystemSplit, dict[str, Any]]:
+    """One system on one split: its `SystemSplit` and its audit.json blocks."""
+    tab, exact, goals = sp["tab"], sp["exact"], sp["goals"]
+    gamma = scenario.spec.gamma
+    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp["goal_w"]), horizon=scenario.spec.max_steps)).mean(0)
+    evidence = system_state_weights(tab, probs, gamma)
+    posterior = posterior_from_q(sp["goal_q"], tab.terminal, probs, evidence, names=goals, threshold=thresholds.kappa)
+    irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
+    irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
+    irl_block = {
+        "weights": _ser(np.asarray(irl.weights), scenario.feature_names),
+        "loglik_per_step": float(irl.loglik),
+        "uniform_loglik_per_step": float(irl.uniform_loglik),
+        "levels": int(irl_tab.start.shape[0]),
+    }
+    behavioral: dict[str, Any] = {"goal_posterior": posterior.as_dict(), "irl": irl_block}
+    extra: dict[str, TransitionReward] = {}
+    if system.mesa_reward is not None:
+        extra["mesa"] = system.mesa_reward(sp["levels"], tab)
+        behavioral["irl_mesa"], extra["irl_mesa"] = _mesa_behavioral(sp["levels"], tab, probs, system, gamma)
+    split = measure_system(tab, exact, sp["objectives"], probs, gamma, posterior=behavioral["goal_posterior"],
+                           irl=irl_block, extra_rewards=extra, mesa="mesa" if "mesa" in extra else None)
+    irl_est = estimate(split.irl_j, split.irl_informative, exact.resample)
+    irl_block["fit_quality"] = split.irl_fit_quality
+    irl_block["explains"] = bool(split.irl_fit_quality >= thresholds.kappa)
+    irl_block["score"] = irl_est.to_dict()
+    behavioral["objective"] = behavioral_choice(split, goals, thresholds.kappa).to_dict()
+    epic = {k: exact.estimate(v, None) for k, v in split.epic.items()}
+    shards = scenario_shards(scenario, sp["levels"], tab, probs, q=sp["goal_q"], state_weights=evidence,
+                             threshold=thresholds.kappa)
+    block = {
+        **_scores_json(split, exact),
+        "first_reached": {**_ser(first[:-1], goals), "none": float(first[-1])},
+        "behavioral": behavioral,
+        "distances": {"epic": {k: e.mean for k, e in epic.items()},
+                      "epic_intervals": {k: [e.lo, e.hi] for k, e in epic.items()}},
+        "shards": {name: t.as_dict() for name, t in shards.items()},
+    }
+    if split.mesa_j is not None:
+        block["mesa_score"] = estimate(split.mesa_j, split.mesa_informative, exact.resample).to_dict()
+    return split, block
+
+
+def _uniform_block(scenario: Scenario, sp: dict[str, Any]) -> dict[str, Any]:
+    tab, exact = sp["tab"], sp["exact"]
+    probs = jax.vmap(uniform_policy)(tab.next_state)
+    split = measure_system(tab, exact, sp["objectives"], probs, scenario.spec.gamma, distances=False)
+    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp["goal_w"]), horizon=scenario.spec.max_steps)).mean(0)
+    return {**_scores_json(split, exact), "first_reached": {**_ser(first[:-1], sp["goals"]), "none": float(first[-1])}}
+
+
+def audit_systems(
+    scenario: Scenario,
+    systems: Sequence[Any],
+    audit: AuditConfig,
+    thresholds: Thresholds,
+    progress: ProgressFn = _noop,
+) -> dict[str, Any]:
+    """Audit trained systems exactly on the scenario's fixed level sample (no files written).
+
+    Args:
+        scenario: The scenario (with its parameters applied).
+        systems: `TrainedSystem`s (`seed`, `probs(levels, tab)`, and for mesa-optimizers `mesa_objective`,
+            `mesa_reward(levels, tab) -> TransitionReward`, `bridge`, `points_to_base`).
+        audit: Level counts and key.
+        thresholds: Every threshold (`kappa` picks behavioral objectives; the rest decide properties).
+        progress: `progress("audit", fraction)`, advanced per split and per system.
+
+    Returns:
+        `{"systems": [per-system blocks], "baselines", "informative_levels", "uninformative_levels",
+        "splits": {split: internal data for pictures}}`.
+    """
+    from mesascope.verdicts import audit_entry
+
+    key_train, key_deploy = jax.random.split(jax.random.key(audit.seed))
+    steps = 2 * (len(systems) + 1)
+    done = 0
+    progress("audit", 0.0)
+    splits = {}
+    per_system: list[dict[str, Any]] = [{} for _ in systems]
+    paths: dict[str, list[np.ndarray]] = {}
+    for name, n, key in (("train", audit.n_train, key_train), ("deploy", audit.n_deploy, key_deploy)):
+        sp = _split(scenario, name, n, key, systems)
+        splits[name] = sp
+        done += 1
+        progress("audit", done / steps)
+        paths[name] = []
+        for i, system in enumerate(systems):
+            probs = system.probs(sp["levels"], sp["tab"])
+            per_system[i][name] = _system_split(scenario, sp, probs, system, thresholds)
+            paths[name].append(greedy_path(scenario.spec, sp["tab"], probs, 0))
+            done += 1
+            progress("audit", done / steps)
+    out_systems = []
+    for i, system in enumerate(systems):
+        (train, tb), (deploy, db) = per_system[i]["train"], per_system[i]["deploy"]
+        entry: dict[str, Any] = {"seed": system.seed}
+        for key in ("scores", "scores_all_levels", "intervals", "values", "first_reached", "behavioral", "distances", "shards"):
+            entry[key] = {"train": tb[key], "deploy": db[key]}
+        mesa = None
+        if system.mesa_objective is not None:
+            entry["mesa_objective"] = {
+                "weights": system.mesa_objective,
+                "domain": system.bridge.source_domain,
+                "bridge": {"name": system.bridge.name, "note": system.bridge.note},
+                "score": {"train": tb["mesa_score"], "deploy": db["mesa_score"]},
+            }
+            w = np.asarray(list(system.mesa_objective.values()), np.float64)
+            mesa = {
+                "uses_deploy_feature": uses_deploy_feature(w, splits["train"]["mesa_support"], splits["deploy"]["mesa_support"],
+                                                           thresholds.deploy_weight_share),
+                "points_to_base": system.points_to_base,
+            }
+        m = gridworld_measurements(f"seed-{system.seed}", train, deploy, splits["train"]["exact"], splits["deploy"]["exact"],
+                                   thresholds, mesa=mesa)
+        entry.update(audit_entry(m, thresholds))
+        out_systems.append(entry)
+    uniform = {s: _uniform_block(scenario, splits[s]) for s in ("train", "deploy")}
+    return {
+        "systems": out_systems,
+        "baselines": {"uniform": {k: {s: uniform[s][k] for s in uniform} for k in ("scores", "scores_all_levels", "first_reached")}},
+        "informative_levels": {s: splits[s]["exact"].counts() for s in splits},
+        "uninformative_levels": {
+            s: {n: 1.0 - c / splits[s]["exact"].n_levels for n, c in splits[s]["exact"].counts().items()} for s in splits
+        },
+        "splits": splits,
+        "greedy_paths": paths,
+    }
+
+
+def _write_pictures(run_dir: Path, scenario: Scenario, seeds: Sequence[int], result: dict[str, Any]) -> list[str]:
+    (run_dir / "pictures").mkdir(exist_ok=True)
+    train_level = jax.tree_util.tree_map(lambda x: x[0], result["splits"]["train"]["levels"])
+    deploy_level = jax.tree_util.tree_map(lambda x: x[0], result["splits"]["deploy"]["levels"])
+    written = []
+    for seed, tp, dp in zip(seeds, result["greedy_paths"]["train"], result["greedy_paths"]["deploy"]):
+        image = render_pair(scenario.spec, train_level, tp, deploy_level, dp, title_train=f"train (seed {seed})",
+                            title_deploy=f"deploy (seed {seed})")
+        written.append(str(save_png(image, run_dir / "pictures" / f"seed-{seed}.png").relative_to(run_dir)))
+    return written
+
+
+def _attach_witness_pictures(run_dir: Path, scenario: Scenario, splits: dict[str, Any], audit: dict[str, Any]) -> None:
+    """Draw each witness policy on the first train and deploy level and cite the pictures as evidence."""
+    (run_dir / "pictures").mkdir(exist_ok=True)
+    train_level = jax.tree_util.tree_map(lambda x: x[0], splits["train"]["levels"])
+    deploy_level = jax.tree_util.tree_map(lambda x: x[0], splits["deploy"]["levels"])
+    files = {}
+    for name, tp in splits["train"]["witness_paths"].items():
+        image = render_pair(scenario.spec, train_level, tp, deploy_level, splits["deploy"]["witness_paths"][name],
+                            title_train=f"train ({name})", title_deploy=f"deploy ({name})")
+        path = run_dir / "pictures" / f"witness-{name.replace(':', '-')}.png"
+        files[name] = str(save_png(image, path).relative_to(run_dir))
+    audit["witness_pictures"] = files
+    for system in audit["systems"]:
+        props = system.get("properties", {})
+        if "outer_alignment_hubinger" in props:
+            props["outer_alignment_hubinger"]["evidence"]["picture"] = files["worst-base-optimal"]
+        for prop, school in (("outer_alignment_wentworth", "wentworth"),
+                             ("outer_alignment_wentworth_before_training", "wentworth_before_training")):
+            witness = props.get(prop, {}).get("evidence", {}).get("witness")
+            if witness and witness["name"] in files:
+                props[prop]["evidence"]["picture"] = files[witness["name"]]
+                verdict = system["verdicts"].get(school, {})
+                if verdict.get("evidence", {}).get("witness"):
+                    verdict["evidence"]["picture"] = files[witness["name"]]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def audit_run(
+    run_dir: Path, audit: AuditConfig = AuditConfig(), progress: ProgressFn = _noop, thresholds: Thresholds = Thresholds()
+) -> dict[str, Any]:
+    """Audit every trained system of a run exactly and write `audit.json`.
+
+    Each system also gets `measurements`, `properties`, `graphs`, `verdicts` and `invariants`
+    (SPEC.md sections 5-7, `mesascope.verdicts.audit_entry`) under `thresholds`.
+
+    Returns:
+        The audit as a dict (also written to `run_dir / "audit.json"`).
+    """
+    from mesascope.experiments.run import load_systems
+
+    meta, scenario, config, policies = load_systems(run_dir)
+    found = audit_systems(scenario, policies, audit, thresholds, progress)
+    curves = dict(np.load(run_dir / "training.npz")) if (run_dir / "training.npz").exists() else {}
+    for i, entry in enumerate(found["systems"]):
+        if curves and "base_value" in curves:
+            entry["training"] = {"final_base_value": float(curves["base_value"][i, -1])}
+        elif curves:
+            tail = max(1, curves["episode_return"].shape[1] // 10)
+            entry["training"] = {
+                "final_episode_return": float(curves["episode_return"][i, -tail:].mean()),
+                "final_episode_length": float(curves["episode_length"][i, -tail:].mean()),
+            }
+    result = {
+        "mesascope_version": __version__,
+        "scenario": meta["scenario"],
+        "scenario_params": meta.get("scenario_params", {}),
+        "description": scenario.description,
+        "expected_finding": scenario.expected_finding,
+        "preset": meta["preset"],
+        "seeds": meta["seeds"],
+        "optimizer": meta.get("optimizer", "ppo"),
+        "config": meta["config"],
+        "audit": {"n_train": audit.n_train, "n_deploy": audit.n_deploy, "seed": audit.seed},
+        "objectives": {name: dict(obj.weights) for name, obj in scenario.objectives().items()},
+        "reach_objectives": [name for name, obj in scenario.objectives().items() if obj.reach],
+        "candidate_goals": [g.name for g in scenario.candidate_goals],
+        "gamma": scenario.spec.gamma,
+        "thresholds": thresholds.to_dict(),
+        "systems": found["systems"],
+        "baselines": found["baselines"],
+        "informative_levels": found["informative_levels"],
+        "uninformative_levels": found["uninformative_levels"],
+    }
+    _write_json(run_dir / "audit.json", result)
+    # Pictures come after the audit is safely on disk: a drawing failure must not lose the audit.
+    try:
+        result["pictures"] = _write_pictures(run_dir, scenario, meta["seeds"], found)
+    except Exception as err:  # noqa: BLE001 - reported, never fatal
+        result["pictures_error"] = f"{type(err).__name__}: {err}"
+    try:
+        _attach_witness_pictures(run_dir, scenario, found["splits"], result)
+    except Exception as err:  # noqa: BLE001 - reported, never fatal
+        result["witness_pictures_error"] = f"{type(err).__name__}: {err}"
+    try:
+        from mesascope.verdicts.draw import write_run_graphs
+
+        result["graph_files"] = write_run_graphs(run_dir, result)
+    except Exception as err:  # noqa: BLE001 - reported, never fatal
+        result["graphs_error"] = f"{type(err).__name__}: {err}"
+    _write_json(run_dir / "audit.json", result)
+    return result
+
