@@ -130,6 +130,7 @@ def run_command(
     mlflow: bool = typer.Option(False, "--mlflow", help="Also log the run to MLflow (needs the optional extra `mlflow`)."),
     mlflow_uri: str = typer.Option(None, "--mlflow-uri", help="MLflow tracking URI or local folder (default: MLflow's own)."),
     db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside the run folder)."),
+    profile: bool = typer.Option(False, "--profile", help="Time every stage (and what JAX compiled) into audit.json `timings` and print it."),
     thresholds: Any = None,
 ) -> None:
     """Train systems on SCENARIO with a base optimizer, audit each one exactly, print a summary."""
@@ -157,6 +158,7 @@ def run_command(
         raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
     out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
     store = _run_store(db, out)  # a foreign or corrupt store file is refused before training
+    timer = _timer(profile)
     with _stage_progress() as progress:
         result = run(
             scenario,
@@ -169,10 +171,13 @@ def run_command(
             progress=progress,
             thresholds=thresholds,
             events=_store_events(store),
+            timer=timer,
         )
     print_summary(result)
     console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
-    _after_run(out, mlflow, mlflow_uri)
+    with timer.stage("report"):
+        _after_run(out, mlflow, mlflow_uri)
+    _print_profile(timer)
 
 
 def _write_report(run_dir: Path) -> None:
@@ -231,6 +236,11 @@ def _run_study_command(
     console.print(study_table(result))
     for name, table in result["findings"].get("tables", {}).items():
         console.print(_rows_table(name, table))
+    from mesascope.verdicts.table import verdict_table
+
+    verdicts = verdict_table(result)
+    if verdicts is not None:
+        console.print(verdicts)
     console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
 
 
@@ -264,15 +274,45 @@ def audit_command(
     run_dir: Path = typer.Argument(..., help="A run folder written by `mesascope run`."),
     audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in the exact audit."),
     db: Path = typer.Option(None, "--db", help="Result store to update (default: $MESASCOPE_DB, else runs.duckdb beside RUN_DIR)."),
+    profile: bool = typer.Option(False, "--profile", help="Time every stage (and what JAX compiled) into audit.json `timings` and print it."),
     thresholds: Any = None,
 ) -> None:
     """Re-audit the trained systems of RUN_DIR (no retraining) and rewrite its audit.json."""
     from mesascope.experiments.run import AuditConfig, audit_run
 
-    result = audit_run(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), thresholds=thresholds)
+    timer = _timer(profile)
+    with _stage_progress() as progress:
+        result = audit_run(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), progress=progress,
+                           thresholds=thresholds, timer=timer)
     print_summary(result)
     _store_events(_run_store(db, run_dir))("ingest", run_dir, result)
-    _write_report(run_dir)
+    with timer.stage("report"):
+        _write_report(run_dir)
+    _print_profile(timer)
+
+
+def _timer(profile: bool) -> Any:
+    from mesascope.experiments.profiling import NULL_TIMER, StageTimer
+
+    return StageTimer() if profile else NULL_TIMER
+
+
+def _print_profile(timer: Any) -> None:
+    """The `--profile` table: wall seconds, compilations and compilation-cache hits per stage."""
+    if not timer.enabled:
+        return
+    data = timer.as_dict()
+    table = Table(title="profile (wall time per stage)")
+    for col in ("stage", "seconds", "share", "compiled", "from cache", "compile s"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    total = data["total_seconds"] or 1.0
+    for name, st in sorted(data["stages"].items(), key=lambda kv: -kv[1]["seconds"]):
+        table.add_row(name, f"{st['seconds']:.2f}", f"{st['seconds'] / total:.0%}", str(st["compiled"]),
+                      str(st["from_cache"]), f"{st['compile_seconds']:.2f}")
+    table.add_row("total", f"{data['total_seconds']:.2f}", "100%", str(data["compiled"]), str(data["from_cache"]),
+                  f"{data['compile_seconds']:.2f}", style="bold")
+    table.caption = "compiled: programs XLA compiled; from cache: loaded from the persistent compilation cache instead."
+    console.print(table)
 
 
 @app.command("report")

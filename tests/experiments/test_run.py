@@ -149,12 +149,16 @@ def test_list_shows_every_scenario(capsys):
 
 
 def test_mesa_scenario_runs_and_reads_off_its_mesa_objective(tmp_path):
+    from mesascope.properties import Thresholds
+
+    few = Thresholds(n_min=8)  # 8 audited levels per split: let their means decide the properties
     result = run(
         "cheese-corner-mesa-v0",
         seeds=1,
         out=tmp_path / "mesa",
         audit=AuditConfig(n_train=8, n_deploy=8),
         overrides={"n_levels": 8, "steps": 5},
+        thresholds=few,
     )
     assert result["optimizer"] == "mesa-gradient"
     system = result["systems"][0]
@@ -170,7 +174,7 @@ def test_mesa_scenario_runs_and_reads_off_its_mesa_objective(tmp_path):
     assert system["invariants"]["wentworth_corollary"]["holds"], system["invariants"]
     assert system["invariants"]["labels_established"]["holds"], system["invariants"]
     # The audit re-reads the saved mesa-objective rather than retraining it.
-    assert audit_run(tmp_path / "mesa", AuditConfig(n_train=8, n_deploy=8))["systems"] == result["systems"]
+    assert audit_run(tmp_path / "mesa", AuditConfig(n_train=8, n_deploy=8), thresholds=few)["systems"] == result["systems"]
 
 
 def test_a_setting_the_optimizer_lacks_is_a_one_line_error(capsys, tmp_path):

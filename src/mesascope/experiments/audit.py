@@ -30,9 +30,10 @@ from mesascope.levels.grid import ACTION_DELTAS, GridSpec, Level
 from mesascope.levels.render import render_pair, save_png
 from mesascope.levels.tabular import TabularMDP, TransitionReward
 from mesascope.measures.estimates import estimate
-from mesascope.measures.irl import goal_q_values, mce_irl, posterior_from_q, system_state_weights
-from mesascope.measures.scores import first_reach_probabilities, reach_flags, tabularize_levels
-from mesascope.measures.shards import scenario_shards
+from mesascope.measures.irl import mce_irl, posterior_from_q, system_state_weights
+from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
+from mesascope.experiments.profiling import NULL_TIMER, StageTimer
+from mesascope.measures.shards import scenario_context_labels, scenario_shards
 from mesascope.properties import Thresholds
 from mesascope.properties.gridworld import (
     SplitExact,
@@ -174,32 +175,38 @@ def _mesa_class(scenario: Scenario) -> Any:
     return getattr(scenario, "mesa_system", MesaOptimizer)
 
 
-def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequence[Any]) -> dict[str, Any]:
+def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequence[Any], timer: StageTimer) -> dict[str, Any]:
     """Everything about one split that does not depend on the trained systems."""
     names, weights = scenario.weight_matrix()
     goals = tuple(g.name for g in scenario.candidate_goals)
     objectives = {name: weights[i] for i, name in enumerate(names)}
     reach = tuple(name for name, obj in scenario.objectives().items() if obj.reach)
-    levels = scenario.sample_levels(key, n, split)
-    tab = tabularize_levels(scenario.spec, levels)
     gamma = scenario.spec.gamma
-    exact = split_exact(tab, objectives, goals, gamma, key=jax.random.fold_in(key, BOOTSTRAP_SALT), reach=reach)
+    with timer.stage("sample levels"):
+        levels = jax.block_until_ready(scenario.sample_levels(key, n, split))
+    with timer.stage("tabular views"):
+        tab = jax.block_until_ready(tabularize_levels(scenario.spec, levels))
+    with timer.stage("exact values, worst cases, objective EPIC"):
+        exact = split_exact(tab, objectives, goals, gamma, key=jax.random.fold_in(key, BOOTSTRAP_SALT), reach=reach)
     goal_w = np.stack([objectives[g] for g in goals])
     goal_reach = np.array([g in reach for g in goals], bool)
-    # Every candidate goal's Q* is system-independent: solved once here for the goal posterior and shards.
-    goal_q = goal_q_values(
-        tab.next_state, jnp.asarray(tab.features, jnp.float32), jnp.asarray(goal_w), gamma,
-        terminal=tab.terminal, reach=reach_flags(tab, goal_reach, len(goals)),
-    )
+    # Every candidate goal's Q* (solved with the exact values above) and every context's parts are
+    # system-independent: computed once here for the goal posterior and the shards of every system.
+    goal_q = exact.goal_q
+    with timer.stage("contexts"):
+        labels = jax.block_until_ready(scenario_context_labels(scenario, levels, tab))
     mesa_support = None
     if any(s.mesa_objective is not None for s in systems):
-        planner = _mesa_class(scenario)(scenario.spec)
-        mesa_support = support(jax.vmap(planner.features)(levels))
-    # The policies the properties quantify over, drawn on the first level as evidence.
-    witnesses = witness_policies(
-        jax.tree_util.tree_map(lambda x: x[0], tab), objectives["base"], objectives["intended"],
-        goal_w, goals, gamma, goal_reach=goal_reach,
-    )
+        with timer.stage("mesa-objective"):
+            planner = _mesa_class(scenario)(scenario.spec)
+            mesa_support = support(jax.vmap(planner.features)(levels))
+    with timer.stage("witness policies"):
+        # The policies the properties quantify over, drawn on the first level as evidence.
+        witnesses = witness_policies(
+            jax.tree_util.tree_map(lambda x: x[0], tab), objectives["base"], objectives["intended"],
+            goal_w, goals, gamma, goal_reach=goal_reach,
+        )
+        paths = {name: greedy_path(scenario.spec, tab, pi[None], 0) for name, pi in witnesses.items()}
     return {
         "name": split,
         "levels": levels,
@@ -209,8 +216,9 @@ def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequ
         "goal_w": goal_w,
         "exact": exact,
         "goal_q": goal_q,
+        "labels": labels,
         "mesa_support": mesa_support,
-        "witness_paths": {name: greedy_path(scenario.spec, tab, pi[None], 0) for name, pi in witnesses.items()},
+        "witness_paths": paths,
     }
 
 
@@ -230,37 +238,45 @@ def _scores_json(split: SystemSplit, exact: SplitExact) -> dict[str, Any]:
 
 
 def _system_split(
-    scenario: Scenario, sp: dict[str, Any], probs: jax.Array, system: Any, thresholds: Thresholds
+    scenario: Scenario, sp: dict[str, Any], probs: jax.Array, system: Any, thresholds: Thresholds, timer: StageTimer
 ) -> tuple[SystemSplit, dict[str, Any]]:
     """One system on one split: its `SystemSplit` and its audit.json blocks."""
     tab, exact, goals = sp["tab"], sp["exact"], sp["goals"]
     gamma = scenario.spec.gamma
-    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp["goal_w"]), horizon=scenario.spec.max_steps)).mean(0)
-    evidence = system_state_weights(tab, probs, gamma)
-    posterior = posterior_from_q(sp["goal_q"], tab.terminal, probs, evidence, names=goals, threshold=thresholds.kappa)
-    irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
-    irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
-    irl_block = {
-        "weights": _ser(np.asarray(irl.weights), scenario.feature_names),
-        "loglik_per_step": float(irl.loglik),
-        "uniform_loglik_per_step": float(irl.uniform_loglik),
-        "levels": int(irl_tab.start.shape[0]),
-    }
+    with timer.stage("first reached"):
+        first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp["goal_w"]), horizon=scenario.spec.max_steps)).mean(0)
+    with timer.stage("goal posterior and shards"):
+        evidence = system_state_weights(tab, probs, gamma)
+        # The whole-level posterior and every part of every context in one batched fit.
+        shards = scenario_shards(scenario, sp["levels"], tab, probs, q=sp["goal_q"], state_weights=evidence,
+                                 labels=sp["labels"], threshold=thresholds.kappa)
+        if shards:
+            posterior = next(iter(shards.values())).overall
+        else:
+            posterior = posterior_from_q(sp["goal_q"], tab.terminal, probs, evidence, names=goals, threshold=thresholds.kappa)
+    with timer.stage("MCE IRL"):
+        irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
+        irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
+        irl_block = {
+            "weights": _ser(np.asarray(irl.weights), scenario.feature_names),
+            "loglik_per_step": float(irl.loglik),
+            "uniform_loglik_per_step": float(irl.uniform_loglik),
+            "levels": int(irl_tab.start.shape[0]),
+        }
     behavioral: dict[str, Any] = {"goal_posterior": posterior.as_dict(), "irl": irl_block}
     extra: dict[str, TransitionReward] = {}
     if system.mesa_reward is not None:
-        extra["mesa"] = system.mesa_reward(sp["levels"], tab)
-        behavioral["irl_mesa"], extra["irl_mesa"] = _mesa_behavioral(sp["levels"], tab, probs, system, gamma)
-    split = measure_system(tab, exact, sp["objectives"], probs, gamma, posterior=behavioral["goal_posterior"],
-                           irl=irl_block, extra_rewards=extra, mesa="mesa" if "mesa" in extra else None)
-    irl_est = estimate(split.irl_j, split.irl_informative, exact.resample)
+        with timer.stage("mesa-objective"):
+            extra["mesa"] = system.mesa_reward(sp["levels"], tab)
+            behavioral["irl_mesa"], extra["irl_mesa"] = _mesa_behavioral(sp["levels"], tab, probs, system, gamma)
+    with timer.stage("scores and EPIC"):
+        split = measure_system(tab, exact, sp["objectives"], probs, gamma, posterior=behavioral["goal_posterior"],
+                               irl=irl_block, extra_rewards=extra, mesa="mesa" if "mesa" in extra else None)
     irl_block["fit_quality"] = split.irl_fit_quality
     irl_block["explains"] = bool(split.irl_fit_quality >= thresholds.kappa)
-    irl_block["score"] = irl_est.to_dict()
+    irl_block["score"] = estimate(split.irl_j, split.irl_informative, exact.resample).to_dict()
     behavioral["objective"] = behavioral_choice(split, goals, thresholds.kappa).to_dict()
     epic = {k: exact.estimate(v, None) for k, v in split.epic.items()}
-    shards = scenario_shards(scenario, sp["levels"], tab, probs, q=sp["goal_q"], state_weights=evidence,
-                             threshold=thresholds.kappa)
     block = {
         **_scores_json(split, exact),
         "first_reached": {**_ser(first[:-1], goals), "none": float(first[-1])},
@@ -288,6 +304,7 @@ def audit_systems(
     audit: AuditConfig,
     thresholds: Thresholds,
     progress: ProgressFn = _noop,
+    timer: StageTimer = NULL_TIMER,
 ) -> dict[str, Any]:
     """Audit trained systems exactly on the scenario's fixed level sample (no files written).
 
@@ -297,11 +314,12 @@ def audit_systems(
             `mesa_reward(levels, tab) -> TransitionReward`, `bridge`, `points_to_base`).
         audit: Level counts and key.
         thresholds: Every threshold (`kappa` picks behavioral objectives; the rest decide properties).
-        progress: `progress("audit", fraction)`, advanced per split and per system.
+        progress: `progress("audit", fraction)`, advanced after each split's shared work and each system.
+        timer: Collects wall time per stage (`--profile`).
 
     Returns:
         `{"systems": [per-system blocks], "baselines", "informative_levels", "uninformative_levels",
-        "splits": {split: internal data for pictures}}`.
+        "splits": {split: internal data for pictures}, "greedy_paths"}`.
     """
     from mesascope.verdicts import audit_entry
 
@@ -313,15 +331,17 @@ def audit_systems(
     per_system: list[dict[str, Any]] = [{} for _ in systems]
     paths: dict[str, list[np.ndarray]] = {}
     for name, n, key in (("train", audit.n_train, key_train), ("deploy", audit.n_deploy, key_deploy)):
-        sp = _split(scenario, name, n, key, systems)
+        sp = _split(scenario, name, n, key, systems, timer)
         splits[name] = sp
         done += 1
         progress("audit", done / steps)
         paths[name] = []
         for i, system in enumerate(systems):
-            probs = system.probs(sp["levels"], sp["tab"])
-            per_system[i][name] = _system_split(scenario, sp, probs, system, thresholds)
-            paths[name].append(greedy_path(scenario.spec, sp["tab"], probs, 0))
+            with timer.stage("policy probabilities"):
+                probs = jax.block_until_ready(system.probs(sp["levels"], sp["tab"]))
+            per_system[i][name] = _system_split(scenario, sp, probs, system, thresholds, timer)
+            with timer.stage("pictures"):
+                paths[name].append(greedy_path(scenario.spec, sp["tab"], probs, 0))
             done += 1
             progress("audit", done / steps)
     out_systems = []
@@ -344,11 +364,13 @@ def audit_systems(
                                                            thresholds.deploy_weight_share),
                 "points_to_base": system.points_to_base,
             }
-        m = gridworld_measurements(f"seed-{system.seed}", train, deploy, splits["train"]["exact"], splits["deploy"]["exact"],
-                                   thresholds, mesa=mesa)
-        entry.update(audit_entry(m, thresholds))
+        with timer.stage("properties, graphs and verdicts"):
+            m = gridworld_measurements(f"seed-{system.seed}", train, deploy, splits["train"]["exact"],
+                                       splits["deploy"]["exact"], thresholds, mesa=mesa)
+            entry.update(audit_entry(m, thresholds))
         out_systems.append(entry)
-    uniform = {s: _uniform_block(scenario, splits[s]) for s in ("train", "deploy")}
+    with timer.stage("uniform baseline"):
+        uniform = {s: _uniform_block(scenario, splits[s]) for s in ("train", "deploy")}
     return {
         "systems": out_systems,
         "baselines": {"uniform": {k: {s: uniform[s][k] for s in uniform} for k in ("scores", "scores_all_levels", "first_reached")}},
@@ -404,20 +426,27 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def audit_run(
-    run_dir: Path, audit: AuditConfig = AuditConfig(), progress: ProgressFn = _noop, thresholds: Thresholds = Thresholds()
+    run_dir: Path,
+    audit: AuditConfig = AuditConfig(),
+    progress: ProgressFn = _noop,
+    thresholds: Thresholds = Thresholds(),
+    timer: StageTimer = NULL_TIMER,
 ) -> dict[str, Any]:
     """Audit every trained system of a run exactly and write `audit.json`.
 
     Each system also gets `measurements`, `properties`, `graphs`, `verdicts` and `invariants`
-    (SPEC.md sections 5-7, `mesascope.verdicts.audit_entry`) under `thresholds`.
+    (SPEC.md sections 5-7, `mesascope.verdicts.audit_entry`) under `thresholds`. With an enabled `timer`
+    (`--profile`), `audit.json` also gets `timings`: wall seconds, compilations and compilation-cache
+    hits per stage.
 
     Returns:
         The audit as a dict (also written to `run_dir / "audit.json"`).
     """
     from mesascope.experiments.run import load_systems
 
-    meta, scenario, config, policies = load_systems(run_dir)
-    found = audit_systems(scenario, policies, audit, thresholds, progress)
+    with timer.stage("load systems"):
+        meta, scenario, config, policies = load_systems(run_dir)
+    found = audit_systems(scenario, policies, audit, thresholds, progress, timer)
     curves = dict(np.load(run_dir / "training.npz")) if (run_dir / "training.npz").exists() else {}
     for i, entry in enumerate(found["systems"]):
         if curves and "base_value" in curves:
@@ -449,22 +478,28 @@ def audit_run(
         "informative_levels": found["informative_levels"],
         "uninformative_levels": found["uninformative_levels"],
     }
+    if timer.enabled:
+        result["timings"] = timer.as_dict()
     _write_json(run_dir / "audit.json", result)
     # Pictures come after the audit is safely on disk: a drawing failure must not lose the audit.
-    try:
-        result["pictures"] = _write_pictures(run_dir, scenario, meta["seeds"], found)
-    except Exception as err:  # noqa: BLE001 - reported, never fatal
-        result["pictures_error"] = f"{type(err).__name__}: {err}"
-    try:
-        _attach_witness_pictures(run_dir, scenario, found["splits"], result)
-    except Exception as err:  # noqa: BLE001 - reported, never fatal
-        result["witness_pictures_error"] = f"{type(err).__name__}: {err}"
-    try:
-        from mesascope.verdicts.draw import write_run_graphs
+    with timer.stage("pictures"):
+        try:
+            result["pictures"] = _write_pictures(run_dir, scenario, meta["seeds"], found)
+        except Exception as err:  # noqa: BLE001 - reported, never fatal
+            result["pictures_error"] = f"{type(err).__name__}: {err}"
+        try:
+            _attach_witness_pictures(run_dir, scenario, found["splits"], result)
+        except Exception as err:  # noqa: BLE001 - reported, never fatal
+            result["witness_pictures_error"] = f"{type(err).__name__}: {err}"
+    with timer.stage("graph drawings"):
+        try:
+            from mesascope.verdicts.draw import write_run_graphs
 
-        result["graph_files"] = write_run_graphs(run_dir, result)
-    except Exception as err:  # noqa: BLE001 - reported, never fatal
-        result["graphs_error"] = f"{type(err).__name__}: {err}"
+            result["graph_files"] = write_run_graphs(run_dir, result)
+        except Exception as err:  # noqa: BLE001 - reported, never fatal
+            result["graphs_error"] = f"{type(err).__name__}: {err}"
+    if timer.enabled:
+        result["timings"] = timer.as_dict()
     _write_json(run_dir / "audit.json", result)
     return result
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from mesascope import __version__
 from mesascope.experiments.audit import AUDIT_SEED, AuditConfig, ProgressFn, audit_run
+from mesascope.experiments.profiling import NULL_TIMER, StageTimer
 from mesascope.measures.scores import system_action_probs, tabularize_levels
 from mesascope.optimizers.ppo import PPOConfig, make_train, ppo_config
 from mesascope.properties import Thresholds
@@ -288,8 +289,11 @@ def run(
     progress: ProgressFn = _noop,
     thresholds: Thresholds = Thresholds(),
     events: RunEvents | None = None,
+    timer: StageTimer = NULL_TIMER,
 ) -> dict[str, Any]:
     """Train `seeds` systems on a scenario and audit them; everything lands in `out`.
+
+    `timer` (`--profile`) collects wall time per stage, training included, into `audit.json`'s `timings`.
 
     `events(stage, out, data)`, if given, hears "started" (run.json written), "trained" (systems
     saved), "audited" (audit.json written), then "complete", or "failed" with `{"error": ...}`; the
@@ -346,17 +350,18 @@ def run(
     emit = events or _no_events
     emit("started", out, meta)
     try:
-        if isinstance(config, MesaConfig):
-            thetas, metrics = train_mesa_systems(scenario, config, seed_list, progress)
-            (out / "systems").mkdir(parents=True, exist_ok=True)
-            for seed, theta in zip(seed_list, np.asarray(thetas)):
-                np.save(out / "systems" / f"seed-{seed}.npy", theta)
-            np.savez(out / "training.npz", **metrics)
-        else:
-            params, _, metrics = train_systems(scenario, config, seed_list, progress)
-            save_systems(out, params, seed_list, metrics)
+        with timer.stage("train"):
+            if isinstance(config, MesaConfig):
+                thetas, metrics = train_mesa_systems(scenario, config, seed_list, progress)
+                (out / "systems").mkdir(parents=True, exist_ok=True)
+                for seed, theta in zip(seed_list, np.asarray(thetas)):
+                    np.save(out / "systems" / f"seed-{seed}.npy", theta)
+                np.savez(out / "training.npz", **metrics)
+            else:
+                params, _, metrics = train_systems(scenario, config, seed_list, progress)
+                save_systems(out, params, seed_list, metrics)
         emit("trained", out, meta)
-        result = audit_run(out, audit, progress, thresholds)
+        result = audit_run(out, audit, progress, thresholds, timer)
         emit("audited", out, result)
     except BaseException as err:  # recorded as incomplete (what finished stays), then re-raised
         emit("failed", out, {"error": _error_line(err)})

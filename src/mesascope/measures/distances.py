@@ -22,7 +22,7 @@ import numpy as np
 from mesascope.levels.tabular import TabularMDP, TransitionReward
 from mesascope.measures.epic import epic_distance_decomposed
 
-__all__ = ["as_transition_reward", "pairwise_epic", "pairwise_epic_levels", "reachable_states"]
+__all__ = ["as_transition_reward", "coverage", "pairwise_epic", "pairwise_epic_levels", "reachable_states"]
 
 
 def reachable_states(tab: TabularMDP) -> jax.Array:
@@ -52,8 +52,18 @@ def as_transition_reward(reward: TransitionReward | jax.Array) -> TransitionRewa
     return TransitionReward(reward, jnp.zeros(reward.shape[:-1], reward.dtype))
 
 
+def coverage(tab: TabularMDP) -> jax.Array:
+    """EPIC's state coverage `D_S`: uniform over each level's live states reachable from its start, `[L, S]`."""
+    return _coverage(tab.next_state, tab.start, tab.terminal)
+
+
 def pairwise_epic_levels(
-    tab: TabularMDP, rewards: Mapping[str, TransitionReward | jax.Array], gamma: float
+    tab: TabularMDP,
+    rewards: Mapping[str, TransitionReward | jax.Array],
+    gamma: float,
+    *,
+    known: Mapping[str, np.ndarray] | None = None,
+    state_dist: jax.Array | None = None,
 ) -> dict[str, np.ndarray]:
     """EPIC distance between every pair of objectives, on every level.
 
@@ -62,17 +72,25 @@ def pairwise_epic_levels(
         rewards: name -> `TransitionReward` with `sa` `[L, S, A]` and `next` `[L, S]` (a bare `[L, S, A]`
             table is read as a reward of `(s, a)` alone).
         gamma: Discount.
+        known: Pairs already computed (`"a~b" -> [L]`, e.g. between the scenario's fixed objectives, once
+            per split); they are reused, not recomputed.
+        state_dist: The coverage (`coverage(tab)`), if already computed.
 
     Returns:
         `{"a~b": float [L]}` for every unordered pair, in the order of `rewards`.
     """
-    dist = _coverage(tab.next_state, tab.start, tab.terminal)
+    dist = coverage(tab) if state_dist is None else state_dist
+    known = known or {}
     forms = {name: as_transition_reward(r) for name, r in rewards.items()}
     out = {}
     for a, b in combinations(list(forms), 2):
+        key = f"{a}~{b}"
+        if key in known:
+            out[key] = known[key]
+            continue
         ra, rb = forms[a], forms[b]
         d = epic_distance_decomposed(ra.sa, ra.next, rb.sa, rb.next, gamma=gamma, state_dist=dist)
-        out[f"{a}~{b}"] = np.asarray(d, np.float64)
+        out[key] = np.asarray(d, np.float64)
     return out
 
 

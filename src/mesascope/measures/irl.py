@@ -45,7 +45,7 @@ import optax
 
 from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.scores import reach_flags
-from mesascope.solve.dp import fixed_point, stop_on_arrival, value_iteration
+from mesascope.solve.dp import DENSE_MAX_STATES, fixed_point, stop_on_arrival, transition_matrix, value_iteration
 
 __all__ = [
     "DEFAULT_BETAS",
@@ -64,8 +64,10 @@ __all__ = [
     "goal_q_values",
     "DiscountFit",
     "mce_irl",
+    "mce_irl_many",
     "mce_irl_over_discounts",
     "posterior_from_q",
+    "posteriors_from_q",
     "scenario_goal_posterior",
     "soft_value_iteration",
     "system_state_weights",
@@ -316,8 +318,13 @@ def _lapse_gain_at(beta, eps, adv, probs, w):
     `log pi(a) + log A = logaddexp(log(1 - eps) + log A + log softmax(beta adv)(a), log eps)`: finite for
     every action, so a confident action the goal rules out costs at most `-log eps` nats.
     """
-    a = adv.shape[-1]
-    log_model = jnp.logaddexp(jnp.log1p(-eps) + jnp.log(a) + jax.nn.log_softmax(beta * adv, axis=-1), jnp.log(eps))
+    return _lapse_gain_from(jax.nn.log_softmax(beta * adv, axis=-1), eps, probs, w)
+
+
+def _lapse_gain_from(log_soft, eps, probs, w):
+    """`_lapse_gain_at` given `log softmax(beta adv)` (shared by every lapse rate at one beta)."""
+    a = log_soft.shape[-1]
+    log_model = jnp.logaddexp(jnp.log1p(-eps) + jnp.log(a) + log_soft, jnp.log(eps))
     per_state = jnp.sum(jnp.where(probs > 0, probs * log_model, 0.0), -1)
     return jnp.sum(jnp.where(w > 0, w * per_state, 0.0))
 
@@ -423,18 +430,29 @@ def boltzmann_fit(
         eps_grid = jnp.clip(jnp.asarray(lapses, q.dtype), 1e-6, 0.999)
         valid = jnp.asarray(lapses, q.dtype) > 0
         bb, ee = jnp.meshgrid(betas, eps_grid, indexing="ij")
-        flat = jax.lax.map(lambda be: _lapse_gain_at(be[0], be[1], adv, probs, state_weights), (bb.ravel(), ee.ravel()))
+
+        def row(beta):
+            # The Boltzmann part is shared by every lapse rate at this beta: computed once, not per lapse.
+            log_soft = jax.nn.log_softmax(beta * adv, axis=-1)
+            return jax.lax.map(lambda eps: _lapse_gain_from(log_soft, eps, probs, state_weights), eps_grid)
+
+        flat = jax.lax.map(row, betas).ravel()
         flat = jnp.where(jnp.broadcast_to(valid[None, :], bb.shape).ravel(), flat, -jnp.inf)
-        k = jnp.argmax(flat)
-        i, j = k // eps_grid.shape[0], k % eps_grid.shape[0]
+        j = jnp.argmax(flat) % eps_grid.shape[0]
         eps = eps_grid[j]
+        column = flat.reshape(bb.shape)[:, j]
+        # As for the lapse-free fit: on a plateau (flat to float32 resolution) the smallest beta is reported,
+        # so the reported rationality does not depend on rounding noise in the sums.
+        top = jnp.max(column)
+        i = jnp.argmax(column >= top - 1e-6 * jnp.abs(top))
         lo_l = betas[jnp.maximum(i - 1, 0)]
         hi_l = betas[jnp.minimum(i + 1, betas.shape[0] - 1)]
         f = lambda b: _lapse_gain_at(b, eps, adv, probs, state_weights)  # noqa: E731
         b_ref = _golden_max(f, lo_l, hi_l, _BISECTION_STEPS)
         g_ref = f(b_ref)
-        b_l = jnp.where(g_ref > flat[k], b_ref, betas[i])
-        g_l = jnp.maximum(g_ref, flat[k])
+        refine = g_ref > top + 1e-6 * jnp.abs(top)
+        b_l = jnp.where(refine, b_ref, betas[i])
+        g_l = jnp.where(refine, g_ref, column[i])
         # A lapse must beat the lapse-free fit by more than float32 noise (1e-6 nats per step).
         use = g_l > gain + tol + 1e-6 * n
         beta = jnp.where(use, b_l, beta)
@@ -554,10 +572,21 @@ def goal_q_values(
 
 
 @jax.jit
-def _fits_from_q(q, terminal, probs, state_weights, betas, lapses) -> BoltzmannFit:
-    weights = jnp.where(terminal, 0.0, state_weights)
-    # One goal at a time (lax.map): see the note in `boltzmann_fit` about vmapped reductions.
-    return jax.lax.map(lambda qg: boltzmann_fit(qg, probs, weights, betas, lapses), q)
+def _fits_compact(q, probs, take, weightings, betas, lapses) -> BoltzmannFit:
+    # The evidence rows are gathered here, inside the compiled program (one program per padded size).
+    g, _, _, a = q.shape
+    q_c = q.reshape(g, -1, a)[:, take]
+    probs_c = probs.reshape(-1, a)[take]
+    # One goal and one weighting at a time (lax.map): see the note in `boltzmann_fit` about vmapped reductions.
+    return jax.lax.map(lambda w: jax.lax.map(lambda qg: boltzmann_fit(qg, probs_c, w, betas, lapses), q_c), weightings)
+
+
+def _bucket(n: int) -> int:
+    """Row count to pad `n` evidence rows to: two sizes per octave, so shapes (and compilations) repeat."""
+    size = 256
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
 
 
 def goal_posterior(
@@ -656,9 +685,6 @@ def posterior_from_q(
 ) -> GoalPosterior:
     """`goal_posterior` from precomputed `Q*` values (so several evidence weightings share one solve).
 
-    `mesascope.measures.shards` calls this once per context with the same `q` and different
-    `state_weights`.
-
     Args:
         q: float32 `[G, L, S, A]`, each goal's `Q*` (`goal_q_values`).
         terminal: bool `[L, S]`.
@@ -668,6 +694,41 @@ def posterior_from_q(
         betas: Rationality grid.
         threshold: Explanation threshold (nats per step).
         lapses: Lapse-rate grid (None or empty: lapse-free model only).
+    """
+    return posteriors_from_q(q, terminal, probs, jnp.asarray(state_weights)[None], names=names, betas=betas,
+                             threshold=threshold, lapses=lapses)[0]
+
+
+def posteriors_from_q(
+    q: jax.Array,
+    terminal: jax.Array,
+    probs: jax.Array,
+    weightings: jax.Array,
+    *,
+    names: Sequence[str],
+    betas: Sequence[float] | jax.Array = DEFAULT_BETAS,
+    threshold: float = DEFAULT_EXPLAIN_THRESHOLD,
+    lapses: Sequence[float] | None = DEFAULT_LAPSES,
+) -> list[GoalPosterior]:
+    """The goal posterior under several evidence weightings of the same system at once.
+
+    `mesascope.measures.shards` fits the whole level and each part of each context this way, in one
+    compiled call. Only states some weighting counts enter the computation: the evidence is compacted to
+    the states with positive weight (a trained system's occupancy is zero on most states; 15% of the
+    states of 256 cheese-corner deploy levels carry weight for a fast PPO agent), padded to a few fixed
+    sizes so compilations repeat. The sums are then taken over fewer terms, in another order, so results
+    agree with the uncompacted sums to float32 rounding.
+
+    Args:
+        q: float32 `[G, L, S, A]`, each goal's `Q*` (`goal_q_values`).
+        terminal: bool `[L, S]`.
+        probs: float32 `[L, S, A]`.
+        weightings: float32 `[W, L, S]`, one evidence weighting per posterior (terminal states are zeroed).
+        names: `G` goal names.
+        betas, threshold, lapses: As in `posterior_from_q`.
+
+    Returns:
+        `W` `GoalPosterior`s, in the order of `weightings`.
     """
     names = tuple(names)
     if len(names) != q.shape[0]:
@@ -679,37 +740,48 @@ def posterior_from_q(
         if lapse_grid.ndim != 1 or (lapse_grid < 0).any() or (lapse_grid >= 1).any():
             raise ValueError("lapses must be a 1-D grid of values in [0, 1)")
         lapse_grid = jnp.asarray(lapse_grid)
-    fits = _fits_from_q(
-        q,
-        terminal,
+    g, n_levels, n_states, n_actions = q.shape
+    w = np.asarray(jnp.where(jnp.asarray(terminal)[None], 0.0, jnp.asarray(weightings, jnp.float32)), np.float32)
+    w = w.reshape(w.shape[0], -1)
+    rows = np.flatnonzero((w > 0).any(0))
+    size = _bucket(len(rows))
+    take = np.zeros(size, np.int64)
+    take[: len(rows)] = rows
+    w_c = np.zeros((w.shape[0], size), np.float32)
+    w_c[:, : len(rows)] = w[:, rows]
+    fits = _fits_compact(
+        jnp.asarray(q, jnp.float32),
         jnp.asarray(probs, jnp.float32),
-        jnp.asarray(state_weights, jnp.float32),
+        jnp.asarray(take, jnp.int32),
+        jnp.asarray(w_c),
         jnp.asarray(grid),
         lapse_grid,
     )
-    n_steps = float(np.asarray(fits.n_steps)[0])
-    fit_quality = np.asarray(fits.fit_quality, np.float64)
-    uniform = -float(np.log(q.shape[-1]))
-    # Every goal's likelihood shares the factor A^-n_steps, so softmaxes of the gains over the uniform policy
-    # equal those of the log-likelihoods, and keep their float32 precision.
-    gain = fit_quality * n_steps
-    posterior = np.exp(gain - _logsumexp(gain))
-    per_step = np.exp(fit_quality - _logsumexp(fit_quality))
-    return GoalPosterior(
-        names=names,
-        beta=np.asarray(fits.beta),
-        lapse=np.asarray(fits.lapse),
-        loglik=fit_quality + uniform,
-        uniform_loglik=uniform,
-        fit_quality=fit_quality,
-        total_loglik=gain + n_steps * uniform,
-        posterior=posterior,
-        posterior_per_step=per_step,
-        explains=fit_quality >= threshold,
-        threshold=float(threshold),
-        n_steps=n_steps,
-        best=names[int(np.argmax(gain))],
-    )
+    fits = jax.tree_util.tree_map(np.asarray, fits)
+    uniform = -float(np.log(n_actions))
+    out = []
+    for k in range(w.shape[0]):
+        n_steps = float(fits.n_steps[k][0])
+        fit_quality = np.asarray(fits.fit_quality[k], np.float64)
+        # Every goal's likelihood shares the factor A^-n_steps, so softmaxes of the gains over the uniform
+        # policy equal those of the log-likelihoods, and keep their float32 precision.
+        gain = fit_quality * n_steps
+        out.append(GoalPosterior(
+            names=names,
+            beta=np.asarray(fits.beta[k]),
+            lapse=np.asarray(fits.lapse[k]),
+            loglik=fit_quality + uniform,
+            uniform_loglik=uniform,
+            fit_quality=fit_quality,
+            total_loglik=gain + n_steps * uniform,
+            posterior=np.exp(gain - _logsumexp(gain)),
+            posterior_per_step=np.exp(fit_quality - _logsumexp(fit_quality)),
+            explains=fit_quality >= threshold,
+            threshold=float(threshold),
+            n_steps=n_steps,
+            best=names[int(np.argmax(gain))],
+        ))
+    return out
 
 
 def _logsumexp(x: np.ndarray) -> float:
@@ -763,12 +835,67 @@ class IRLResult(NamedTuple):
     gap_trace: jax.Array
 
 
+def _dense_occupancy(next_state, policy, start, gamma):
+    # d = (I - gamma P^T)^-1 e_start, exactly; mu(s, a) = d(s) pi(a | s) (as `discounted_occupancy`).
+    s = next_state.shape[0]
+    p = transition_matrix(next_state, policy)
+    d = jnp.linalg.solve(jnp.eye(s, dtype=policy.dtype) - gamma * p.T, jax.nn.one_hot(start, s, dtype=policy.dtype))
+    d = d * (1.0 / (1.0 - gamma)) / jnp.sum(d)
+    return d[:, None] * policy
+
+
+def _soft_policy_iteration(next_state, reward, terminal, gamma, v0, tol=DEFAULT_TOL, max_iters=64):
+    """Soft value iteration's fixed point (`soft_value_iteration`, `beta = 1`) by soft policy iteration.
+
+    Each step evaluates the softmax policy of the current soft `Q` exactly, entropy bonus included
+    (`V = sum_a pi (r - log pi) + gamma P_pi V`, terminal states pinned at 0), which is Newton's method on
+    the soft Bellman equation: a few steps from a warm start reach float32 precision.
+    """
+    s, a = next_state.shape
+    live = ~terminal
+    eye = jnp.eye(s, dtype=reward.dtype)
+    scale = jnp.maximum((jnp.max(jnp.abs(reward)) + jnp.log(a)) / (1.0 - gamma), 1e-12)
+
+    def backup(v):
+        return jnp.where(live, jax.nn.logsumexp(reward + gamma * v[next_state], axis=-1), 0.0)
+
+    def evaluate(v):
+        q = reward + gamma * v[next_state]
+        pi = jax.nn.softmax(q, axis=-1)
+        log_pi = jax.nn.log_softmax(q, axis=-1)
+        rhs = jnp.where(live, jnp.sum(pi * (reward - log_pi), -1), 0.0)
+        m = jnp.where(live[:, None], eye - gamma * transition_matrix(next_state, pi), eye)
+        return jnp.linalg.solve(m, rhs)
+
+    # Stop on the Bellman residual (one cheap sweep), the criterion soft value iteration stops on, rather
+    # than on the change between two solves: from a warm start one or two solves usually suffice.
+    def cond(carry):
+        _, residual, i = carry
+        return (residual > tol * scale) & (i < max_iters)
+
+    def body(carry):
+        v, _, i = carry
+        v = evaluate(v)
+        return v, jnp.max(jnp.abs(backup(v) - v)), i + 1
+
+    v0 = v0.astype(reward.dtype)
+    v, _, _ = jax.lax.while_loop(cond, body, (v0, jnp.max(jnp.abs(backup(v0) - v0)), 0))
+    q = reward + gamma * v[next_state]
+    return SoftSolution(v=v, q=q, policy=jax.nn.softmax(q, axis=-1))
+
+
 def _occupancies(next_state, policy, start, gamma, d0):
+    # Small levels: exact linear algebra (one solve) instead of hundreds of sweeps at gamma = 0.99; large
+    # levels keep the sweeps, whose cost grows with S where a solve's grows with S^3.
+    if next_state.shape[-2] <= DENSE_MAX_STATES:
+        return jax.vmap(lambda ns, pi, s0: _dense_occupancy(ns, pi, s0, gamma))(next_state, policy, start)
     one = lambda ns, pi, s0, d: discounted_occupancy(ns, pi, s0, gamma, d0=d)  # noqa: E731
     return jax.vmap(one)(next_state, policy, start, d0)
 
 
 def _soft_solutions(next_state, reward, terminal, gamma, v0):
+    if next_state.shape[-2] <= DENSE_MAX_STATES:
+        return jax.vmap(lambda ns, r, t, v: _soft_policy_iteration(ns, r, t, gamma, v))(next_state, reward, terminal, v0)
     return jax.vmap(lambda ns, r, t, v: soft_value_iteration(ns, r, gamma, 1.0, terminal=t, v0=v))(
         next_state, reward, terminal, v0
     )
@@ -779,8 +906,7 @@ def _live_occupancy(next_state, start, terminal, policy, gamma, d0):
     return mu, jnp.where(terminal[..., None], 0.0, mu)
 
 
-@functools.partial(jax.jit, static_argnames=("steps",))
-def _mce(next_state, features, start, terminal, absorbing, probs, w0, trainable, gamma, l2, lr, steps):
+def _mce_impl(next_state, features, start, terminal, absorbing, probs, w0, trainable, gamma, l2, lr, steps):
     n_levels, s, _ = probs.shape
     zeros_s = jnp.zeros((n_levels, s), features.dtype)
     starts = jax.nn.one_hot(start, s, dtype=features.dtype)  # [L, S]
@@ -826,6 +952,17 @@ def _mce(next_state, features, start, terminal, absorbing, probs, w0, trainable,
         model_features=model_f,
         gap_trace=trace,
     )
+
+
+_mce = jax.jit(_mce_impl, static_argnames=("steps",))
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _mce_many(next_state, features, start, terminal, absorbing, probs, w0, trainable, gamma, l2, lr, steps):
+    # One fit per leading index, all in one program: each fit's loops are short on small levels, so running
+    # them side by side costs little more than one (the per-iteration overhead dominates on CPU).
+    return jax.vmap(lambda ns, ft, s0, term, pr: _mce_impl(ns, ft, s0, term, absorbing, pr, w0, trainable, gamma, l2, lr, steps))(
+        next_state, features, start, terminal, probs)
 
 
 def mce_irl(
@@ -913,6 +1050,32 @@ def mce_irl(
         lr,
         steps,
     )
+
+
+def mce_irl_many(
+    tab: TabularMDP,
+    probs: jax.Array,
+    *,
+    gamma: float,
+    l2: float = 1e-3,
+    steps: int = 1000,
+    lr: float = 0.1,
+) -> IRLResult:
+    """`mce_irl` for several independent fits at once (systems, splits), in one compiled program.
+
+    Args:
+        tab: Tabular levels batched `[B, L, ...]`: fit `b` uses `tab[b]` (the same levels may repeat).
+        probs: float32 `[B, L, S, A]`, the action probabilities behind fit `b`.
+        gamma, l2, steps, lr: As in `mce_irl` (shared by every fit; zero initial weights, all trainable,
+            terminal states worth 0).
+
+    Returns:
+        `IRLResult` whose every field has a leading `[B]` axis; fit `b` equals `mce_irl(tab[b], probs[b])`.
+    """
+    features = jnp.asarray(tab.features, jnp.float32)
+    k = features.shape[-1]
+    return _mce_many(tab.next_state, features, tab.start, tab.terminal, False, jnp.asarray(probs, jnp.float32),
+                     jnp.zeros(k, jnp.float32), jnp.ones(k, jnp.float32), gamma, l2, lr, steps)
 
 
 class DiscountFit(NamedTuple):

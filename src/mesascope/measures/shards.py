@@ -40,7 +40,7 @@ from mesascope.measures.irl import (
     DEFAULT_LAPSES,
     GoalPosterior,
     goal_q_values,
-    posterior_from_q,
+    posteriors_from_q,
     system_state_weights,
 )
 from mesascope.measures.scores import reach_flags
@@ -57,6 +57,7 @@ __all__ = [
     "format_shards",
     "nearer_context",
     "scenario_shards",
+    "scenario_context_labels",
     "steps_to_feature",
 ]
 
@@ -256,6 +257,60 @@ class ShardTable:
         }
 
 
+def _shard_tables(
+    q: jax.Array,
+    tab: TabularMDP,
+    probs: jax.Array,
+    weights: jax.Array,
+    contexts: Sequence[tuple[str, str, Sequence[str], jax.Array]],
+    *,
+    names: Sequence[str],
+    overall: GoalPosterior | None,
+    betas: Sequence[float] | jax.Array,
+    threshold: float,
+    lapses: Sequence[float] | None,
+    min_share: float,
+) -> list[ShardTable]:
+    """Every part of every context (and the overall posterior, unless given) fitted in one batched call.
+
+    `contexts` holds `(name, description, label_names, labels [L, S])` per context.
+    """
+    weights = jnp.where(tab.terminal, 0.0, jnp.asarray(weights, jnp.float32))
+    wanted: list[jax.Array] = [] if overall is not None else [weights]
+    plan = []  # per context: per part, (share, index into `wanted` or None)
+    for _, _, label_names, labels in contexts:
+        labels = jnp.asarray(labels, jnp.int32)
+        if labels.shape != tab.terminal.shape:
+            raise ValueError(f"labels must have shape [L, S] = {tab.terminal.shape}, got {labels.shape}")
+        total = float(jnp.where(labels >= 0, weights, 0.0).sum())
+        parts = []
+        for c in range(len(label_names)):
+            part = jnp.where(labels == c, weights, 0.0)
+            share = float(part.sum()) / total if total > 0 else 0.0
+            if share < min_share or share == 0.0:
+                parts.append((share, None))
+            else:
+                parts.append((share, len(wanted)))
+                wanted.append(part)
+        plan.append(parts)
+    fits = (posteriors_from_q(q, tab.terminal, probs, jnp.stack(wanted), names=names, betas=betas, threshold=threshold,
+                              lapses=lapses) if wanted else [])
+    if overall is None:
+        overall = fits[0]
+    return [
+        ShardTable(
+            context=name,
+            description=description,
+            labels=tuple(label_names),
+            fits=tuple(None if i is None else fits[i] for _, i in parts),
+            share=np.asarray([share for share, _ in parts]),
+            overall=overall,
+            min_share=float(min_share),
+        )
+        for (name, description, label_names, _), parts in zip(contexts, plan)
+    ]
+
+
 def fit_shards(
     tab: TabularMDP,
     probs: jax.Array,
@@ -274,6 +329,7 @@ def fit_shards(
     lapses: Sequence[float] | None = DEFAULT_LAPSES,
     min_share: float = DEFAULT_MIN_SHARE,
     reach: Sequence[bool] | None = None,
+    overall: GoalPosterior | None = None,
 ) -> ShardTable:
     """Fit the Boltzmann-rational goal posterior separately on each part of a partition of the states.
 
@@ -293,45 +349,30 @@ def fit_shards(
         betas, threshold, lapses: As in `goal_posterior`.
         min_share: Parts holding less than this share of the evidence are not fitted.
         reach: Optional bool `[G]`, reach goals (`Objective.reach`); used when `q` is not given.
+        overall: The posterior over all states, if already fitted (it is then not fitted again).
 
     Returns:
         `ShardTable`.
     """
     probs = jnp.asarray(probs, jnp.float32)
     goal_weights = jnp.asarray(goal_weights, jnp.float32)
-    labels = jnp.asarray(labels, jnp.int32)
-    if labels.shape != tab.terminal.shape:
-        raise ValueError(f"labels must have shape [L, S] = {tab.terminal.shape}, got {labels.shape}")
     if state_weights is None:
         state_weights = system_state_weights(tab, probs, gamma)
-    weights = jnp.where(tab.terminal, 0.0, jnp.asarray(state_weights, jnp.float32))
     if q is None:
         q = goal_q_values(
             tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_weights, gamma,
             terminal=tab.terminal, reach=reach_flags(tab, reach, goal_weights.shape[0]),
         )
-    overall = posterior_from_q(q, tab.terminal, probs, weights, names=names, betas=betas, threshold=threshold, lapses=lapses)
-    assigned = jnp.where(labels >= 0, weights, 0.0)
-    total = float(assigned.sum())
-    fits: list[GoalPosterior | None] = []
-    shares = []
-    for c in range(len(label_names)):
-        part = jnp.where(labels == c, weights, 0.0)
-        share = float(part.sum()) / total if total > 0 else 0.0
-        shares.append(share)
-        if share < min_share or share == 0.0:
-            fits.append(None)
-            continue
-        fits.append(posterior_from_q(q, tab.terminal, probs, part, names=names, betas=betas, threshold=threshold, lapses=lapses))
-    return ShardTable(
-        context=context,
-        description=description,
-        labels=tuple(label_names),
-        fits=tuple(fits),
-        share=np.asarray(shares),
-        overall=overall,
-        min_share=float(min_share),
-    )
+    return _shard_tables(q, tab, probs, state_weights, [(context, description, label_names, labels)], names=names,
+                         overall=overall, betas=betas, threshold=threshold, lapses=lapses, min_share=min_share)[0]
+
+
+def scenario_context_labels(scenario: Any, levels: Level, tab: TabularMDP) -> dict[str, jax.Array]:
+    """Every declared context's part labels on these levels, `name -> int32 [L, S]`.
+
+    They depend only on the levels (never on a system), so an audit computes them once per split.
+    """
+    return {ctx.name: context_labels(ctx, scenario.spec, levels, tab) for ctx in tuple(getattr(scenario, "contexts", ()) or ())}
 
 
 def scenario_shards(
@@ -342,9 +383,16 @@ def scenario_shards(
     *,
     q: jax.Array | None = None,
     state_weights: jax.Array | None = None,
-    **kwargs: Any,
+    labels: Mapping[str, jax.Array] | None = None,
+    overall: GoalPosterior | None = None,
+    betas: Sequence[float] | jax.Array = DEFAULT_BETAS,
+    threshold: float = DEFAULT_EXPLAIN_THRESHOLD,
+    lapses: Sequence[float] | None = DEFAULT_LAPSES,
+    min_share: float = DEFAULT_MIN_SHARE,
 ) -> dict[str, ShardTable]:
     """`fit_shards` for every context the scenario declares (`Scenario.contexts`), over its candidate goals.
+
+    Every part of every context is fitted in one batched call.
 
     Args:
         scenario: A `mesascope.scenarios.base.Scenario`.
@@ -353,7 +401,9 @@ def scenario_shards(
         probs: float32 `[L, S, A]`.
         q: Optional precomputed `Q*` of the candidate goals `[G, L, S, A]`.
         state_weights: Optional evidence weights `[L, S]`.
-        **kwargs: `betas`, `threshold`, `lapses`, `min_share`.
+        labels: Optional precomputed part labels per context (`scenario_context_labels`).
+        overall: Optional posterior over all states, already fitted with the same weights.
+        betas, threshold, lapses, min_share: As in `fit_shards`.
 
     Returns:
         Context name -> `ShardTable` (empty when the scenario declares no contexts).
@@ -373,24 +423,13 @@ def scenario_shards(
             tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_w, gamma,
             terminal=tab.terminal, reach=reach_flags(tab, [g.reach for g in goals], len(goals)),
         )
-    out = {}
-    for ctx in contexts:
-        labels = context_labels(ctx, scenario.spec, levels, tab)
-        out[ctx.name] = fit_shards(
-            tab,
-            probs,
-            labels,
-            goal_w,
-            gamma,
-            names=names,
-            label_names=ctx.labels,
-            context=ctx.name,
-            description=ctx.description,
-            state_weights=state_weights,
-            q=q,
-            **kwargs,
-        )
-    return out
+    if labels is None:
+        labels = scenario_context_labels(scenario, levels, tab)
+    tables = _shard_tables(
+        q, tab, probs, state_weights, [(ctx.name, ctx.description, ctx.labels, labels[ctx.name]) for ctx in contexts],
+        names=names, overall=overall, betas=betas, threshold=threshold, lapses=lapses, min_share=min_share,
+    )
+    return {table.context: table for table in tables}
 
 
 def format_shards(shards: Mapping[str, Mapping[str, Any]]) -> str:

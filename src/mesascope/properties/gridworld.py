@@ -46,7 +46,7 @@ import numpy as np
 
 from mesascope.levels.tabular import TabularMDP, TransitionReward, transition_reward
 from mesascope.measures.estimates import Estimate, LevelResample, estimate
-from mesascope.measures.scores import informative_levels, normalised_score, policy_values, reach_flags, reference_values
+from mesascope.measures.scores import informative_levels, normalised_score, policy_values, reach_flags
 from mesascope.properties.measurements import Measurements, Witness
 from mesascope.properties.thresholds import Thresholds
 from mesascope.solve.dp import optimal_action_mask, policy_evaluation, stop_on_arrival, uniform_policy, value_iteration
@@ -67,19 +67,16 @@ __all__ = [
 
 
 @jax.jit
-def _exact(next_state, features, start, terminal, w_base, w_int, w_goals, goal_reach, gamma):
-    # Each solver is traced once and vmapped over objectives: compile time grows with the number of
-    # traced solver calls, not with the number of objectives.
+def _exact(next_state, features, start, terminal, w_all, reach, gamma):
+    # Objectives are ordered base, intended, then the candidate goals. Each solver is traced once and
+    # vmapped over objectives: compile time grows with the number of traced solver calls, not objectives.
     def one_level(ns, ft, s0, term):
-        w_all = jnp.concatenate([w_base[None], w_int[None], w_goals])  # [2 + G, K]
-        reach = jnp.concatenate([jnp.zeros((2,), bool), goal_reach])
         rewards = jnp.einsum("sak,ok->osa", ft, w_all)
         # Reach goals are solved on their own dynamics; the policies they define then act in the level's.
         ns_all = jax.vmap(lambda r, rch: stop_on_arrival(ns, r, term, rch))(rewards, reach)
         sols = jax.vmap(lambda n, r: value_iteration(n, r, gamma))(ns_all, rewards)
-        v_star = sols.v[:, s0]  # [2 + G]
-        unif = uniform_policy(ns)
-        v_unif = jax.vmap(lambda r: policy_evaluation(ns, r, unif, gamma)[s0])(rewards[:2])
+        v_star = sols.v[:, s0]  # [O]
+        v_unif = jax.vmap(lambda n, r: policy_evaluation(n, r, uniform_policy(n), gamma)[s0])(ns_all, rewards)
         masks = jax.vmap(optimal_action_mask)(jnp.concatenate([sols.q[:1], sols.q[2:]]))  # base, goals
         r_int = rewards[1]
         worst = jax.vmap(lambda m: value_iteration(ns, r_int, gamma, allowed=m, minimize=True).v[s0])(masks)
@@ -91,13 +88,17 @@ def _exact(next_state, features, start, terminal, w_base, w_int, w_goals, goal_r
         v_pursue = jax.vmap(pursue)(pursuers)  # [G, 2]: base, intended
         j_int = lambda v: normalised_score(v, v_star[1], v_unif[1])  # noqa: E731
         return (
+            v_star,
+            v_unif,
+            sols.q[2:],
             j_int(worst[0]),
             j_int(worst[1:]),
             normalised_score(v_pursue[:, 0], v_star[0], v_unif[0]),
             j_int(v_pursue[:, 1]),
         )
 
-    return jax.vmap(one_level)(next_state, features, start, terminal)
+    v_star, v_unif, goal_q, *rest = jax.vmap(one_level)(next_state, features, start, terminal)
+    return (v_star, v_unif, jnp.moveaxis(goal_q, 1, 0), *rest)  # goal Q* as [G, L, S, A]
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,11 @@ class SplitExact:
         pursuer_j_base: float `[L, G]`, `J_base` of each goal's pursuer.
         pursuer_j_int: float `[L, G]`, `J_int` of each goal's pursuer.
         resample: The split's bootstrap index matrix (shared by every estimate of the split).
+        coverage: float32 `[L, S]`, EPIC's state coverage (live states reachable from the start).
+        objective_epic: `"a~b"` -> float `[L]`, EPIC per level between every pair of `names` (they do not
+            depend on the system).
+        goal_q: float32 `[G, L, S, A]`, every candidate goal's `Q*` (on its own dynamics for a reach goal),
+            for the goal posterior and the shards.
     """
 
     names: tuple[str, ...]
@@ -127,6 +133,9 @@ class SplitExact:
     pursuer_j_base: np.ndarray
     pursuer_j_int: np.ndarray
     resample: LevelResample
+    coverage: Any = None
+    objective_epic: Mapping[str, np.ndarray] = field(default_factory=dict)
+    goal_q: Any = None
 
     @property
     def n_levels(self) -> int:
@@ -163,7 +172,7 @@ def split_exact(
 
     Args:
         tab: `TabularMDP` batched `[L, ...]`.
-        objectives: name -> float32 `[K]` weights; must contain `base`, `intended` and every goal.
+        objectives: name -> float32 `[K]` weights: `base`, `intended` and every goal (no others).
         goals: Candidate goal names (keys of `objectives`).
         gamma: Discount.
         key: Seeds the split's bootstrap over levels.
@@ -171,18 +180,21 @@ def split_exact(
             optimal actions are those of its first-arrival dynamics; after arrival (states no
             first-arrival episode visits) they are its optimal actions from there, i.e. arriving again.
     """
-    names = tuple(objectives)
+    names = ("base", "intended", *goals)
+    if sorted(objectives) != sorted(names):
+        raise ValueError(f"objectives must be exactly base, intended and the goals {list(goals)}; got {list(objectives)}")
     unknown = sorted(set(reach) - set(names))
     if unknown:
         raise ValueError(f"reach names {unknown} are not objectives; objectives: {list(names)}")
     weights = jnp.asarray(np.stack([np.asarray(objectives[n], np.float32) for n in names]))
     reach_all = np.array([n in reach for n in names], bool)
-    goal_w = jnp.asarray(np.stack([np.asarray(objectives[g], np.float32) for g in goals]))
-    goal_reach = reach_flags(tab, np.array([g in reach for g in goals], bool), len(goals))
-    v_star, v_unif = reference_values(tab, weights, gamma, reach=reach_all)
-    worst, worst_goal, p_base, p_int = _exact(
-        tab.next_state, tab.features, tab.start, tab.terminal, weights[names.index("base")],
-        weights[names.index("intended")], goal_w, goal_reach, gamma,
+    flags = reach_flags(tab, reach_all, len(names))
+    from mesascope.measures.distances import coverage, pairwise_epic_levels
+
+    state_dist = coverage(tab)
+    forms = {n: transition_reward(tab, weights[i]) for i, n in enumerate(names)}
+    v_star, v_unif, goal_q, worst, worst_goal, p_base, p_int = _exact(
+        tab.next_state, tab.features, tab.start, tab.terminal, weights, flags, gamma,
     )
     return SplitExact(
         names=names,
@@ -195,6 +207,9 @@ def split_exact(
         pursuer_j_base=np.asarray(p_base, np.float64),
         pursuer_j_int=np.asarray(p_int, np.float64),
         resample=LevelResample.draw(key, int(tab.start.shape[0])),
+        coverage=state_dist,
+        objective_epic=pairwise_epic_levels(tab, forms, gamma, state_dist=state_dist),
+        goal_q=goal_q,
     )
 
 
@@ -334,7 +349,9 @@ def measure_system(
         mesa_j, mesa_inf, _ = reward_table_scores(tab, rewards[mesa].realised(tab.next_state), probs, gamma, exact, w_int)
     return SystemSplit(
         j=j, v=v_pi.astype(np.float64), posterior=posterior, irl=irl, irl_j=irl_j, irl_informative=irl_inf,
-        irl_worst_int=irl_worst, epic=pairwise_epic_levels(tab, rewards, gamma) if distances else {}, mesa_j=mesa_j,
+        irl_worst_int=irl_worst,
+        epic=pairwise_epic_levels(tab, rewards, gamma, known=exact.objective_epic, state_dist=exact.coverage) if distances else {},
+        mesa_j=mesa_j,
         mesa_informative=mesa_inf,
     )
 
@@ -567,7 +584,7 @@ def measure_split(
     Args:
         tab: `TabularMDP` `[L, ...]`.
         probs: float32 `[L, S, A]`, the system's action probabilities.
-        objectives: name -> float32 `[K]` weights; must contain `base`, `intended` and every goal.
+        objectives: name -> float32 `[K]` weights: `base`, `intended` and every goal (no others).
         goals: Candidate goal names (keys of `objectives`).
         gamma: Discount.
         key: Seeds the bootstrap over levels.
