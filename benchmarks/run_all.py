@@ -4,7 +4,7 @@
 Without the extra, the peer comparisons are reported as skipped with the install command; mesascope's own
 numbers are still measured. Budget: about 3-5 minutes on a 2-core machine.
 
-Usage: `.venv/bin/python benchmarks/run_all.py [--only env,solver,measures,ppo] [--out PATH]`
+Usage: `.venv/bin/python benchmarks/run_all.py [--only env,solver,measures,audit,ppo] [--out PATH]`
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import mesascope  # noqa: E402,F401  (sets XLA_FLAGS before JAX initialises)
 
 from _common import machine  # noqa: E402
 
-BENCHES = ("env", "solver", "measures", "ppo")  # ppo last: it limits torch to one thread for the whole process
+BENCHES = ("env", "solver", "measures", "audit", "ppo")  # ppo last: it limits torch to one thread for the whole process
 
 
 def _versions() -> dict[str, str | None]:
@@ -71,6 +71,11 @@ def _summary_rows(results: dict[str, Any]) -> list[tuple[str, str, float | None,
     if measures and "error" not in measures:
         rows.append(("measures", "MCE IRL JAX vs NumPy (median over sizes)", measures["ratio"], None,
                      f"range {measures['ratio_min']:.1f}-{measures['ratio_max']:.1f}x; imitation not installed"))
+    audit = results.get("audit")
+    if audit and "error" not in audit:
+        # A time against a time goal: the "ratio" is goal / measured, so >= 1 means met.
+        rows.append(("audit", "warm `mesascope audit`, 4 x (256+256) levels", audit["goal_s"] / audit["warm_wall_s"], 1.0,
+                     f"{audit['warm_wall_s']:.1f} s warm, {audit['cold']['wall_s']:.1f} s cold; goal {audit['goal_s']:.0f} s"))
     for name, res in results.items():
         if "error" in res:
             rows.append((name, "error", None, None, res["error"].splitlines()[-1]))

@@ -237,14 +237,20 @@ def _scores_json(split: SystemSplit, exact: SplitExact) -> dict[str, Any]:
     }
 
 
+SYSTEM_STAGES = 5
+"""Progress ticks per system and split in `_system_split` (the audit's progress bar moves on each)."""
+
+
 def _system_split(
-    scenario: Scenario, sp: dict[str, Any], probs: jax.Array, system: Any, thresholds: Thresholds, timer: StageTimer
+    scenario: Scenario, sp: dict[str, Any], probs: jax.Array, system: Any, thresholds: Thresholds, timer: StageTimer,
+    tick: Callable[[], None] = lambda: None,
 ) -> tuple[SystemSplit, dict[str, Any]]:
-    """One system on one split: its `SystemSplit` and its audit.json blocks."""
+    """One system on one split: its `SystemSplit` and its audit.json blocks (`tick()` after each stage)."""
     tab, exact, goals = sp["tab"], sp["exact"], sp["goals"]
     gamma = scenario.spec.gamma
     with timer.stage("first reached"):
         first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp["goal_w"]), horizon=scenario.spec.max_steps)).mean(0)
+    tick()
     with timer.stage("goal posterior and shards"):
         evidence = system_state_weights(tab, probs, gamma)
         # The whole-level posterior and every part of every context in one batched fit.
@@ -254,6 +260,7 @@ def _system_split(
             posterior = next(iter(shards.values())).overall
         else:
             posterior = posterior_from_q(sp["goal_q"], tab.terminal, probs, evidence, names=goals, threshold=thresholds.kappa)
+    tick()
     with timer.stage("MCE IRL"):
         irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
         irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
@@ -263,15 +270,18 @@ def _system_split(
             "uniform_loglik_per_step": float(irl.uniform_loglik),
             "levels": int(irl_tab.start.shape[0]),
         }
+    tick()
     behavioral: dict[str, Any] = {"goal_posterior": posterior.as_dict(), "irl": irl_block}
     extra: dict[str, TransitionReward] = {}
     if system.mesa_reward is not None:
         with timer.stage("mesa-objective"):
             extra["mesa"] = system.mesa_reward(sp["levels"], tab)
             behavioral["irl_mesa"], extra["irl_mesa"] = _mesa_behavioral(sp["levels"], tab, probs, system, gamma)
+    tick()
     with timer.stage("scores and EPIC"):
         split = measure_system(tab, exact, sp["objectives"], probs, gamma, posterior=behavioral["goal_posterior"],
                                irl=irl_block, extra_rewards=extra, mesa="mesa" if "mesa" in extra else None)
+    tick()
     irl_block["fit_quality"] = split.irl_fit_quality
     irl_block["explains"] = bool(split.irl_fit_quality >= thresholds.kappa)
     irl_block["score"] = estimate(split.irl_j, split.irl_informative, exact.resample).to_dict()
@@ -324,26 +334,30 @@ def audit_systems(
     from mesascope.verdicts import audit_entry
 
     key_train, key_deploy = jax.random.split(jax.random.key(audit.seed))
-    steps = 2 * (len(systems) + 1)
+    steps = 2 * (1 + len(systems) * (SYSTEM_STAGES + 1))
     done = 0
     progress("audit", 0.0)
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        progress("audit", min(done / steps, 1.0))
+
     splits = {}
     per_system: list[dict[str, Any]] = [{} for _ in systems]
     paths: dict[str, list[np.ndarray]] = {}
     for name, n, key in (("train", audit.n_train, key_train), ("deploy", audit.n_deploy, key_deploy)):
         sp = _split(scenario, name, n, key, systems, timer)
         splits[name] = sp
-        done += 1
-        progress("audit", done / steps)
+        tick()
         paths[name] = []
         for i, system in enumerate(systems):
             with timer.stage("policy probabilities"):
                 probs = jax.block_until_ready(system.probs(sp["levels"], sp["tab"]))
-            per_system[i][name] = _system_split(scenario, sp, probs, system, thresholds, timer)
+            tick()
+            per_system[i][name] = _system_split(scenario, sp, probs, system, thresholds, timer, tick)
             with timer.stage("pictures"):
                 paths[name].append(greedy_path(scenario.spec, sp["tab"], probs, 0))
-            done += 1
-            progress("audit", done / steps)
     out_systems = []
     for i, system in enumerate(systems):
         (train, tb), (deploy, db) = per_system[i]["train"], per_system[i]["deploy"]

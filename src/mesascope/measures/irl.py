@@ -573,12 +573,18 @@ def goal_q_values(
 
 @jax.jit
 def _fits_compact(q, probs, take, weightings, betas, lapses) -> BoltzmannFit:
-    # The evidence rows are gathered here, inside the compiled program (one program per padded size).
+    # Each weighting's own evidence rows (`take` [W, N]) are gathered here, inside the compiled program (one
+    # program per padded size). One goal and one weighting at a time (lax.map): see the note in
+    # `boltzmann_fit` about vmapped reductions.
     g, _, _, a = q.shape
-    q_c = q.reshape(g, -1, a)[:, take]
-    probs_c = probs.reshape(-1, a)[take]
-    # One goal and one weighting at a time (lax.map): see the note in `boltzmann_fit` about vmapped reductions.
-    return jax.lax.map(lambda w: jax.lax.map(lambda qg: boltzmann_fit(qg, probs_c, w, betas, lapses), q_c), weightings)
+    q_flat, probs_flat = q.reshape(g, -1, a), probs.reshape(-1, a)
+
+    def one(rows_w):
+        rows, w = rows_w
+        q_c, probs_c = q_flat[:, rows], probs_flat[rows]
+        return jax.lax.map(lambda qg: boltzmann_fit(qg, probs_c, w, betas, lapses), q_c)
+
+    return jax.lax.map(one, (take, weightings))
 
 
 def _bucket(n: int) -> int:
@@ -713,10 +719,10 @@ def posteriors_from_q(
     """The goal posterior under several evidence weightings of the same system at once.
 
     `mesascope.measures.shards` fits the whole level and each part of each context this way, in one
-    compiled call. Only states some weighting counts enter the computation: the evidence is compacted to
+    compiled call. Only the states a weighting counts enter its computation: the evidence is compacted to
     the states with positive weight (a trained system's occupancy is zero on most states; 15% of the
-    states of 256 cheese-corner deploy levels carry weight for a fast PPO agent), padded to a few fixed
-    sizes so compilations repeat. The sums are then taken over fewer terms, in another order, so results
+    states of 256 cheese-corner deploy levels carry weight for a fast PPO agent; a shard part holds a
+    share of those), padded to a few fixed sizes so compilations repeat. The sums are then taken over fewer terms, in another order, so results
     agree with the uncompacted sums to float32 rounding.
 
     Args:
@@ -743,21 +749,24 @@ def posteriors_from_q(
     g, n_levels, n_states, n_actions = q.shape
     w = np.asarray(jnp.where(jnp.asarray(terminal)[None], 0.0, jnp.asarray(weightings, jnp.float32)), np.float32)
     w = w.reshape(w.shape[0], -1)
-    rows = np.flatnonzero((w > 0).any(0))
-    size = _bucket(len(rows))
-    take = np.zeros(size, np.int64)
-    take[: len(rows)] = rows
-    w_c = np.zeros((w.shape[0], size), np.float32)
-    w_c[:, : len(rows)] = w[:, rows]
-    fits = _fits_compact(
-        jnp.asarray(q, jnp.float32),
-        jnp.asarray(probs, jnp.float32),
-        jnp.asarray(take, jnp.int32),
-        jnp.asarray(w_c),
-        jnp.asarray(grid),
-        lapse_grid,
-    )
-    fits = jax.tree_util.tree_map(np.asarray, fits)
+    # Each weighting keeps only its own states (a shard part holds a share of them); weightings whose padded
+    # sizes agree are fitted together, so a part is not padded to the size of the whole.
+    supports = [np.flatnonzero(row > 0) for row in w]
+    sizes = [_bucket(len(rows)) for rows in supports]
+    q_all, probs_all = jnp.asarray(q, jnp.float32), jnp.asarray(probs, jnp.float32)
+    per_weighting: list[Any] = [None] * w.shape[0]
+    for size in sorted(set(sizes)):
+        group = [k for k in range(w.shape[0]) if sizes[k] == size]
+        take = np.zeros((len(group), size), np.int64)
+        w_c = np.zeros((len(group), size), np.float32)
+        for i, k in enumerate(group):
+            take[i, : len(supports[k])] = supports[k]
+            w_c[i, : len(supports[k])] = w[k, supports[k]]
+        fit = jax.tree_util.tree_map(np.asarray, _fits_compact(
+            q_all, probs_all, jnp.asarray(take, jnp.int32), jnp.asarray(w_c), jnp.asarray(grid), lapse_grid))
+        for i, k in enumerate(group):
+            per_weighting[k] = jax.tree_util.tree_map(lambda x, i=i: x[i], fit)
+    fits = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *per_weighting)
     uniform = -float(np.log(n_actions))
     out = []
     for k in range(w.shape[0]):

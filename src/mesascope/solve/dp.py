@@ -31,9 +31,11 @@ __all__ = [
 DEFAULT_TOL = 1e-6
 DEFAULT_MAX_ITERS = 20_000
 DENSE_MAX_STATES = 128
-"""Up to this many states, values are solved by dense linear algebra (exact to float32 rounding): optimal
-values by policy iteration, a policy's values by one solve. Iterating the Bellman operator instead needs
-hundreds of sweeps at `gamma = 0.99`, and its stopping rule's error bound grows like 1 / (1 - gamma)."""
+"""Up to this many states, values are finished by dense linear solves (exact to float32 rounding) instead
+of relying on the iteration's stopping rule, whose error bound grows like 1 / (1 - gamma)."""
+SWEEPS_PER_STATE = 4
+"""On small levels value iteration runs at most this many sweeps per state before policy iteration takes
+over (enough for sparse rewards to settle on any level of the catalogue)."""
 
 
 class Solution(NamedTuple):
@@ -107,46 +109,41 @@ def value_iteration(
             q = jnp.where(allowed, q, fill)
         return pick(q, axis=-1)
 
-    if reward.shape[0] <= DENSE_MAX_STATES:
-        return Solution(v=(v := _policy_iteration(next_state, reward, gamma, allowed, minimize)), q=q_of(v))
-    v = fixed_point(backup, jnp.zeros(reward.shape[0], reward.dtype), tol * scale, max_iters)
-    return Solution(v=v, q=q_of(v))
-
-
-def _policy_iteration(next_state, reward, gamma, allowed, minimize):
-    """Exact optimal values of a small level by policy iteration: greedy policy, exact evaluation, repeat
-    until the greedy policy no longer changes (it is then optimal; at most `S` improvements on a
-    deterministic level are needed in practice far fewer). Ties go to the first action, as in `argmax`."""
     s, a = reward.shape
-    fill = jnp.inf if minimize else -jnp.inf
+    if s > DENSE_MAX_STATES:
+        v = fixed_point(backup, jnp.zeros(s, reward.dtype), tol * scale, max_iters)
+        return Solution(v=v, q=q_of(v))
+    # Small levels: sweeps until the values settle or `SWEEPS_PER_STATE * S` sweeps have run, then policy
+    # iteration from their greedy policy (each step evaluated exactly) until it no longer changes. Sparse
+    # rewards (reach the cheese) settle within a few path lengths and need one solve; dense ones (a cost on
+    # every step) would need ~log(1/tol) / (1 - gamma) sweeps to settle, where a few exact policy
+    # improvements finish the job instead.
+    v = fixed_point(backup, jnp.zeros(s, reward.dtype), tol * scale, min(max_iters, SWEEPS_PER_STATE * s))
 
-    def greedy(v):
-        q = reward + gamma * v[next_state]
+    def greedy(v: jax.Array, current: jax.Array | None = None) -> jax.Array:
+        q = q_of(v)
         if allowed is not None:
             q = jnp.where(allowed, q, fill)
-        return jnp.argmin(q, -1) if minimize else jnp.argmax(q, -1)
+        best = jnp.argmin(q, -1) if minimize else jnp.argmax(q, -1)
+        if current is None:
+            return best
+        # Keep the current action where it is as good as the new greedy one: rounding noise must not make
+        # two equally good actions trade places forever.
+        same = jnp.take_along_axis(q, current[:, None], 1)[:, 0] == jnp.take_along_axis(q, best[:, None], 1)[:, 0]
+        return jnp.where(same, current, best)
 
-    def evaluate(policy):
+    def evaluate(policy: jax.Array) -> jax.Array:
         return policy_evaluation_dense(next_state, reward, jax.nn.one_hot(policy, a, dtype=reward.dtype), gamma)
 
-    def cond(carry):
-        _, _, changed, i = carry
-        return changed & (i < s + 1)
-
-    def body(carry):
+    def improve(carry):
         v, policy, _, i = carry
-        new = greedy(v)
-        # Keep the current action where it is still as good as the new greedy one: float32 noise in `v`
-        # must not make two equally good actions trade places forever.
-        q = reward + gamma * v[next_state]
-        keep = jnp.take_along_axis(q, policy[:, None], 1)[:, 0] == jnp.take_along_axis(q, new[:, None], 1)[:, 0]
-        new = jnp.where(keep, policy, new)
-        v_new = evaluate(new)
-        return v_new, new, jnp.any(new != policy), i + 1
+        new = greedy(v, policy)
+        changed = jnp.any(new != policy)
+        return jnp.where(changed, evaluate(new), v), new, changed, i + 1
 
-    policy0 = greedy(jnp.zeros((s,), reward.dtype))
-    v, _, _, _ = jax.lax.while_loop(cond, body, (evaluate(policy0), policy0, jnp.asarray(True), 0))
-    return v
+    policy = greedy(v)
+    v, _, _, _ = jax.lax.while_loop(lambda c: c[2] & (c[3] < s + 1), improve, (evaluate(policy), policy, jnp.asarray(True), 0))
+    return Solution(v=v, q=q_of(v))
 
 
 def policy_evaluation(
