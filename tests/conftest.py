@@ -249,3 +249,23 @@ def cheese_corner_batches():
         out[split] = levels
         out[f"{split}_mdp"] = _tabularize_batch_fn(sc.spec)(levels)
     return out
+
+
+@pytest.fixture
+def reproduced(tmp_path):
+    """``reproduced(scenario_id, **params) -> audit``: run the scenario's fast reproduction configuration
+    with those parameter values (`mesascope reproduce`; its `fast` one without), assert its expected finding
+    held (showing every failed check otherwise) and return its audit.json."""
+    import json
+
+    from mesascope.experiments.reproduce import configurations, reproduce_one
+
+    def run(scenario_id: str, **params) -> dict:
+        specs = [s for s in configurations(scenario_id) if s is not None and dict(s.params) == params]
+        assert specs, f"{scenario_id} has no fast reproduction configuration with {params}"
+        row = reproduce_one(scenario_id, tmp_path, spec=specs[0])
+        assert row.error is None, row.error
+        assert row.reproduced, [c for c in row.checks if not c["holds"]]
+        return json.loads((tmp_path / row.run_dir.split("/")[-1] / "audit.json").read_text())
+
+    return run

@@ -73,22 +73,30 @@ def _parse_assignments(items: list[str], what: str) -> dict[str, Any]:
 
 @app.command("list")
 def list_scenarios() -> None:
-    """Show the registered scenarios."""
-    from mesascope.scenarios import get_scenario, registered_ids
+    """One line per registered scenario: id, kind, candidate goals (or base optimizer), summary."""
+    from mesascope.scenarios import get_scenario, scenario_ids
 
-    table = Table(title="mesascope scenarios", show_lines=False)
-    table.add_column("id", style="bold cyan", no_wrap=True)
-    table.add_column("candidate goals")
-    table.add_column("expected finding")
-    for sid in registered_ids():
+    ids = scenario_ids()
+    width = max(len(sid) for sid in ids)
+    rows = []
+    for sid in ids:
         sc = get_scenario(sid)
-        table.add_row(sid, ", ".join(g.name for g in sc.candidate_goals), sc.expected_finding)
-    from mesascope.scenarios.study import get_study, study_ids
+        goals = ", ".join(g.name for g in sc.candidate_goals) if sc.kind == "gridworld" else sc.optimizer.split(" ")[0]
+        rows.append((sid, sc.kind, goals, sc.summary))
+    goal_width = max(len(r[2]) for r in rows)
+    console.print(f"[bold]{'id':<{width}}  {'kind':<9}  {'goals / optimizer':<{goal_width}}  summary[/]", highlight=False)
+    for sid, kind, goals, summary in rows:
+        console.print(f"[cyan]{sid:<{width}}[/]  {kind:<9}  {goals:<{goal_width}}  {summary}", highlight=False, soft_wrap=True)
+    console.print(f"[dim]{len(ids)} scenarios; `mesascope show ID` prints one in full[/]")
 
-    for sid in study_ids():  # non-gridworld scenarios: the column names their base optimizer instead
-        st = get_study(sid)
-        table.add_row(sid, f"(study: {st.optimizer})", st.expected_finding)
-    console.print(table)
+
+@app.command("show")
+def show_command(scenario: str = typer.Argument(..., help="Scenario id (see `mesascope list`).")) -> None:
+    """Print one scenario in full: description, parameters, training settings, expected finding, how to reproduce it."""
+    from mesascope.experiments.catalog import describe_scenario
+
+    for line in describe_scenario(scenario):
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def _progress_bar() -> Progress:
@@ -133,30 +141,21 @@ def run_command(
     profile: bool = typer.Option(False, "--profile", help="Time every stage (and what JAX compiled) into audit.json `timings` and print it."),
     thresholds: Any = None,
 ) -> None:
-    """Train systems on SCENARIO with a base optimizer, audit each one exactly, print a summary."""
-    from mesascope.experiments.run import AuditConfig, run
-    from mesascope.optimizers.ppo import PRESETS
-    from mesascope.scenarios import get_scenario
-
-    from mesascope.scenarios.study import is_study
+    """Train systems on SCENARIO with its base optimizer, audit and judge each one, print a summary."""
+    from mesascope.experiments.run import AuditConfig, plan_run, run
 
     if mlflow:
         from mesascope.report.tracking import require_mlflow
 
         require_mlflow()  # fail before training, not after
-    if is_study(scenario):
-        study_out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
-        study_store = _run_store(db, study_out)
-        _run_study_command(scenario, seeds, preset, out, set_, param, thresholds)
-        _store_events(study_store)("ingest", study_out, {})
-        _after_run(study_out, mlflow, mlflow_uri)
-        return
-    get_scenario(scenario)  # fail fast on a bad id, before anything is written
-    if preset not in PRESETS:
-        raise MesascopeError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if audit_levels < 1:
         raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
+    overrides, params = _parse_assignments(set_, "--set"), _parse_assignments(param, "--param")
+    # Everything is checked before any folder or store row exists.
+    plan_run(scenario, seeds=seeds, preset=preset, overrides=overrides, scenario_params=params)
     out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
+    if (out / "run.json").exists():
+        raise MesascopeError(f"{out} already holds a run; choose another --out folder or delete it")
     store = _run_store(db, out)  # a foreign or corrupt store file is refused before training
     timer = _timer(profile)
     with _stage_progress() as progress:
@@ -166,18 +165,81 @@ def run_command(
             preset=preset,
             out=out,
             audit=AuditConfig(n_train=audit_levels, n_deploy=audit_levels),
-            overrides=_parse_assignments(set_, "--set"),
-            scenario_params=_parse_assignments(param, "--param"),
+            overrides=overrides,
+            scenario_params=params,
             progress=progress,
             thresholds=thresholds,
             events=_store_events(store),
             timer=timer,
         )
-    print_summary(result)
+    print_result(result)
     console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
     with timer.stage("report"):
         _after_run(out, mlflow, mlflow_uri)
     _print_profile(timer)
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """The terminal view of any audit: its summary (gridworld) or tables (study), verdicts, the finding's checks."""
+    if result.get("kind") == "study":
+        for name, rows in result.get("findings", {}).get("tables", {}).items():
+            console.print(_rows_table(name, rows))
+        from mesascope.verdicts.table import verdict_table
+
+        verdicts = verdict_table(result)
+        if verdicts is not None:
+            console.print(verdicts)
+    else:
+        print_summary(result)
+    if result.get("finding", {}).get("checks"):
+        console.print(finding_table(result))
+
+
+@app.command("reproduce")
+def reproduce_command(
+    ids: list[str] = typer.Argument(None, metavar="[IDS]...", help="Scenario ids (default: every scenario)."),
+    full: bool = typer.Option(False, "--full/--fast", help="The longer configuration where a finding has one (default: fast)."),
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Folder for the runs, findings.md and findings.json."),
+    db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside OUT)."),
+) -> None:
+    """Run each scenario's stated configuration and check its expected finding; exit 1 if one is not reproduced."""
+    from mesascope.experiments.reproduce import reproduce
+    from mesascope.experiments.store import Store, resolve_db
+
+    store = Store(resolve_db(db, out))
+    store.check()
+    table = Table(title=f"mesascope reproduce ({'full' if full else 'fast'})", show_lines=True)
+    for col in ("scenario", "measured", "reproduced", "time"):
+        table.add_column(col, justify="right" if col == "time" else "left")
+
+    def on_result(row: Any) -> None:
+        name = row.scenario + "".join(f" {k}={v}" for k, v in row.params.items())
+        if row.skipped:
+            table.add_row(name, f"[yellow]skipped:[/] {row.skipped}", "[yellow]skipped[/]", "-")
+            console.print(f"{name}: skipped ({row.skipped})", highlight=False)
+            return
+        if row.error:
+            measured = f"[red]run failed:[/] {row.error}"
+        else:
+            measured = "\n".join(f"{'[green]✓[/]' if c['holds'] else '[red]✗[/]'} {c['name']}: {_measured(c['measured'])}"
+                                 for c in row.checks)
+        table.add_row(name, measured, "[green]yes[/]" if row.reproduced else "[red]no[/]", f"{row.seconds:.0f} s")
+        console.print(f"{name}: {'reproduced' if row.reproduced else 'NOT reproduced'} ({row.seconds:.0f} s)", highlight=False)
+
+    with _stage_progress() as progress:
+        rows = reproduce(ids or (), out, full=full, progress_for=lambda sid: progress, events=_store_events(store),
+                         on_result=on_result)
+    console.print(table)
+    held, failed = sum(r.reproduced for r in rows), sum(r.failed for r in rows)
+    skipped = len(rows) - held - failed
+    console.print(f"{held} of {held + failed} findings reproduced" + (f", {skipped} skipped" if skipped else "")
+                  + f"; table written to {out / 'findings.md'} and findings.json")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _measured(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _write_report(run_dir: Path) -> None:
@@ -216,43 +278,16 @@ def _after_run(run_dir: Path, mlflow: bool = False, mlflow_uri: str | None = Non
         console.print(f"[dim]logged to MLflow as run[/] {run_id}")
 
 
-def _run_study_command(
-    scenario: str, seeds: int, preset: str, out: Path | None, set_: list[str], param: list[str], thresholds: Any
-) -> None:
-    from mesascope.experiments.study import run_study
-
-    out = out or Path("runs") / f"{scenario}-{preset}-{seeds}seeds"
-    with _stage_progress() as progress:
-        result = run_study(
-            scenario,
-            seeds=seeds,
-            preset=preset,
-            out=out,
-            overrides=_parse_assignments(set_, "--set"),
-            params=_parse_assignments(param, "--param"),
-            progress=progress,
-            thresholds=thresholds,
-        )
-    console.print(study_table(result))
-    for name, table in result["findings"].get("tables", {}).items():
-        console.print(_rows_table(name, table))
-    from mesascope.verdicts.table import verdict_table
-
-    verdicts = verdict_table(result)
-    if verdicts is not None:
-        console.print(verdicts)
-    console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
-
-
-def study_table(result: dict[str, Any]) -> Table:
-    """The terminal summary of a study: each check of its expected finding, measured."""
-    verdict = "[green]finding reproduced[/]" if result["finding_holds"] else "[red]finding NOT reproduced[/]"
+def finding_table(result: dict[str, Any]) -> Table:
+    """Each check of the scenario's expected finding, measured on this audit, and whether it held."""
+    finding = result.get("finding", {})
+    verdict = "[green]finding reproduced[/]" if finding.get("holds") else "[red]finding NOT reproduced[/]"
     table = Table(title=f"{result['scenario']} · preset {result['preset']} · {verdict}")
     table.add_column("check", style="bold")
     table.add_column("measured", justify="right")
     table.add_column("expected")
     table.add_column("holds")
-    for c in result["findings"].get("checks", []):
+    for c in finding.get("checks", []):
         m = c["measured"]
         text = f"{m:.4g}" if isinstance(m, float) else str(m)
         table.add_row(c["name"], text, c["expected"], "[green]yes[/]" if c["holds"] else "[red]no[/]")
@@ -277,14 +312,19 @@ def audit_command(
     profile: bool = typer.Option(False, "--profile", help="Time every stage (and what JAX compiled) into audit.json `timings` and print it."),
     thresholds: Any = None,
 ) -> None:
-    """Re-audit the trained systems of RUN_DIR (no retraining) and rewrite its audit.json."""
-    from mesascope.experiments.run import AuditConfig, audit_run
+    """Audit RUN_DIR again under the given thresholds (no retraining) and rewrite its audit.json.
 
+    A gridworld run is re-audited from its saved systems; a study's stored measurements are judged again.
+    """
+    from mesascope.experiments.run import AuditConfig, rejudge
+
+    if audit_levels < 1:
+        raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
     timer = _timer(profile)
     with _stage_progress() as progress:
-        result = audit_run(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), progress=progress,
-                           thresholds=thresholds, timer=timer)
-    print_summary(result)
+        result = rejudge(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), progress=progress,
+                         thresholds=thresholds, timer=timer)
+    print_result(result)
     _store_events(_run_store(db, run_dir))("ingest", run_dir, result)
     with timer.stage("report"):
         _write_report(run_dir)
@@ -411,8 +451,40 @@ def summary_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def measures_table(result: dict[str, Any]) -> Table | None:
+    """The scenario's own exact measures (audit.json `scenario_measures`): one row per system and baseline."""
+    declared = result.get("scenario_measures") or {}
+    if not declared:
+        return None
+    table = Table(title=f"{result['scenario']} · the scenario's own measures (mean over audited levels)", show_lines=True)
+    table.add_column("policy", style="bold")
+    for name in declared:
+        for split in ("train", "deploy"):
+            table.add_column(f"{split}\n{name}", justify="right", overflow="fold")
+
+    def cells(entry: dict[str, Any] | None, levels: bool = False) -> list[str]:
+        out = []
+        for name, block in declared.items():
+            source = block.get("value", {}) if levels else ((entry or {}).get("scenario_measures") or {}).get(name, {})
+            if (block.get("of") == "levels") != levels:
+                source = {}
+            out += [f"{source[s]:.3f}" if isinstance(source.get(s), (int, float)) else "" for s in ("train", "deploy")]
+        return out
+
+    for entry in result["systems"]:
+        table.add_row(f"seed {entry['seed']}", *cells(entry))
+    table.add_row("uniform", *cells(result["baselines"]["uniform"]))
+    if any(b.get("of") == "levels" for b in declared.values()):
+        table.add_row("levels (system-independent)", *cells(None, levels=True))
+    table.caption = "; ".join(f"{name}: {block['description']}" for name, block in declared.items())
+    return table
+
+
 def print_summary(result: dict[str, Any]) -> None:
     console.print(summary_table(result))
+    measures = measures_table(result)
+    if measures is not None:
+        console.print(measures)
     from mesascope.measures.shards import audit_shard_lines
 
     for line in audit_shard_lines(result):

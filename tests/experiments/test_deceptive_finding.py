@@ -4,17 +4,15 @@ from aligned mesa-objectives on training levels; gradient descent leaves the fla
 from __future__ import annotations
 
 import jax
-import numpy as np
 import pytest
 
-from mesascope.experiments.run import run
 from mesascope.scenarios import get_scenario
 from mesascope.scenarios.deceptive import deceptive_finding
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_perfect_and_imperfect_base_optimizers(tmp_path):
+def test_perfect_and_imperfect_base_optimizers(reproduced):
     finding = deceptive_finding(get_scenario("deceptive-v0"), jax.random.key(0), n_levels=16)
     ex = finding["exhaustive"]
     assert ex["systems"] == 81 and ex["training_optimal"] == 9 and ex["train_score_spread_among_optimal"] == 0.0
@@ -23,14 +21,4 @@ def test_perfect_and_imperfect_base_optimizers(tmp_path):
         assert row["gap_to_optimum"] < 0.05  # near training-optimal ...
         assert abs(row["weights"]["cheese|noflag"]) < 0.5 and abs(row["weights"]["coin|noflag"]) < 0.5  # ... flag-off untouched
 
-    result = run("deceptive-v0", seeds=4, preset="fast", out=tmp_path / "run")
-    train = [s["scores"]["train"]["base"] for s in result["systems"]]
-    deploy = [s["scores"]["deploy"]["intended"] for s in result["systems"]]
-    assert np.ptp(train) < 1e-4  # every seed is training-optimal, with the same score
-    assert np.ptp(deploy) > 0.5  # ... and deployment tells them apart
-    for s in result["systems"]:
-        w = s["mesa_objective"]["weights"]
-        assert (w["cheese|flag"], w["coin|flag"]) == (1.0, -1.0)
-        if s["first_reached"]["deploy"]["coin"] > 0.9:  # defects in deployment
-            assert s["verdicts"]["pseudo_alignment"]["label"] == "deceptive pseudo-alignment"
-            assert s["verdicts"]["wentworth"]["label"] == "outer alignment failure"
+    reproduced("deceptive-v0")

@@ -60,7 +60,7 @@ def test_point_summary_is_mean_and_sample_sd_over_seeds():
     "kwargs, needle",
     [
         ({"params": {"colour": [1, 2]}}, "has no parameter"),
-        ({"settings": {"learning_speed": [1]}}, "bad training setting"),
+        ({"settings": {"learning_speed": [1]}}, "has no setting"),
         ({"params": {"region": [1]}, "backend": "slurm"}, "choose one of: local, ray"),
         ({"params": {"region": [1]}, "goal": "treasure"}, "choose one of: cheese, corner"),
         ({}, "at least one --param"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mesascope.experiments.study import run_study
 from mesascope.scenarios.cancer import bayes_rule, linear_risk, make_blob
 
 
@@ -42,8 +41,7 @@ def test_training_bayes_rule_has_positive_deploy_regret_only_under_shift():
 
 
 @pytest.mark.slow
-def test_cancer_shift_fast_run_regret_stays_at_the_limit(tmp_path):
-    result = run_study("cancer-shift-v0", seeds=4, preset="fast", out=tmp_path / "c")
-    assert result["finding_holds"], result["findings"]["checks"]
+def test_cancer_shift_fast_run_regret_stays_at_the_limit(reproduced, tmp_path):
+    result = reproduced("cancer-shift-v0")
     assert result["systems"][0]["verdicts"]["wentworth"]["label"] == "outer alignment failure"
-    assert (tmp_path / "c" / "plots" / "regret-vs-data.png").exists()
+    assert (tmp_path / "cancer-shift-v0" / "plots" / "regret-vs-data.png").exists()

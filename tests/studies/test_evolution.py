@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mesascope.experiments.study import run_study
 from mesascope.optimizers.evolution import (
     DriveConfig,
     EvolutionConfig,
@@ -98,24 +97,20 @@ def test_behaviour_respects_availability():
     assert x_a[1] == 0 and np.isclose(x_a.sum(), 1) and x_m[1] > 0
 
 
-def test_fertility_reproduces_the_seed_table(tmp_path):
-    """Seed 001's table on a real (1-seed, fast) run: Wentworth bc=outer, masturbation=inner; Hubinger bc not outer."""
-    result = run_study("evolution-fertility-v0", seeds=1, preset="fast", out=tmp_path / "f",
-                       overrides={"long_generations": 200})
-    checks = {c["name"]: c for c in result["findings"]["checks"]}
+def test_fertility_reproduces_the_seed_table(reproduced, tmp_path):
+    """Seed 001's table on its fast reproduction: Wentworth bc=outer, masturbation=inner; Hubinger bc not outer."""
+    result = reproduced("evolution-fertility-v0")
+    checks = {c["name"]: c for c in result["finding"]["checks"]}
     assert checks["Wentworth: birth control"]["measured"] == "outer alignment failure"
     assert checks["Wentworth: masturbation"]["measured"] == "inner failure (imperfect optimization)"
     assert "outer" not in checks["Hubinger (infinite data): birth control"]["measured"]
-    assert result["finding_holds"], [c for c in result["findings"]["checks"] if not c["holds"]]
     assert result["findings"]["masturbation_rate"]["exact_optimum"] == 0.0
     assert result["findings"]["masturbation_rate"]["ga"] > 0.01
-    on_disk = json.loads((tmp_path / "f" / "audit.json").read_text())
-    assert set(on_disk["systems"][0]) >= {"measurements", "properties", "verdicts"}
-    assert json.loads((tmp_path / "f" / "run.json").read_text())["kind"] == "study"
+    assert set(result["systems"][0]) >= {"measurements", "properties", "verdicts"}
+    assert json.loads((tmp_path / "evolution-fertility-v0" / "run.json").read_text())["kind"] == "study"
 
 
 @pytest.mark.slow
-def test_greedy_genes_fast_run_reproduces_its_finding(tmp_path):
-    result = run_study("greedy-genes-v0", seeds=2, preset="fast", out=tmp_path / "g")
-    assert result["finding_holds"], result["findings"]["checks"]
-    assert (tmp_path / "g" / "plots" / "drive-frequency.png").exists()
+def test_greedy_genes_fast_run_reproduces_its_finding(reproduced, tmp_path):
+    reproduced("greedy-genes-v0")
+    assert (tmp_path / "greedy-genes-v0" / "plots" / "drive-frequency.png").exists()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from mesascope.experiments.study import run_study
 from mesascope.scenarios.grader import (
     bon_kl,
     bon_kl_estimate,
@@ -75,7 +74,6 @@ def test_quadratic_features_represent_any_quadratic():
 
 
 @pytest.mark.slow
-def test_grader_fast_run_shows_overoptimization(tmp_path):
-    result = run_study("grader-v0", seeds=2, preset="fast", out=tmp_path / "g")
-    assert result["finding_holds"], result["findings"]["checks"]
-    assert (tmp_path / "g" / "plots" / "goodhart.png").exists()
+def test_grader_fast_run_shows_overoptimization(reproduced, tmp_path):
+    reproduced("grader-v0")
+    assert (tmp_path / "grader-v0" / "plots" / "goodhart.png").exists()

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mesascope.experiments.study import run_study
 from mesascope.optimizers.gradient import DescentConfig, alignment, capability, make_descent
 from mesascope.scenarios.hills import make_loss
 
@@ -55,7 +54,6 @@ def test_demon_free_descent_has_alignment_one_and_the_hills_grow_a_demon():
 
 
 @pytest.mark.slow
-def test_tessellating_hills_fast_run_reproduces_its_finding(tmp_path):
-    result = run_study("tessellating-hills-v0", seeds=2, preset="fast", out=tmp_path / "h")
-    assert result["finding_holds"], result["findings"]["checks"]
-    assert (tmp_path / "h" / "plots" / "x0-and-demon.png").exists()
+def test_tessellating_hills_fast_run_reproduces_its_finding(reproduced, tmp_path):
+    reproduced("tessellating-hills-v0")
+    assert (tmp_path / "tessellating-hills-v0" / "plots" / "x0-and-demon.png").exists()

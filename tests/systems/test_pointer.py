@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mesascope.experiments.run import AuditConfig, MESA_PRESETS, load_systems, run, train_mesa_systems
+from mesascope.experiments.run import AuditConfig, load_systems, run
+from mesascope.experiments.train import MESA_PRESETS, train_mesa_systems
 from mesascope.measures.scores import tabularize_levels
 from mesascope.scenarios import get_scenario
 from mesascope.systems.mesa import MesaOptimizer
@@ -116,7 +117,7 @@ def test_other_mesa_optimizers_do_not_point_to_the_base_objective(tmp_path, scen
     meta = {"scenario": scenario_id, "optimizer": sc.optimizer, "config": dataclasses.asdict(cfg), "seeds": [0], "preset": "fast"}
     (tmp_path / "systems").mkdir()
     (tmp_path / "run.json").write_text(json.dumps(meta))
-    system = getattr(sc, "mesa_system", MesaOptimizer)(sc.spec)
+    system = (sc.mesa_system or MesaOptimizer)(sc.spec)
     np.save(tmp_path / "systems" / "seed-0.npy", np.ones(len(system.feature_names), np.float32))
     _, _, _, loaded = load_systems(tmp_path)
     assert loaded[0].mesa_objective is not None and loaded[0].points_to_base is False

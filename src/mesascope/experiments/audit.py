@@ -29,7 +29,7 @@ from mesascope import __version__
 from mesascope.levels.grid import ACTION_DELTAS, GridSpec, Level
 from mesascope.levels.render import render_pair, save_png
 from mesascope.levels.tabular import TabularMDP, TransitionReward
-from mesascope.measures.estimates import estimate
+from mesascope.measures.estimates import Estimate, estimate
 from mesascope.measures.irl import mce_irl, posterior_from_q, system_state_weights
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.experiments.profiling import NULL_TIMER, StageTimer
@@ -47,10 +47,14 @@ from mesascope.properties.gridworld import (
 )
 from mesascope.scenarios import Scenario
 from mesascope.solve.dp import uniform_policy
+from mesascope.systems.mesa import MesaOptimizer
+from mesascope.types import MesascopeError
 
 __all__ = [
     "AUDIT_SEED",
     "AuditConfig",
+    "AuditOutcome",
+    "AuditSplit",
     "ProgressFn",
     "audit_run",
     "audit_systems",
@@ -168,14 +172,70 @@ def _mesa_behavioral(levels: Level, tab: TabularMDP, probs: jax.Array, system: A
     return block, TransitionReward(span_sa @ wj, span_next @ wj)
 
 
-def _mesa_class(scenario: Scenario) -> Any:
-    from mesascope.systems.mesa import MesaOptimizer
+@dataclass(frozen=True)
+class AuditSplit:
+    """Everything about one audited split that does not depend on the trained systems.
 
-    # A scenario may declare its own mesa-optimizer class (e.g. one whose objective sees a training flag).
-    return getattr(scenario, "mesa_system", MesaOptimizer)
+    Attributes:
+        name: "train" or "deploy".
+        levels: The audited levels, batched `[L, ...]`.
+        tab: Their tabular views `[L, ...]`.
+        objectives: name -> float `[K]` weights (base, intended, candidate goals).
+        goals: The candidate goals' names.
+        goal_w: float `[G, K]`, their weights.
+        exact: `SplitExact` (optimal values, informative levels, worst cases, goal Q*, the bootstrap).
+        labels: Each context's part per state (`mesascope.measures.shards`).
+        mesa_support: `[M]` how often each mesa feature is non-zero (mesa-optimizers only).
+        witness_paths: witness name -> int `[T, 2]` cells on the first level.
+        level_measures: The scenario's level measures on this split (`ScenarioMeasure.of_levels`).
+    """
+
+    name: str
+    levels: Level
+    tab: TabularMDP
+    objectives: dict[str, np.ndarray]
+    goals: tuple[str, ...]
+    goal_w: np.ndarray
+    exact: SplitExact
+    labels: Any
+    mesa_support: np.ndarray | None
+    witness_paths: dict[str, np.ndarray]
+    level_measures: dict[str, Estimate]
 
 
-def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequence[Any], timer: StageTimer) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AuditOutcome:
+    """What `audit_systems` measured and judged (no files written).
+
+    Attributes:
+        systems: One audit.json block per system.
+        judgements: One `mesascope.verdicts.Judgement` per system (the graph evaluations the drawings use).
+        baselines: The uniform-random policy's scores, first-reached probabilities and scenario measures.
+        informative_levels: split -> objective -> informative level count.
+        uninformative_levels: split -> objective -> share of uninformative levels.
+        scenario_measures: name -> `{"description", "of", "levels"?}` (the level measures' values per split).
+        splits: split -> `AuditSplit`.
+        greedy_paths: split -> per system, int `[T, 2]` cells of its most likely path on the first level.
+    """
+
+    systems: list[dict[str, Any]]
+    judgements: list[Any]
+    baselines: dict[str, Any]
+    informative_levels: dict[str, dict[str, int]]
+    uninformative_levels: dict[str, dict[str, float]]
+    scenario_measures: dict[str, Any]
+    splits: dict[str, AuditSplit]
+    greedy_paths: dict[str, list[np.ndarray]]
+
+
+def _measure_values(values: Any, n: int, name: str) -> np.ndarray:
+    out = np.asarray(values, np.float64)
+    if out.shape != (n,):
+        raise MesascopeError(f"scenario measure {name!r} returned shape {out.shape}; it must return one value per level ({n},)")
+    return out
+
+
+def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequence[Any], timer: StageTimer) -> AuditSplit:
     """Everything about one split that does not depend on the trained systems."""
     names, weights = scenario.weight_matrix()
     goals = tuple(g.name for g in scenario.candidate_goals)
@@ -190,15 +250,14 @@ def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequ
         exact = split_exact(tab, objectives, goals, gamma, key=jax.random.fold_in(key, BOOTSTRAP_SALT), reach=reach)
     goal_w = np.stack([objectives[g] for g in goals])
     goal_reach = np.array([g in reach for g in goals], bool)
-    # Every candidate goal's Q* (solved with the exact values above) and every context's parts are
-    # system-independent: computed once here for the goal posterior and the shards of every system.
-    goal_q = exact.goal_q
+    # Every candidate goal's Q* (solved with the exact values above, `exact.goal_q`) and every context's
+    # parts are system-independent: computed once here for the goal posterior and the shards of every system.
     with timer.stage("contexts"):
         labels = jax.block_until_ready(scenario_context_labels(scenario, levels, tab))
     mesa_support = None
     if any(s.mesa_objective is not None for s in systems):
         with timer.stage("mesa-objective"):
-            planner = _mesa_class(scenario)(scenario.spec)
+            planner = (scenario.mesa_system or MesaOptimizer)(scenario.spec)
             mesa_support = support(jax.vmap(planner.features)(levels))
     with timer.stage("witness policies"):
         # The policies the properties quantify over, drawn on the first level as evidence.
@@ -207,19 +266,12 @@ def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequ
             goal_w, goals, gamma, goal_reach=goal_reach,
         )
         paths = {name: greedy_path(scenario.spec, tab, pi[None], 0) for name, pi in witnesses.items()}
-    return {
-        "name": split,
-        "levels": levels,
-        "tab": tab,
-        "objectives": objectives,
-        "goals": goals,
-        "goal_w": goal_w,
-        "exact": exact,
-        "goal_q": goal_q,
-        "labels": labels,
-        "mesa_support": mesa_support,
-        "witness_paths": paths,
-    }
+    level_measures = {}
+    with timer.stage("scenario measures"):
+        for m in scenario.measures:
+            if m.of_levels is not None and split in m.splits:
+                level_measures[m.name] = exact.estimate(_measure_values(m.of_levels(scenario, levels, tab), n, m.name), None)
+    return AuditSplit(split, levels, tab, objectives, goals, goal_w, exact, labels, mesa_support, paths, level_measures)
 
 
 def _ser(values: np.ndarray, names: Sequence[str]) -> dict[str, float]:
@@ -241,25 +293,32 @@ SYSTEM_STAGES = 5
 """Progress ticks per system and split in `_system_split` (the audit's progress bar moves on each)."""
 
 
+def _policy_measures(scenario: Scenario, sp: AuditSplit, probs: jax.Array) -> dict[str, Estimate]:
+    """The scenario's policy measures (`ScenarioMeasure.of_policy`) of one policy on one split."""
+    n = int(sp.tab.start.shape[0])
+    return {m.name: sp.exact.estimate(_measure_values(m.of_policy(scenario, sp.levels, sp.tab, probs), n, m.name), None)
+            for m in scenario.measures if m.of_policy is not None and sp.name in m.splits}
+
+
 def _system_split(
-    scenario: Scenario, sp: dict[str, Any], probs: jax.Array, system: Any, thresholds: Thresholds, timer: StageTimer,
+    scenario: Scenario, sp: AuditSplit, probs: jax.Array, system: Any, thresholds: Thresholds, timer: StageTimer,
     tick: Callable[[], None] = lambda: None,
 ) -> tuple[SystemSplit, dict[str, Any]]:
     """One system on one split: its `SystemSplit` and its audit.json blocks (`tick()` after each stage)."""
-    tab, exact, goals = sp["tab"], sp["exact"], sp["goals"]
+    tab, exact, goals = sp.tab, sp.exact, sp.goals
     gamma = scenario.spec.gamma
     with timer.stage("first reached"):
-        first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp["goal_w"]), horizon=scenario.spec.max_steps)).mean(0)
+        first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
     tick()
     with timer.stage("goal posterior and shards"):
         evidence = system_state_weights(tab, probs, gamma)
         # The whole-level posterior and every part of every context in one batched fit.
-        shards = scenario_shards(scenario, sp["levels"], tab, probs, q=sp["goal_q"], state_weights=evidence,
-                                 labels=sp["labels"], threshold=thresholds.kappa)
+        shards = scenario_shards(scenario, sp.levels, tab, probs, q=sp.exact.goal_q, state_weights=evidence,
+                                 labels=sp.labels, threshold=thresholds.kappa)
         if shards:
             posterior = next(iter(shards.values())).overall
         else:
-            posterior = posterior_from_q(sp["goal_q"], tab.terminal, probs, evidence, names=goals, threshold=thresholds.kappa)
+            posterior = posterior_from_q(sp.exact.goal_q, tab.terminal, probs, evidence, names=goals, threshold=thresholds.kappa)
     tick()
     with timer.stage("MCE IRL"):
         irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
@@ -275,11 +334,11 @@ def _system_split(
     extra: dict[str, TransitionReward] = {}
     if system.mesa_reward is not None:
         with timer.stage("mesa-objective"):
-            extra["mesa"] = system.mesa_reward(sp["levels"], tab)
-            behavioral["irl_mesa"], extra["irl_mesa"] = _mesa_behavioral(sp["levels"], tab, probs, system, gamma)
+            extra["mesa"] = system.mesa_reward(sp.levels, tab)
+            behavioral["irl_mesa"], extra["irl_mesa"] = _mesa_behavioral(sp.levels, tab, probs, system, gamma)
     tick()
     with timer.stage("scores and EPIC"):
-        split = measure_system(tab, exact, sp["objectives"], probs, gamma, posterior=behavioral["goal_posterior"],
+        split = measure_system(tab, exact, sp.objectives, probs, gamma, posterior=behavioral["goal_posterior"],
                                irl=irl_block, extra_rewards=extra, mesa="mesa" if "mesa" in extra else None)
     tick()
     irl_block["fit_quality"] = split.irl_fit_quality
@@ -297,15 +356,28 @@ def _system_split(
     }
     if split.mesa_j is not None:
         block["mesa_score"] = estimate(split.mesa_j, split.mesa_informative, exact.resample).to_dict()
+    block["scenario_measures"] = _policy_measures(scenario, sp, probs)
     return split, block
 
 
-def _uniform_block(scenario: Scenario, sp: dict[str, Any]) -> dict[str, Any]:
-    tab, exact = sp["tab"], sp["exact"]
+def _uniform_block(scenario: Scenario, sp: AuditSplit) -> dict[str, Any]:
+    tab, exact = sp.tab, sp.exact
     probs = jax.vmap(uniform_policy)(tab.next_state)
-    split = measure_system(tab, exact, sp["objectives"], probs, scenario.spec.gamma, distances=False)
-    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp["goal_w"]), horizon=scenario.spec.max_steps)).mean(0)
-    return {**_scores_json(split, exact), "first_reached": {**_ser(first[:-1], sp["goals"]), "none": float(first[-1])}}
+    split = measure_system(tab, exact, sp.objectives, probs, scenario.spec.gamma, distances=False)
+    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
+    return {**_scores_json(split, exact), "first_reached": {**_ser(first[:-1], sp.goals), "none": float(first[-1])},
+            "scenario_measures": _policy_measures(scenario, sp, probs)}
+
+
+def _measures_by_split(blocks: dict[str, dict[str, Estimate]]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """split -> name -> Estimate, as audit.json's `{name: {split: mean}}` and `{name: {split: [lo, hi]}}`."""
+    means: dict[str, dict[str, float]] = {}
+    intervals: dict[str, dict[str, Any]] = {}
+    for split, ests in blocks.items():
+        for name, e in ests.items():
+            means.setdefault(name, {})[split] = e.mean_all
+            intervals.setdefault(name, {})[split] = [e.lo, e.hi] if e.has_interval else None
+    return means, intervals
 
 
 def audit_systems(
@@ -315,7 +387,7 @@ def audit_systems(
     thresholds: Thresholds,
     progress: ProgressFn = _noop,
     timer: StageTimer = NULL_TIMER,
-) -> dict[str, Any]:
+) -> AuditOutcome:
     """Audit trained systems exactly on the scenario's fixed level sample (no files written).
 
     Args:
@@ -328,10 +400,10 @@ def audit_systems(
         timer: Collects wall time per stage (`--profile`).
 
     Returns:
-        `{"systems": [per-system blocks], "baselines", "informative_levels", "uninformative_levels",
-        "splits": {split: internal data for pictures}, "greedy_paths"}`.
+        The `AuditOutcome`: per-system blocks and judgements, baselines, the scenario's measures, the
+        informative level counts, and each split's system-independent data (for pictures).
     """
-    from mesascope.verdicts import audit_entry
+    from mesascope.verdicts import judge
 
     key_train, key_deploy = jax.random.split(jax.random.key(audit.seed))
     steps = 2 * (1 + len(systems) * (SYSTEM_STAGES + 1))
@@ -343,7 +415,7 @@ def audit_systems(
         done += 1
         progress("audit", min(done / steps, 1.0))
 
-    splits = {}
+    splits: dict[str, AuditSplit] = {}
     per_system: list[dict[str, Any]] = [{} for _ in systems]
     paths: dict[str, list[np.ndarray]] = {}
     for name, n, key in (("train", audit.n_train, key_train), ("deploy", audit.n_deploy, key_deploy)):
@@ -353,17 +425,20 @@ def audit_systems(
         paths[name] = []
         for i, system in enumerate(systems):
             with timer.stage("policy probabilities"):
-                probs = jax.block_until_ready(system.probs(sp["levels"], sp["tab"]))
+                probs = jax.block_until_ready(system.probs(sp.levels, sp.tab))
             tick()
             per_system[i][name] = _system_split(scenario, sp, probs, system, thresholds, timer, tick)
             with timer.stage("pictures"):
-                paths[name].append(greedy_path(scenario.spec, sp["tab"], probs, 0))
-    out_systems = []
+                paths[name].append(greedy_path(scenario.spec, sp.tab, probs, 0))
+    out_systems, judgements = [], []
     for i, system in enumerate(systems):
         (train, tb), (deploy, db) = per_system[i]["train"], per_system[i]["deploy"]
         entry: dict[str, Any] = {"seed": system.seed}
         for key in ("scores", "scores_all_levels", "intervals", "values", "first_reached", "behavioral", "distances", "shards"):
             entry[key] = {"train": tb[key], "deploy": db[key]}
+        if scenario.measures:
+            entry["scenario_measures"], entry["scenario_measure_intervals"] = _measures_by_split(
+                {"train": tb["scenario_measures"], "deploy": db["scenario_measures"]})
         mesa = None
         if system.mesa_objective is not None:
             entry["mesa_objective"] = {
@@ -374,49 +449,65 @@ def audit_systems(
             }
             w = np.asarray(list(system.mesa_objective.values()), np.float64)
             mesa = {
-                "uses_deploy_feature": uses_deploy_feature(w, splits["train"]["mesa_support"], splits["deploy"]["mesa_support"],
+                "uses_deploy_feature": uses_deploy_feature(w, splits["train"].mesa_support, splits["deploy"].mesa_support,
                                                            thresholds.deploy_weight_share),
                 "points_to_base": system.points_to_base,
             }
         with timer.stage("properties, graphs and verdicts"):
-            m = gridworld_measurements(f"seed-{system.seed}", train, deploy, splits["train"]["exact"],
-                                       splits["deploy"]["exact"], thresholds, mesa=mesa)
-            entry.update(audit_entry(m, thresholds))
+            m = gridworld_measurements(f"seed-{system.seed}", train, deploy, splits["train"].exact,
+                                       splits["deploy"].exact, thresholds, mesa=mesa)
+            judgement = judge(m, thresholds)
+            entry.update(judgement.to_entry())
         out_systems.append(entry)
+        judgements.append(judgement)
     with timer.stage("uniform baseline"):
         uniform = {s: _uniform_block(scenario, splits[s]) for s in ("train", "deploy")}
-    return {
-        "systems": out_systems,
-        "baselines": {"uniform": {k: {s: uniform[s][k] for s in uniform} for k in ("scores", "scores_all_levels", "first_reached")}},
-        "informative_levels": {s: splits[s]["exact"].counts() for s in splits},
-        "uninformative_levels": {
-            s: {n: 1.0 - c / splits[s]["exact"].n_levels for n, c in splits[s]["exact"].counts().items()} for s in splits
+    baseline = {k: {s: uniform[s][k] for s in uniform} for k in ("scores", "scores_all_levels", "first_reached")}
+    if scenario.measures:
+        baseline["scenario_measures"], baseline["scenario_measure_intervals"] = _measures_by_split(
+            {s: uniform[s]["scenario_measures"] for s in uniform})
+    level_means, level_intervals = _measures_by_split({s: splits[s].level_measures for s in splits})
+    measures = {}
+    for m in scenario.measures:
+        block: dict[str, Any] = {"description": m.description, "of": "policy" if m.of_policy is not None else "levels",
+                                 "splits": list(m.splits)}
+        if m.of_levels is not None:
+            block["value"], block["interval"] = level_means.get(m.name, {}), level_intervals.get(m.name, {})
+        measures[m.name] = block
+    return AuditOutcome(
+        systems=out_systems,
+        judgements=judgements,
+        baselines={"uniform": baseline},
+        informative_levels={s: splits[s].exact.counts() for s in splits},
+        uninformative_levels={
+            s: {n: 1.0 - c / splits[s].exact.n_levels for n, c in splits[s].exact.counts().items()} for s in splits
         },
-        "splits": splits,
-        "greedy_paths": paths,
-    }
+        scenario_measures=measures,
+        splits=splits,
+        greedy_paths=paths,
+    )
 
 
-def _write_pictures(run_dir: Path, scenario: Scenario, seeds: Sequence[int], result: dict[str, Any]) -> list[str]:
+def _write_pictures(run_dir: Path, scenario: Scenario, seeds: Sequence[int], found: AuditOutcome) -> list[str]:
     (run_dir / "pictures").mkdir(exist_ok=True)
-    train_level = jax.tree_util.tree_map(lambda x: x[0], result["splits"]["train"]["levels"])
-    deploy_level = jax.tree_util.tree_map(lambda x: x[0], result["splits"]["deploy"]["levels"])
+    train_level = jax.tree_util.tree_map(lambda x: x[0], found.splits["train"].levels)
+    deploy_level = jax.tree_util.tree_map(lambda x: x[0], found.splits["deploy"].levels)
     written = []
-    for seed, tp, dp in zip(seeds, result["greedy_paths"]["train"], result["greedy_paths"]["deploy"]):
+    for seed, tp, dp in zip(seeds, found.greedy_paths["train"], found.greedy_paths["deploy"]):
         image = render_pair(scenario.spec, train_level, tp, deploy_level, dp, title_train=f"train (seed {seed})",
                             title_deploy=f"deploy (seed {seed})")
         written.append(str(save_png(image, run_dir / "pictures" / f"seed-{seed}.png").relative_to(run_dir)))
     return written
 
 
-def _attach_witness_pictures(run_dir: Path, scenario: Scenario, splits: dict[str, Any], audit: dict[str, Any]) -> None:
+def _attach_witness_pictures(run_dir: Path, scenario: Scenario, splits: dict[str, AuditSplit], audit: dict[str, Any]) -> None:
     """Draw each witness policy on the first train and deploy level and cite the pictures as evidence."""
     (run_dir / "pictures").mkdir(exist_ok=True)
-    train_level = jax.tree_util.tree_map(lambda x: x[0], splits["train"]["levels"])
-    deploy_level = jax.tree_util.tree_map(lambda x: x[0], splits["deploy"]["levels"])
+    train_level = jax.tree_util.tree_map(lambda x: x[0], splits["train"].levels)
+    deploy_level = jax.tree_util.tree_map(lambda x: x[0], splits["deploy"].levels)
     files = {}
-    for name, tp in splits["train"]["witness_paths"].items():
-        image = render_pair(scenario.spec, train_level, tp, deploy_level, splits["deploy"]["witness_paths"][name],
+    for name, tp in splits["train"].witness_paths.items():
+        image = render_pair(scenario.spec, train_level, tp, deploy_level, splits["deploy"].witness_paths[name],
                             title_train=f"train ({name})", title_deploy=f"deploy ({name})")
         path = run_dir / "pictures" / f"witness-{name.replace(':', '-')}.png"
         files[name] = str(save_png(image, path).relative_to(run_dir))
@@ -456,13 +547,13 @@ def audit_run(
     Returns:
         The audit as a dict (also written to `run_dir / "audit.json"`).
     """
-    from mesascope.experiments.run import load_systems
+    from mesascope.experiments.run import apply_finding, load_systems
 
     with timer.stage("load systems"):
         meta, scenario, config, policies = load_systems(run_dir)
     found = audit_systems(scenario, policies, audit, thresholds, progress, timer)
     curves = dict(np.load(run_dir / "training.npz")) if (run_dir / "training.npz").exists() else {}
-    for i, entry in enumerate(found["systems"]):
+    for i, entry in enumerate(found.systems):
         if curves and "base_value" in curves:
             entry["training"] = {"final_base_value": float(curves["base_value"][i, -1])}
         elif curves:
@@ -471,8 +562,9 @@ def audit_run(
                 "final_episode_return": float(curves["episode_return"][i, -tail:].mean()),
                 "final_episode_length": float(curves["episode_length"][i, -tail:].mean()),
             }
-    result = {
+    result: dict[str, Any] = {
         "mesascope_version": __version__,
+        "kind": "gridworld",
         "scenario": meta["scenario"],
         "scenario_params": meta.get("scenario_params", {}),
         "description": scenario.description,
@@ -487,11 +579,14 @@ def audit_run(
         "candidate_goals": [g.name for g in scenario.candidate_goals],
         "gamma": scenario.spec.gamma,
         "thresholds": thresholds.to_dict(),
-        "systems": found["systems"],
-        "baselines": found["baselines"],
-        "informative_levels": found["informative_levels"],
-        "uninformative_levels": found["uninformative_levels"],
+        "systems": found.systems,
+        "baselines": found.baselines,
+        "informative_levels": found.informative_levels,
+        "uninformative_levels": found.uninformative_levels,
     }
+    if found.scenario_measures:
+        result["scenario_measures"] = found.scenario_measures
+    apply_finding(scenario, result)
     if timer.enabled:
         result["timings"] = timer.as_dict()
     _write_json(run_dir / "audit.json", result)
@@ -502,14 +597,14 @@ def audit_run(
         except Exception as err:  # noqa: BLE001 - reported, never fatal
             result["pictures_error"] = f"{type(err).__name__}: {err}"
         try:
-            _attach_witness_pictures(run_dir, scenario, found["splits"], result)
+            _attach_witness_pictures(run_dir, scenario, found.splits, result)
         except Exception as err:  # noqa: BLE001 - reported, never fatal
             result["witness_pictures_error"] = f"{type(err).__name__}: {err}"
     with timer.stage("graph drawings"):
         try:
             from mesascope.verdicts.draw import write_run_graphs
 
-            result["graph_files"] = write_run_graphs(run_dir, result)
+            result["graph_files"] = write_run_graphs(run_dir, result, judgements=found.judgements)
         except Exception as err:  # noqa: BLE001 - reported, never fatal
             result["graphs_error"] = f"{type(err).__name__}: {err}"
     if timer.enabled:

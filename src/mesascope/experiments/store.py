@@ -121,10 +121,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE verdicts ADD COLUMN marginal BOOLEAN",
         ),
     ),
+    Migration(
+        3,
+        "one run protocol: scenario kind and finding per run, the scenarios' own measures, the finding's checks",
+        (
+            "ALTER TABLE runs ADD COLUMN kind VARCHAR",
+            "ALTER TABLE runs ADD COLUMN finding_holds BOOLEAN",
+            """CREATE TABLE scenario_measures (
+                run_id VARCHAR NOT NULL, seed INTEGER, policy VARCHAR NOT NULL, split VARCHAR NOT NULL,
+                measure VARCHAR NOT NULL, value DOUBLE, lo DOUBLE, hi DOUBLE)""",
+            """CREATE TABLE finding_checks (
+                run_id VARCHAR NOT NULL, position INTEGER NOT NULL, name VARCHAR, measured JSON, expected VARCHAR,
+                holds BOOLEAN)""",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
-_RUN_TABLES = ("systems", "scores", "first_reached", "properties", "verdicts")
+_RUN_TABLES = ("systems", "scores", "first_reached", "properties", "verdicts", "scenario_measures", "finding_checks")
 
 
 def resolve_db(db: Path | str | None, runs_folder: Path | str) -> Path:
@@ -399,7 +413,7 @@ class Store:
         goals = proxy_goals(audit) if audit else []
         audit_top = {k: v for k, v in (audit or {}).items() if k != "systems"} if audit else None
         con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 str(run_dir.resolve()),
@@ -420,6 +434,8 @@ class Store:
                 meta.get("mesascope_version"),
                 _json(audit_top),
                 _json((audit or {}).get("thresholds") or meta.get("thresholds")),
+                (audit or {}).get("kind") or meta.get("kind") or "gridworld",
+                (audit or {}).get("finding", {}).get("holds") if audit else None,
             ],
         )
 
@@ -446,9 +462,11 @@ class Store:
 
     @staticmethod
     def _insert_audit_rows(con: Any, run_id: str, audit: dict[str, Any]) -> None:
-        for table in ("scores", "first_reached", "properties", "verdicts"):
+        for table in ("scores", "first_reached", "properties", "verdicts", "scenario_measures", "finding_checks"):
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-        score_rows, first_rows, prop_rows, verdict_rows = [], [], [], []
+        score_rows, first_rows, prop_rows, verdict_rows, measure_rows = [], [], [], [], []
+        check_rows = [[run_id, i, c.get("name"), _json(c.get("measured")), c.get("expected"), bool(c.get("holds"))]
+                      for i, c in enumerate((audit.get("finding") or {}).get("checks") or []) if isinstance(c, dict)]
 
         counts = audit.get("informative_levels") or {}
 
@@ -473,6 +491,10 @@ class Store:
                     continue
                 for goal, p in goals.items():
                     first_rows.append([run_id, seed, policy, split, goal, _num(p)])
+            for measure, by_split in (entry.get("scenario_measures") or {}).items():
+                for split, value in (by_split or {}).items():
+                    interval = split_get(entry.get("scenario_measure_intervals"), measure, split) or [None, None]
+                    measure_rows.append([run_id, seed, policy, split, measure, _num(value), _num(interval[0]), _num(interval[1])])
 
         for entry in audit.get("systems") or []:
             if not isinstance(entry, dict) or not isinstance(entry.get("seed"), int):
@@ -497,11 +519,17 @@ class Store:
         for name, base in ((audit.get("baselines") or {}).items()):
             if isinstance(base, dict):
                 add_scores(None, name, base)
+        for measure, block in (audit.get("scenario_measures") or {}).items():  # level measures: no policy
+            for split, value in ((block or {}).get("value") or {}).items():
+                interval = ((block.get("interval") or {}).get(split)) or [None, None]
+                measure_rows.append([run_id, None, "levels", split, measure, _num(value), _num(interval[0]), _num(interval[1])])
         for table, rows in (
             ("scores", score_rows),
             ("first_reached", first_rows),
             ("properties", prop_rows),
             ("verdicts", verdict_rows),
+            ("scenario_measures", measure_rows),
+            ("finding_checks", check_rows),
         ):
             if rows:
                 marks = ", ".join("?" * len(rows[0]))

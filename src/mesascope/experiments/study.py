@@ -1,60 +1,39 @@
-"""Running a `Study` (a non-gridworld scenario) into a run folder.
+"""The harness's study engine: execute a `Study`, judge what it measured, write the run folder.
 
-The folder has the same layout as a gridworld run, written in this order so that a later failure
-never loses what finished: `run.json` (before anything is computed), the study's plots
-(`plots/*.png`), then `audit.json` with `findings` (the scenario-specific results and the checks of
-the expected finding) and, where the study has them, per-system `measurements`, `properties` and
-`verdicts` blocks (notes/schema.md).
+A study (`mesascope.scenarios.study.Study`) trains and measures; it never judges and never writes. Here,
+as for a gridworld audit, every measured system and variant is judged under the run's thresholds
+(`mesascope.verdicts.judge`: properties, graphs evaluated once, verdicts, invariants), the variants'
+verdicts are tabulated, the figures are drawn (`plots/<name>.png`), the expected finding is checked
+(`finding`), and `audit.json` is written before the graph drawings, so a drawing failure never loses it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mesascope import __version__
-from mesascope.properties.core import Thresholds
+from mesascope.experiments.profiling import NULL_TIMER, StageTimer
+from mesascope.measures.measurements import Measurements
+from mesascope.properties import Thresholds
+from mesascope.scenarios.study import Study, StudyContext, StudySystem, jsonable
 from mesascope.types import MesascopeError
 
-__all__ = ["check", "jsonable", "run_study", "save_figure"]
+__all__ = ["rejudge_study", "run_study"]
+
+VARIANT_TABLE = "verdicts of each variant"
+"""The name of the table (in `findings.tables`) that lists every school's label for every variant."""
 
 
-def _noop(stage: str, frac: float) -> None:
-    return None
-
-
-def jsonable(x: Any) -> Any:
-    """Numpy/JAX scalars and arrays to plain Python, recursively (for json.dumps)."""
-    if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-        arr = np.asarray(x)
-        return arr.item() if arr.ndim == 0 else arr.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
-
-
-def check(name: str, measured: Any, expected: str, holds: bool) -> dict[str, Any]:
-    """One check of a study's expected finding, as stored in `findings.checks`."""
-    return {"name": name, "measured": jsonable(measured), "expected": expected, "holds": bool(holds)}
-
-
-def save_figure(out: Path, name: str, draw: Callable[[Any], None]) -> str | None:
-    """Draw a matplotlib figure with `draw(fig)` and save it as `out/plots/<name>.png`.
+def _save_figure(out: Path, name: str, draw: Callable[[Any], None]) -> str | None:
+    """Draw a matplotlib figure with `draw(fig)` into `out/plots/<name>.png`.
 
     Returns:
-        The relative path written, or None when matplotlib is not installed (the optional `plots`
-        extra); the numbers behind every plot are in audit.json either way.
+        The relative path, or None when matplotlib (the optional `plots` extra) is not installed; the
+        numbers behind every figure are in audit.json either way.
     """
     try:
         import matplotlib
@@ -74,81 +53,117 @@ def save_figure(out: Path, name: str, draw: Callable[[Any], None]) -> str | None
     return f"plots/{name}.png"
 
 
-def run_study(
-    study_id: str,
-    *,
-    seeds: int = 4,
-    preset: str = "fast",
-    out: Path,
-    overrides: dict[str, Any] | None = None,
-    params: dict[str, Any] | None = None,
-    progress: Callable[[str, float], None] = _noop,
-    thresholds: Thresholds = Thresholds(),
-) -> dict[str, Any]:
-    """Run a study with seeds `0..seeds-1` and write its run folder.
+def _judged(systems: Sequence[StudySystem], thresholds: Thresholds) -> tuple[list[dict[str, Any]], list[Any]]:
+    from mesascope.verdicts import judge
 
-    Every verdict the study computes uses `thresholds` (recorded in run.json and audit.json).
+    entries, judgements = [], []
+    for s in systems:
+        j = judge(s.measurements, thresholds)
+        entry = {"seed": s.seed, **({"name": s.name} if s.name else {}), **jsonable(dict(s.extra)), **j.to_entry()}
+        entries.append(entry)
+        judgements.append(j)
+    return entries, judgements
+
+
+def _variant_table(variants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per variant: its name, seed and every school's label."""
+    rows = []
+    for v in variants:
+        row = {"variant": v.get("name", ""), "seed": v["seed"]}
+        row.update({school: verdict["label"] for school, verdict in v["verdicts"].items()})
+        rows.append(row)
+    return rows
+
+
+def _finish(out: Path, study: Study, result: dict[str, Any], judgements: Sequence[Any], timer: StageTimer) -> dict[str, Any]:
+    from mesascope.experiments.run import apply_finding
+
+    apply_finding(study, result)
+    if timer.enabled:
+        result["timings"] = timer.as_dict()
+    (out / "audit.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
+    if judgements:
+        with timer.stage("graph drawings"):
+            try:  # the and-or graph pictures; the audit above is already safe on disk
+                from mesascope.verdicts.draw import write_run_graphs
+
+                result["graph_files"] = write_run_graphs(out, result, judgements=judgements)
+            except Exception as err:  # noqa: BLE001 - reported, never fatal
+                result["graphs_error"] = f"{type(err).__name__}: {err}"
+        (out / "audit.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
+    return result
+
+
+def run_study(plan: Any, out: Path, thresholds: Thresholds, progress: Callable[[str, float], None],
+              timer: StageTimer = NULL_TIMER) -> dict[str, Any]:
+    """Execute a planned study run (`mesascope.experiments.run.plan_run`) into `out` (run.json already there).
 
     Returns:
         The audit (also written to `out / "audit.json"`).
-
-    Raises:
-        MesascopeError: on a bad id, preset, setting, parameter, seed count or output folder.
     """
-    # imported here: study modules import this module's helpers while the registry is loading
-    from mesascope.scenarios.study import StudyContext, get_study
-
-    study = get_study(study_id)
-    config, full_params = study.resolve(preset, dict(overrides or {}), dict(params or {}))
-    if seeds < 1:
-        raise MesascopeError(f"--seeds must be at least 1; got {seeds}")
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "run.json").exists():
-        raise MesascopeError(f"{out} already holds a run; choose another --out folder or delete it")
-    meta = {
+    study: Study = plan.scenario
+    ctx = StudyContext(plan.seeds, plan.preset, plan.config, study.params, progress)
+    started = time.perf_counter()
+    with timer.stage("train and measure"):
+        outcome = study.execute(ctx)
+    with timer.stage("properties, graphs and verdicts"):
+        systems, judged = _judged(outcome.systems, thresholds)
+        variants, judged_variants = _judged(outcome.variants, thresholds)
+    findings = dict(jsonable(outcome.findings))
+    if variants:
+        findings.setdefault("tables", {})[VARIANT_TABLE] = _variant_table(variants)
+    plots = []
+    with timer.stage("figures"):
+        for name, draw in outcome.figures.items():
+            try:
+                path = _save_figure(out, name, draw)
+            except Exception as err:  # noqa: BLE001 - a figure never costs the run
+                findings.setdefault("figure_errors", {})[name] = f"{type(err).__name__}: {err}"
+                continue
+            if path:
+                plots.append(path)
+    result = {
         "mesascope_version": __version__,
         "kind": "study",
-        "scenario": study_id,
-        "scenario_params": dict(params or {}),
-        "params": full_params,
-        "preset": preset,
-        "optimizer": study.optimizer,
-        "seeds": list(range(seeds)),
-        "config": config,
-        "thresholds": thresholds.to_dict(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    (out / "run.json").write_text(json.dumps(jsonable(meta), indent=2) + "\n")
-    ctx = StudyContext(tuple(range(seeds)), preset, config, full_params, out, progress, thresholds)
-    started = time.perf_counter()
-    produced = study.execute(ctx)
-    checks = produced["findings"].get("checks", [])
-    result = {
-        "kind": "study",
-        "scenario": study_id,
-        "scenario_params": dict(params or {}),
-        "params": full_params,
+        "scenario": plan.scenario_id,
+        "scenario_params": dict(plan.params),
+        "params": dict(study.params),
         "description": study.description,
         "expected_finding": study.expected_finding,
         "optimizer": study.optimizer,
-        "preset": preset,
-        "seeds": list(range(seeds)),
-        "config": config,
+        "preset": plan.preset,
+        "seeds": list(plan.seeds),
+        "config": dict(plan.config),
         "thresholds": thresholds.to_dict(),
-        "finding_holds": bool(checks) and all(c["holds"] for c in checks),
-        "findings": produced["findings"],
-        "systems": produced.get("systems", []),
-        "plots": sorted(str(p.relative_to(out)) for p in (out / "plots").glob("*.png")) if (out / "plots").exists() else [],
+        "findings": findings,
+        "systems": systems,
+        "variants": variants,
+        "plots": sorted(plots),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    result = jsonable(result)
-    (out / "audit.json").write_text(json.dumps(result, indent=2) + "\n")
-    if any("measurements" in s for s in result["systems"]):
-        try:  # the and-or graph pictures; the audit above is already safe on disk
-            from mesascope.verdicts.draw import write_run_graphs
+    return _finish(out, study, result, judged + judged_variants, timer)
 
-            write_run_graphs(out, result)
-        except Exception as err:  # noqa: BLE001
-            result["graphs_error"] = f"{type(err).__name__}: {err}"
-            (out / "audit.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+
+def rejudge_study(run_dir: Path, study: Study, thresholds: Thresholds) -> dict[str, Any]:
+    """Judge a finished study's stored measurements again under `thresholds` (no re-execution).
+
+    Raises:
+        MesascopeError: if the study's audit.json is missing (the run did not finish).
+    """
+    path = run_dir / "audit.json"
+    if not path.exists():
+        raise MesascopeError(f"{run_dir} has no audit.json: the study did not finish; rerun `mesascope run`")
+    result = json.loads(path.read_text())
+
+    def again(blocks: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
+        systems = [StudySystem(b["seed"], Measurements.from_dict(b["measurements"]), b.get("name", "")) for b in blocks]
+        entries, judgements = _judged(systems, thresholds)
+        keep = ("measurements", "properties", "graphs", "verdicts", "invariants")
+        return [{**{k: v for k, v in b.items() if k not in keep}, **e} for b, e in zip(blocks, entries)], judgements
+
+    result["systems"], judged = again(result.get("systems", []))
+    result["variants"], judged_variants = again(result.get("variants", []))
+    if result["variants"]:
+        result.setdefault("findings", {}).setdefault("tables", {})[VARIANT_TABLE] = _variant_table(result["variants"])
+    result["thresholds"] = thresholds.to_dict()
+    return _finish(run_dir, study, result, judged + judged_variants, NULL_TIMER)

@@ -179,21 +179,19 @@ def _validate(scenario_id: str, params: dict[str, list[Any]], settings: dict[str
 
     Returns the proxy goal the curve reports.
     """
-    from mesascope.experiments.run import _make_config
+    from mesascope.experiments.run import plan_run
     from mesascope.scenarios import get_scenario
-    from mesascope.scenarios.study import is_study
 
-    if is_study(scenario_id):  # a non-gridworld study validates its own parameters when it runs
-        return goal
     sc = get_scenario(scenario_id)
-    goals = [g.name for g in sc.candidate_goals]
+    # Every point is planned (parameters and settings checked) before any point trains.
     for combo in itertools.product(*params.values()):
-        point_sc = sc.with_params(**dict(zip(params, combo))) if params else sc
         for scombo in itertools.product(*settings.values()):
-            try:
-                _make_config(point_sc.optimizer, preset, dict(zip(settings, scombo)))
-            except (ValueError, TypeError) as err:
-                raise MesascopeError(f"bad training setting {dict(zip(settings, scombo))}: {err}") from None
+            plan_run(scenario_id, preset=preset, overrides=dict(zip(settings, scombo)), scenario_params=dict(zip(params, combo)))
+    goals = [g.name for g in sc.candidate_goals]
+    if sc.kind == "study":
+        if goal is not None:
+            raise MesascopeError(f"--goal: {scenario_id} is a study; it has no candidate goals")
+        return None
     if goal is not None:
         if goal not in goals:
             raise MesascopeError(f"--goal {goal!r} is not a candidate goal of {scenario_id}; choose one of: {', '.join(goals)}")

@@ -11,7 +11,7 @@ from mesascope.properties.core import (
     training_optimal_witnesses,
 )
 from mesascope.properties.thresholds import THRESHOLD_FIELDS, Thresholds, ThresholdsError
-from mesascope.properties.measurements import Measurements, MeasurementsError, Witness
+from mesascope.measures.measurements import Measurements, MeasurementsError, Witness
 
 
 def audit_entry(m: Measurements, thresholds: Thresholds = Thresholds()) -> dict:

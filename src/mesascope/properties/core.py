@@ -25,7 +25,7 @@ from typing import Any
 
 from mesascope.graphs.truth import PropertyValue, Truth
 from mesascope.measures.estimates import Estimate
-from mesascope.properties.measurements import Measurements, Witness
+from mesascope.measures.measurements import Measurements, Witness
 from mesascope.properties.thresholds import Thresholds, ThresholdsError
 
 __all__ = [

@@ -47,7 +47,7 @@ import numpy as np
 from mesascope.levels.tabular import TabularMDP, TransitionReward, transition_reward
 from mesascope.measures.estimates import Estimate, LevelResample, estimate
 from mesascope.measures.scores import informative_levels, normalised_score, policy_values, reach_flags
-from mesascope.properties.measurements import Measurements, Witness
+from mesascope.measures.measurements import Measurements, Witness
 from mesascope.properties.thresholds import Thresholds
 from mesascope.solve.dp import optimal_action_mask, policy_evaluation, stop_on_arrival, uniform_policy, value_iteration
 

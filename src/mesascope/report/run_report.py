@@ -592,21 +592,59 @@ def _png_figure(path: Path, caption: str, css_class: str = "level-picture") -> s
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def _findings(run_dir: Path, audit: Mapping[str, Any]) -> Safe | None:
-    """A scenario's own results (non-gridworld studies): its checks, its tables, its plots, the rest as JSON."""
-    if "findings" not in audit:
+def _measures_table(audit: Mapping[str, Any]) -> str | None:
+    """The scenario's own exact measures: one row per measure and policy, train and deploy columns."""
+    declared = audit.get("scenario_measures")
+    if not isinstance(declared, Mapping) or not declared:
         return None
-    findings = audit["findings"] if isinstance(audit["findings"], Mapping) else {"value": audit["findings"]}
+    rows = []
+
+    def cell(by_split: Any, intervals: Any, split: str) -> Any:
+        value = (by_split or {}).get(split) if isinstance(by_split, Mapping) else None
+        if not isinstance(value, (int, float)):
+            return "-"
+        iv = (intervals or {}).get(split) if isinstance(intervals, Mapping) else None
+        return f"{value:.3f}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if isinstance(iv, list) and len(iv) == 2 and None not in iv else "")
+
+    for name, block in declared.items():
+        if not isinstance(block, Mapping):
+            continue
+        if block.get("of") == "levels":
+            rows.append([name, "every base-optimal policy / the levels", cell(block.get("value"), block.get("interval"), "train"),
+                         cell(block.get("value"), block.get("interval"), "deploy"), block.get("description", "")])
+            continue
+        policies = [(f"seed {e.get('seed')}", e) for e in audit.get("systems") or [] if isinstance(e, Mapping)]
+        policies.append(("uniform", (audit.get("baselines") or {}).get("uniform") or {}))
+        for who, entry in policies:
+            values = (entry.get("scenario_measures") or {}).get(name)
+            intervals = (entry.get("scenario_measure_intervals") or {}).get(name)
+            rows.append([name, who, cell(values, intervals, "train"), cell(values, intervals, "deploy"), block.get("description", "")])
+    if not rows:
+        return None
+    return "<h3>The scenario's own measures</h3>" + table(["measure", "policy", "train", "deploy", "what it is"], rows,
+                                                          table_id="scenario-measures-table")
+
+
+def _findings(run_dir: Path, audit: Mapping[str, Any]) -> Safe | None:
+    """The expected finding's checks, the scenario's own measures, and a study's tables, plots and numbers."""
+    if "findings" not in audit and "finding" not in audit and "scenario_measures" not in audit:
+        return None
+    raw = audit.get("findings", {})
+    findings = raw if isinstance(raw, Mapping) else {"value": raw}
     body: list[str] = []
-    if "finding_holds" in audit:
-        held = bool(audit["finding_holds"])
+    finding = audit.get("finding") if isinstance(audit.get("finding"), Mapping) else {}
+    held = finding.get("holds", audit.get("finding_holds"))
+    if held is not None:
         body.append(f'<p>{badge("holds" if held else "fails")} the expected finding was '
                     f'{"reproduced" if held else "NOT reproduced"} by this run.</p>')
-    checks = findings.get("checks")
+    checks = finding.get("checks") if finding else findings.get("checks")
     if isinstance(checks, list) and checks:
         rows = [[c.get("name"), Safe(esc(f"{c['measured']:.4g}" if isinstance(c.get("measured"), float) else c.get("measured"))),
                  c.get("expected"), Safe(badge("holds" if c.get("holds") else "fails"))] for c in checks if isinstance(c, Mapping)]
         body.append(table(["check", "measured", "expected", "holds"], rows, numeric=(1,), table_id="checks-table"))
+    measures = _measures_table(audit)
+    if measures:
+        body.append(measures)
     for name, rows in (findings.get("tables") or {}).items():
         if not isinstance(rows, list) or not rows or not isinstance(rows[0], Mapping):
             continue
@@ -622,7 +660,8 @@ def _findings(run_dir: Path, audit: Mapping[str, Any]) -> Safe | None:
     if rest:
         text = json.dumps(rest, indent=2, sort_keys=False, default=str)
         body.append(f'<details><summary>all recorded numbers</summary><pre class="json">{esc(text)}</pre></details>')
-    return section("findings", "Scenario findings", body, lead="Results this scenario records beyond the common audit.")
+    return section("findings", "Scenario findings", body,
+                   lead="The expected finding checked on this run, and what this scenario measures beyond the common audit.")
 
 
 def build_run_report(run_dir: str | Path) -> str:

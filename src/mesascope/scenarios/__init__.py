@@ -17,6 +17,28 @@ from mesascope.scenarios import gold_coin as _gold_coin  # noqa: F401  (register
 from mesascope.scenarios import deceptive as _deceptive  # noqa: F401  (registers ids)
 from mesascope.scenarios import shaping as _shaping  # noqa: F401  (registers ids)
 from mesascope.scenarios import monster_shields as _monster_shields  # noqa: F401  (registers ids)
-from mesascope.scenarios.base import SPLITS, Scenario, get_scenario, register, registered_ids
+from mesascope.scenarios.base import (
+    SPLITS,
+    Check,
+    Finding,
+    RunSpec,
+    Scenario,
+    ScenarioMeasure,
+    get_scenario,
+    register,
+    registered_ids,
+    scenario_ids,
+)
 
-__all__ = ["SPLITS", "Scenario", "get_scenario", "register", "registered_ids"]
+__all__ = [
+    "SPLITS",
+    "Check",
+    "Finding",
+    "RunSpec",
+    "Scenario",
+    "ScenarioMeasure",
+    "get_scenario",
+    "register",
+    "registered_ids",
+    "scenario_ids",
+]

@@ -19,6 +19,7 @@ the clean posterior does, so with infinite data the trained rule converges to th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -26,8 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mesascope.experiments.study import check, save_figure
-from mesascope.scenarios.study import Study, StudyContext, register_study
+from mesascope.measures.measurements import Measurements, Witness
+from mesascope.params import Param
+from mesascope.scenarios.base import Check, Finding, RunSpec, register
+from mesascope.scenarios.study import Study, StudyContext, StudyOutcome, StudySystem
 
 __all__ = ["bayes_rule", "cancer_shift", "linear_risk", "make_blob"]
 
@@ -62,10 +65,7 @@ def bayes_rule(mu1: np.ndarray, sigma: float, pi: float) -> tuple[np.ndarray, fl
     return mu1 / sigma**2, -float(mu1 @ mu1) / (2 * sigma**2) + math.log(pi / (1 - pi))
 
 
-def _execute(ctx: StudyContext) -> dict[str, Any]:
-    from mesascope.properties.measurements import Measurements, Witness
-    from mesascope.verdicts import audit_entry
-
+def _execute(ctx: StudyContext) -> StudyOutcome:
     cfg, prm = ctx.config, ctx.params
     sigma, rho = float(prm["sigma"]), float(prm["label_noise"])
     pi_tr, pi_dep = float(prm["pi_train"]), float(prm["pi_deploy"])
@@ -124,8 +124,6 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         ax.set_ylabel("excess 0-1 risk over the Bayes-optimal classifier")
         ax.legend(fontsize=8)
 
-    save_figure(ctx.out, "regret-vs-data", draw)
-
     # per-system blocks: J = (acc - 1/2) / (acc_Bayes - 1/2) on clean labels (chance = guessing at random);
     # symmetric label noise maps accuracy affinely, so J on the noisy base objective equals J on clean labels
     def j(risk: float, r_star: float) -> float:
@@ -145,53 +143,76 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
                        Witness("trained classifier", f"logistic regression on n={sizes[-1]}", 1.0 - jt, jd, jd, trained=True)),
             notes={"J": "normalised accuracy (acc - 1/2) / (acc_Bayes - 1/2) on clean labels"},
         )
-        systems.append({"seed": seed, **audit_entry(m, ctx.thresholds)})
-    mean_last, se_last = float(regret_dep[-1].mean()), float(se(regret_dep)[-1])
-    checks = [
-        check("closed-form infinite-data deploy regret", limit, "> 0", limit > 0),
-        check("deploy regret at the largest n", mean_last, f"within 3 SE + 10% of the limit {limit:.4f}",
-              abs(mean_last - limit) < 3 * se_last + 0.1 * limit),
-        check("train regret at the largest n", float(regret_tr[-1].mean()), "< 0.1 x the deploy limit (training is solved)",
-              regret_tr[-1].mean() < 0.1 * limit),
-        check("deploy regret does not shrink to 0 with data", mean_last / limit, "> 0.5 of the limit", mean_last > 0.5 * limit),
-    ]
+        systems.append(StudySystem(seed, m))
     table = [{"n": n, "deploy regret": float(regret_dep[i].mean()), "train regret": float(regret_tr[i].mean())} for i, n in enumerate(sizes)]
-    return {
-        "findings": {
-            "bayes_risk": {"train": r_star_tr, "deploy": r_star_dep},
-            "infinite_data_deploy_regret": limit,
-            "sizes": sizes,
-            "deploy_regret": regret_dep.tolist(),
-            "train_regret": regret_tr.tolist(),
-            "tables": {"excess risk vs training data (mean over seeds)": table},
-            "checks": checks,
-        },
-        "systems": systems,
+    findings = {
+        "bayes_risk": {"train": r_star_tr, "deploy": r_star_dep},
+        "infinite_data_deploy_regret": limit,
+        "sizes": sizes,
+        "deploy_regret": regret_dep.tolist(),
+        "deploy_regret_se_at_largest_n": float(se(regret_dep)[-1]),
+        "train_regret": regret_tr.tolist(),
+        "tables": {"excess risk vs training data (mean over seeds)": table},
     }
+    return StudyOutcome(systems=tuple(systems), findings=findings, figures={"regret-vs-data": draw})
 
 
-def cancer_shift() -> Study:
-    """Build `cancer-shift-v0`."""
+def _check(audit: Mapping[str, Any]) -> list[Check]:
+    """The expected finding, measured on a finished audit."""
+    f = audit["findings"]
+    limit = f["infinite_data_deploy_regret"]
+    mean_last = float(np.mean(f["deploy_regret"][-1]))
+    train_last = float(np.mean(f["train_regret"][-1]))
+    se_last = f["deploy_regret_se_at_largest_n"]
+    return [
+        Check("closed-form infinite-data deploy regret", limit, "> 0", limit > 0),
+        Check("deploy regret at the largest n", mean_last, f"within 3 SE + 10% of the limit {limit:.4f}",
+              abs(mean_last - limit) < 3 * se_last + 0.1 * limit),
+        Check("train regret at the largest n", train_last, "< 0.1 x the deploy limit (training is solved)", train_last < 0.1 * limit),
+        Check("deploy regret does not shrink to 0 with data", mean_last / limit, "> 0.5 of the limit", mean_last > 0.5 * limit),
+    ]
+
+
+EXPECTED = (
+    "Training regret goes to 0 with data, but deployment regret converges to the closed-form positive "
+    "limit R_deploy(Bayes_train) - R_deploy(Bayes_deploy): infinite data does not remove it."
+)
+
+PARAMS = (
+    Param("sigma", "float", 1.0, "pixel noise standard deviation", low=0.01, high=100.0),
+    Param("separation", "float", 2.0, "tumour amplitude in units of sigma", low=0.0, high=100.0),
+    Param("label_noise", "float", 0.2, "probability a training label is flipped", low=0.0, high=0.49),
+    Param("pi_train", "float", 0.5, "cancer base rate in training", low=0.001, high=0.999),
+    Param("pi_deploy", "float", 0.1, "cancer base rate in deployment", low=0.001, high=0.999),
+)
+SETTINGS = (
+    Param("sizes", "ints", (32, 128, 512, 2048, 8192, 32768), "training set sizes", low=2, high=10_000_000, length=(1, 32)),
+    Param("steps", "int", 400, "Adam steps per fit", low=1, high=1_000_000),
+    Param("lr", "float", 0.05, "Adam learning rate", low=1e-6, high=10.0),
+    Param("l2", "float", 1e-4, "weight decay", low=0.0, high=10.0),
+)
+
+
+def cancer_shift(**params: Any) -> Study:
+    """Build `cancer-shift-v0` (its parameters are read from the run's context, not here)."""
     return Study(
-        id="cancer-shift-v0",
         description=(
             "8x8 synthetic scans (a Gaussian-blob tumour plus pixel noise), training labels flipped with probability "
             "rho, cancer base rate 0.5 in training and 0.1 in deployment; logistic regression trained by gradient "
             "descent (optax) on growing data; exact risks against the Bayes-optimal classifier of each distribution "
             "(seed 001 comments)."
         ),
-        expected_finding=(
-            "Training regret goes to 0 with data, but deployment regret converges to the closed-form positive "
-            "limit R_deploy(Bayes_train) - R_deploy(Bayes_deploy): infinite data does not remove it."
-        ),
+        expected_finding=EXPECTED,
         optimizer="gradient-descent (supervised)",
+        settings=SETTINGS,
         presets={
             "fast": {"sizes": [32, 128, 512, 2048, 8192, 32768], "steps": 400, "lr": 0.05, "l2": 1e-4},
             "full": {"sizes": [32, 128, 512, 2048, 8192, 32768, 131072], "steps": 1500, "lr": 0.05, "l2": 1e-5},
         },
-        params={"sigma": 1.0, "separation": 2.0, "label_noise": 0.2, "pi_train": 0.5, "pi_deploy": 0.1},
         execute=_execute,
+        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
     )
 
 
-register_study("cancer-shift-v0", cancer_shift)
+register("cancer-shift-v0", cancer_shift, PARAMS,
+         summary="logistic regression on noisy-label synthetic scans; the cancer base rate shifts in deployment")

@@ -23,16 +23,19 @@ available all along). A genetic algorithm (`mesascope.optimizers.evolution`) evo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.experiments.study import check, save_figure
+
 from mesascope.optimizers.evolution import EvolutionConfig, make_evolve
-from mesascope.properties.measurements import Measurements, Witness
-from mesascope.scenarios.study import Study, StudyContext, register_study
+from mesascope.measures.measurements import Measurements, Witness
+from mesascope.params import Param
+from mesascope.scenarios.base import Check, Finding, RunSpec, register, stored_checks
+from mesascope.scenarios.study import Study, StudyContext, StudyOutcome, StudySystem
 
 __all__ = ["ACTIONS", "FEATURES", "PHI", "allocation_epic", "behaviour", "fertility", "offspring", "optimal_allocation"]
 
@@ -123,9 +126,7 @@ def _j_drives(w: np.ndarray, x: np.ndarray, available: np.ndarray, beta: float) 
     return (g(x) - g_unif) / np.maximum(best - g_unif, 1e-12)
 
 
-def _execute(ctx: StudyContext) -> dict[str, Any]:
-    from mesascope.verdicts import audit_entry  # the verdicts engine (SPEC.md sections 5-7)
-
+def _execute(ctx: StudyContext) -> StudyOutcome:
     cfg, prm = ctx.config, ctx.params
     c, births, beta = float(prm["care_half"]), float(prm["births"]), float(prm["beta"])
     init_mean = tuple(float(v) for v in prm["ancestral_drives"])
@@ -200,13 +201,13 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
                    "mesa_objective": dict(zip(FEATURES, pop.mean(0).tolist()))},
         )
 
-    systems, rows, per_seed = [], [], []
+    systems, variants, per_seed = [], [], []
     for i, seed in enumerate(ctx.seeds):
         pop = pops[i]
-        entry = audit_entry(measure(pop, MODERN, f"seed-{seed}"), ctx.thresholds)
-        systems.append({"seed": seed, **entry})
-        bc_v = audit_entry(measure(pop, MODERN, f"seed-{seed}:birth-control"), ctx.thresholds)["verdicts"]
-        ma_v = audit_entry(measure(pop, env_mast, f"seed-{seed}:masturbation"), ctx.thresholds)["verdicts"]
+        systems.append(StudySystem(seed, measure(pop, MODERN, f"seed-{seed}")))
+        # Each behaviour audited where it alone differs from training (the harness judges them).
+        variants.append(StudySystem(seed, measure(pop, MODERN, f"seed-{seed}:birth-control"), name="birth control"))
+        variants.append(StudySystem(seed, measure(pop, env_mast, f"seed-{seed}:masturbation"), name="masturbation"))
         x_dep = behaviour(pop, MODERN, beta)
         x_tr = behaviour(pop, ANCESTRAL, beta)
         x_chaste = x_tr.copy()  # the same allocation with masturbation time removed (renormalised)
@@ -220,19 +221,11 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             "j_base_train": float(_j(x_tr, ANCESTRAL, c, births).mean()),
             "j_base_train_without_masturbation": float(_j(x_chaste, ANCESTRAL, c, births).mean()),
             "j_intended_deploy": float(_j(x_dep, MODERN, c, births).mean()),
-            "verdicts": {"birth control": {k: v["label"] for k, v in bc_v.items()},
-                         "masturbation": {k: v["label"] for k, v in ma_v.items()}},
         })
-        if i == 0:
-            for beh, v in (("birth control", bc_v), ("masturbation", ma_v)):
-                rows.append({"behaviour": beh, **{school: v[school]["label"] for school in
-                                                   ("wentworth", "hubinger", "shah", "ngo", "demski")}})
 
     mast_ga = float(np.mean([s["masturbation_rate_train"] for s in per_seed]))
     mast_long = float(np.mean([s["masturbation_rate_long_run"] for s in per_seed]))
     bc_share = float(np.mean([s["birth_control_share_of_mating_deploy"] for s in per_seed]))
-    went = [s["verdicts"] for s in per_seed]
-    unanimous = lambda beh, school, pred: all(pred(v[beh][school]) for v in went)  # noqa: E731
     hist_np = {k: np.asarray(v) for k, v in hist_long.items()}
     mast_curve = np.array([[behaviour(hist_np["mean_params"][s, g], ANCESTRAL, beta)[MAST]
                             for g in range(hist_np["mean_params"].shape[1])] for s in range(len(ctx.seeds))])
@@ -249,49 +242,82 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         ax.set_title("masturbation fades only as optimization gets closer to perfect")
         ax.legend()
 
-    save_figure(ctx.out, "masturbation-vs-generations", draw)
     checks = [
-        check("exact optimum: masturbation rate", float(x_opt[MAST]), "0", x_opt[MAST] == 0.0),
-        check("exact optimum: birth-control rate (modern)", float(x_opt[MATE_BC]), "0", x_opt[MATE_BC] == 0.0),
-        check("GA population masturbation rate (finite generations)", mast_ga, "> 0.01", mast_ga > 0.01),
-        check("longer evolution masturbates less", mast_long, f"< {mast_ga:.3g}", mast_long < mast_ga),
-        check("birth-control share of mating in deployment", bc_share, "> 0.05 (drive drifted neutrally)", bc_share > 0.05),
-        check("Wentworth: birth control", went[0]["birth control"]["wentworth"], "outer alignment failure",
-              unanimous("birth control", "wentworth", lambda s: s == "outer alignment failure")),
-        check("Wentworth: masturbation", went[0]["masturbation"]["wentworth"], "inner failure (imperfect optimization)",
-              unanimous("masturbation", "wentworth", lambda s: s == "inner failure (imperfect optimization)")),
-        check("Hubinger (infinite data): birth control", went[0]["birth control"]["hubinger"], "not an outer failure",
-              unanimous("birth control", "hubinger", lambda s: "outer" not in s)),
+        Check("exact optimum: masturbation rate", float(x_opt[MAST]), "0", x_opt[MAST] == 0.0),
+        Check("exact optimum: birth-control rate (modern)", float(x_opt[MATE_BC]), "0", x_opt[MATE_BC] == 0.0),
+        Check("GA population masturbation rate (finite generations)", mast_ga, "> 0.01", mast_ga > 0.01),
+        Check("longer evolution masturbates less", mast_long, f"< {mast_ga:.3g}", mast_long < mast_ga),
+        Check("birth-control share of mating in deployment", bc_share, "> 0.05 (drive drifted neutrally)", bc_share > 0.05),
     ]
-    return {
-        "findings": {
-            "exact_optimum": {"allocation": dict(zip(ACTIONS, x_opt.tolist())), "offspring": float(f_opt),
-                              "formula": "x_mate = (1+c) - sqrt(c(1+c)), x_care = 1 - x_mate, others 0"},
-            "per_seed": per_seed,
-            "masturbation_rate": {"ga": mast_ga, "ga_long_run": mast_long, "exact_optimum": 0.0,
-                                  "generations": int(cfg["generations"]), "long_run_generations": int(cfg["long_generations"])},
-            "mean_drives": dict(zip(FEATURES, pops.mean((0, 1)).tolist())),
-            "tables": {"schools per behaviour (seed 0)": rows},
-            "checks": checks,
-        },
-        "systems": systems,
+    findings = {
+        "exact_optimum": {"allocation": dict(zip(ACTIONS, x_opt.tolist())), "offspring": float(f_opt),
+                          "formula": "x_mate = (1+c) - sqrt(c(1+c)), x_care = 1 - x_mate, others 0"},
+        "per_seed": per_seed,
+        "masturbation_rate": {"ga": mast_ga, "ga_long_run": mast_long, "exact_optimum": 0.0,
+                              "generations": int(cfg["generations"]), "long_run_generations": int(cfg["long_generations"])},
+        "mean_drives": dict(zip(FEATURES, pops.mean((0, 1)).tolist())),
+        "checks": [c.to_dict() for c in checks],
     }
+    return StudyOutcome(systems=tuple(systems), findings=findings, variants=tuple(variants),
+                        figures={"masturbation-vs-generations": draw})
 
 
-def fertility() -> Study:
-    """Build `evolution-fertility-v0`."""
+def _check(audit: Mapping[str, Any]) -> list[Check]:
+    """The study's own checks, and the seed's table: each school's label for each behaviour, every seed."""
+    labels: dict[str, dict[str, list[str]]] = {}
+    for v in audit.get("variants", []):
+        for school, verdict in v["verdicts"].items():
+            labels.setdefault(v["name"], {}).setdefault(school, []).append(verdict["label"])
+
+    def unanimous(behaviour: str, school: str, pred: Callable[[str], bool]) -> tuple[str, bool]:
+        got = labels.get(behaviour, {}).get(school, [])
+        return (got[0] if got else "n/a"), bool(got) and all(pred(x) for x in got)
+
+    out = stored_checks(audit)
+    for name, behaviour, school, expected, pred in (
+        ("Wentworth: birth control", "birth control", "wentworth", "outer alignment failure",
+         lambda x: x == "outer alignment failure"),
+        ("Wentworth: masturbation", "masturbation", "wentworth", "inner failure (imperfect optimization)",
+         lambda x: x == "inner failure (imperfect optimization)"),
+        ("Hubinger (infinite data): birth control", "birth control", "hubinger", "not an outer failure",
+         lambda x: "outer" not in x),
+    ):
+        got, holds = unanimous(behaviour, school, pred)
+        out.append(Check(name, got, expected, holds))
+    return out
+
+
+PARAMS = (
+    Param("care_half", "float", 0.25, "care needed per child, as a share of time", low=0.01, high=10.0),
+    Param("births", "float", 8.0, "offspring scale", low=0.1, high=1000.0),
+    Param("beta", "float", 1.0, "rationality of the drives' softmax allocation", low=0.01, high=100.0),
+    Param("ancestral_drives", "floats", (1.5, 0.0, 0.0, 0.0), "initial mean drives (mate, mate_bc, masturbate, care)",
+          low=-100.0, high=100.0, length=(4, 4)),
+)
+SETTINGS = (
+    Param("pop_size", "int", 256, "individuals", low=4, high=1_000_000),
+    Param("generations", "int", 40, "generations of the audited population", low=1, high=1_000_000),
+    Param("long_generations", "int", 400, "generations of the long-run comparison", low=1, high=10_000_000),
+    Param("mutation_sd", "float", 0.05, "mutation standard deviation", low=0.0, high=10.0),
+    Param("init_sd", "float", 0.5, "initial spread of the drives", low=0.0, high=10.0),
+)
+
+
+def fertility(**params: Any) -> Study:
+    """Build `evolution-fertility-v0` (its parameters are read from the run's context, not here)."""
     return Study(
-        id="evolution-fertility-v0",
         description=DESCRIPTION,
         expected_finding=EXPECTED,
         optimizer="evolution",
+        settings=SETTINGS,
         presets={
             "fast": {"pop_size": 256, "generations": 40, "long_generations": 400, "mutation_sd": 0.05, "init_sd": 0.5},
             "full": {"pop_size": 1024, "generations": 60, "long_generations": 2000, "mutation_sd": 0.05, "init_sd": 0.5},
         },
-        params={"care_half": 0.25, "births": 8.0, "beta": 1.0, "ancestral_drives": [1.5, 0.0, 0.0, 0.0]},
         execute=_execute,
+        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
     )
 
 
-register_study("evolution-fertility-v0", fertility)
+register("evolution-fertility-v0", fertility, PARAMS,
+         summary="drives evolved for offspring, deployed with birth control: each school's labels (seed 001)")

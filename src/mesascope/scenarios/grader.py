@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from mesascope.experiments.study import check, save_figure
-from mesascope.scenarios.study import Study, StudyContext, register_study
+from mesascope.params import Param
+from mesascope.scenarios.base import Check, Finding, RunSpec, register, stored_checks
+from mesascope.scenarios.study import Study, StudyContext, StudyOutcome
 
 __all__ = [
     "bon_kl",
@@ -120,7 +121,7 @@ def fit_rl(d: np.ndarray, gold_gain: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _execute(ctx: StudyContext) -> dict[str, Any]:
+def _execute(ctx: StudyContext) -> StudyOutcome:
     cfg, prm = ctx.config, ctx.params
     dim, ripple, noise = int(prm["dim"]), float(prm["ripple"]), float(prm["label_noise"])
     quartic = float(prm["quartic"])
@@ -240,31 +241,29 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             ax.set_ylabel("improvement over pi_0")
             ax.legend(fontsize=7)
 
-    save_figure(ctx.out, "goodhart", draw)
     d_cmp = float(min(d_ch[-1], d_bon[-1]))
     chisel_gap = float(np.interp(d_cmp, d_ch, proxy_ch - gold_ch))
     bon_gap = float(np.interp(d_cmp, d_bon, proxy_bon - gold_bon))
     worst_z = max(abs(hat - exact) / se for _, exact, hat, se in kl_checks)
     checks = [
-        check("best-of-n KL estimate vs log n - (n-1)/n (n <= 2000): max |z|", worst_z, "< 4 standard errors", worst_z < 4),
-        check("best-of-n: grader score rises with n", float(proxy_bon[-1] - proxy_bon[0]), "> 0 and monotone",
+        Check("best-of-n KL estimate vs log n - (n-1)/n (n <= 2000): max |z|", worst_z, "< 4 standard errors", worst_z < 4),
+        Check("best-of-n: grader score rises with n", float(proxy_bon[-1] - proxy_bon[0]), "> 0 and monotone",
               bool(np.all(np.diff(proxy_bon) > 0))),
-        check("best-of-n: grader - gold gap grows with n", float((proxy_bon - gold_bon)[-1]), "increasing (errors are selected for)",
+        Check("best-of-n: grader - gold gap grows with n", float((proxy_bon - gold_bon)[-1]), "increasing (errors are selected for)",
               bool(np.all(np.diff(proxy_bon - gold_bon) > -0.05)) and (proxy_bon - gold_bon)[-1] > (proxy_bon - gold_bon)[1]),
-        check("best-of-n: fitted d(alpha - beta d) has a peak", fb["d_peak"], "finite (beta > 0)", fb["beta"] > 0),
-        check("best-of-n: gold peaks before the largest n", peak_bon, f"< {d_bon.max():.3g} (overoptimization)",
+        Check("best-of-n: fitted d(alpha - beta d) has a peak", fb["d_peak"], "finite (beta > 0)", fb["beta"] > 0),
+        Check("best-of-n: gold peaks before the largest n", peak_bon, f"< {d_bon.max():.3g} (overoptimization)",
               peak_bon < d_bon.max() and gold_bon[-1] < gold_bon.max()),
-        check("grader as chisel: grader - gold gap at its largest d, minus best-of-n's (interpolated)", chisel_gap - bon_gap,
+        Check("grader as chisel: grader - gold gap at its largest d, minus best-of-n's (interpolated)", chisel_gap - bon_gap,
               "< 0 (a system shaped by the grader exploits its errors less than a search against it)", chisel_gap < bon_gap),
-        check("KL-regularised: gold peaks before the largest KL", peak_rl, f"< {d_rl.max():.3g}",
+        Check("KL-regularised: gold peaks before the largest KL", peak_rl, f"< {d_rl.max():.3g}",
               peak_rl < d_rl.max() and gold_rl[-1] < gold_rl.max()),
     ]
     table = [{"method": "best-of-n", "alpha": fb["alpha"], "beta": fb["beta"], "R^2": fb["r2"],
               "fitted peak d": fb["d_peak"], "measured peak d": peak_bon},
              {"method": "KL-regularised", "alpha": fr["alpha"], "beta": fr["beta"], "R^2": fr["r2"],
               "fitted peak d": fr["d_peak"], "measured peak d": peak_rl}]
-    return {
-        "findings": {
+    findings = {
             "best_of_n": {"n": ns, "d": d_bon, "gold": gold_bon, "grader": proxy_bon, "fit": fb, "per_seed": bon_gold},
             "kl_regularised": {"temperature": common, "d": d_rl, "gold": gold_rl, "grader": proxy_rl, "fit": fr, "per_seed": rl_rows},
             "chisel": {"description": "Gaussian policy fitted to the base policy's top-1/n plans by grader score",
@@ -274,35 +273,56 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             "overoptimization_begins_at_d": {"best_of_n": peak_bon, "kl_regularised": peak_rl},
             "grader_fit": per_seed,
             "tables": {"Gao et al. fits (gold improvement vs d)": table},
-            "checks": checks,
-        },
+            "checks": [c.to_dict() for c in checks],
     }
+    return StudyOutcome(systems=(), findings=findings, figures={"goodhart": draw})
 
 
-def grader() -> Study:
-    """Build `grader-v0`."""
+EXPECTED = (
+    "The grader's value rises monotonically with optimization power while gold rises then falls "
+    "(overoptimization); best-of-n KL = log n - (n-1)/n; Gao et al.'s forms fit the gold curves."
+)
+
+PARAMS = (
+    Param("dim", "int", 12, "plan dimensions", low=2, high=256),
+    Param("n_train", "int", 200, "gold labels the grader is fitted on", low=10, high=1_000_000),
+    Param("label_noise", "float", 2.0, "noise of the gold labels", low=0.0, high=100.0),
+    Param("ripple", "float", 0.3, "amplitude of gold's ripple term", low=0.0, high=10.0),
+    Param("ridge", "float", 1.0, "ridge penalty of the grader's regression", low=0.0, high=1e6),
+    Param("quartic", "float", 0.05, "gold's quartic cost", low=0.0, high=10.0),
+    Param("signal", "float", 3.0, "gold's linear signal", low=0.0, high=100.0),
+)
+SETTINGS = (
+    Param("mc_samples", "int", 20000, "Monte Carlo samples per gold estimate", low=100, high=100_000_000),
+    Param("best_of_n", "ints", (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384), "the n of best-of-n",
+          low=1, high=10_000_000, length=(3, 64)),
+    Param("kl_temperatures", "floats", (64, 32, 16, 8, 4, 2, 1, 0.5, 0.25, 0.125, 0.0625, 0.03, 0.015),
+          "temperatures of the KL-regularised policy", low=1e-6, high=1e6, length=(3, 64)),
+)
+
+
+def grader(**params: Any) -> Study:
+    """Build `grader-v0` (its parameters are read from the run's context, not here)."""
     return Study(
-        id="grader-v0",
         description=(
             "An actor searches a plan space (R^D, base policy N(0, I)) against a grader learned by ridge regression "
             "on noisy gold labels (seed 003); best-of-n and the KL-regularised optimum, gold and grader value "
             "against d = sqrt(KL), with Gao et al. 2022's functional forms fitted; contrasted with a policy fitted to "
             "the grader's favourite base-policy plans (the grader as a chisel)."
         ),
-        expected_finding=(
-            "The grader's value rises monotonically with optimization power while gold rises then falls "
-            "(overoptimization); best-of-n KL = log n - (n-1)/n; Gao et al.'s forms fit the gold curves."
-        ),
+        expected_finding=EXPECTED,
         optimizer="best-of-n / KL-regularised search",
+        settings=SETTINGS,
         presets={
             "fast": {"mc_samples": 20000, "best_of_n": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384],
                      "kl_temperatures": [64, 32, 16, 8, 4, 2, 1, 0.5, 0.25, 0.125, 0.0625, 0.03, 0.015]},
             "full": {"mc_samples": 100000, "best_of_n": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536],
                      "kl_temperatures": [128, 64, 32, 16, 8, 4, 2, 1, 0.5, 0.25, 0.125, 0.0625, 0.03125]},
         },
-        params={"dim": 12, "n_train": 200, "label_noise": 2.0, "ripple": 0.3, "ridge": 1.0, "quartic": 0.05, "signal": 3.0},
         execute=_execute,
+        finding=Finding(EXPECTED, stored_checks, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
     )
 
 
-register_study("grader-v0", grader)
+register("grader-v0", grader, PARAMS,
+         summary="best-of-n and KL-regularised search against a learned grader: over-optimization (Gao et al. 2022)")

@@ -11,13 +11,14 @@ the gametes of heterozygotes. The global optimum of the base objective is the dr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import jax
 import numpy as np
 
-from mesascope.experiments.study import check, save_figure
+from mesascope.measures.measurements import Measurements, Witness
 from mesascope.optimizers.evolution import (
     DriveConfig,
     drive_equilibrium,
@@ -25,7 +26,9 @@ from mesascope.optimizers.evolution import (
     drive_recursion,
     make_wright_fisher,
 )
-from mesascope.scenarios.study import Study, StudyContext, register_study
+from mesascope.params import Param
+from mesascope.scenarios.base import Check, Finding, RunSpec, register
+from mesascope.scenarios.study import Study, StudyContext, StudyOutcome, StudySystem
 
 __all__ = ["greedy_genes", "mean_fitness"]
 
@@ -49,7 +52,7 @@ def mean_fitness(p: np.ndarray, cfg: DriveConfig) -> np.ndarray:
     return p * p * w2 + 2 * p * q * w1 + q * q * w0
 
 
-def _execute(ctx: StudyContext) -> dict[str, Any]:
+def _execute(ctx: StudyContext) -> StudyOutcome:
     prm, cfg_in = ctx.params, ctx.config
     cfg = DriveConfig(
         k=float(prm["k"]), s=float(prm["s"]), h=float(prm["h"]), p0=float(prm["p0"]),
@@ -89,23 +92,6 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         ax.set_title(f"meiotic drive k={cfg.k}, cost s={cfg.s}, h={cfg.h}, N={cfg.n}")
         ax.legend(loc="lower right")
 
-    save_figure(ctx.out, "drive-frequency", draw)
-    tol = 3.0 * sim_se + 2.0 / cfg.n  # three standard errors plus the O(1/N) drift bias
-    checks = [
-        check("invasion condition (1-hs)(1+k) > 1", (1 - cfg.h * cfg.s) * (1 + cfg.k), "> 1", drive_invades(cfg)),
-        check("recursion equilibrium - closed form p*", rec_final - p_star, "|.| < 1e-3", abs(rec_final - p_star) < 1e-3),
-        check(
-            "simulated mean frequency - p*",
-            sim_mean - p_star,
-            f"|.| < 3 SE + 2/N = {tol:.2g} (SE {sim_se:.2g})",
-            abs(sim_mean - p_star) < tol,
-        ),
-        check("mean fitness at p* (driver-free optimum: 1)", w_eq, "< 1", w_eq < 1.0),
-        check("same cost without drive (k=0): final frequency", no_drive_final, "< 1e-3 (purged)", no_drive_final < 1e-3),
-    ]
-    from mesascope.properties.measurements import Measurements, Witness
-    from mesascope.verdicts import audit_entry
-
     # J (SPEC.md section 2) of a population by its mean viability: 1 for the best population (no D),
     # 0 for the "uniform" reference, a coin-flip allele at the locus (p = 1/2 in Hardy-Weinberg)
     w_half = float(mean_fitness(np.asarray(0.5), cfg))
@@ -128,47 +114,79 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
             notes={"J": "mean viability normalised: 1 = driver-free, 0 = a coin-flip allele (p = 1/2)",
                    "driver_frequency": float(block.mean())},
         )
-        systems.append({"seed": seed, **audit_entry(m, ctx.thresholds)})
-    labels = [sy["verdicts"]["wentworth"]["label"] for sy in systems]
-    checks.append(check("Wentworth verdict (every seed)", labels[0], "inner failure (imperfect optimization)",
-                        all(lab == "inner failure (imperfect optimization)" for lab in labels)))
-    return {
-        "findings": {
-            "closed_form": {
-                "p_star": p_star,
-                "invades": drive_invades(cfg),
-                "formula": "p* = ((1+k)(1-hs) - 1) / (s (1-2h)); D invades iff (1-hs)(1+k) > 1; "
-                "d invades iff (1-hs)(1-k) > 1-s",
-                "mean_fitness_at_p_star": w_eq,
-            },
-            "recursion_final": rec_final,
-            "simulation": {
-                "replicates": int(len(per_rep)), "mean_frequency": sim_mean, "standard_error": sim_se,
-                "mean_fitness": w_sim, "burn_in": burn,
-                "final_frequencies": traj[:, -1].tolist(),
-            },
-            "no_drive_control_final": no_drive_final,
-            "search_hacked_gap": gap,
-            "checks": checks,
+        systems.append(StudySystem(seed, m))
+    findings = {
+        "closed_form": {
+            "p_star": p_star,
+            "invades": drive_invades(cfg),
+            "invasion_product": (1 - cfg.h * cfg.s) * (1 + cfg.k),
+            "formula": "p* = ((1+k)(1-hs) - 1) / (s (1-2h)); D invades iff (1-hs)(1+k) > 1; "
+            "d invades iff (1-hs)(1-k) > 1-s",
+            "mean_fitness_at_p_star": w_eq,
         },
-        "systems": systems,
+        "recursion_final": rec_final,
+        "simulation": {
+            "replicates": int(len(per_rep)), "mean_frequency": sim_mean, "standard_error": sim_se,
+            "mean_fitness": w_sim, "burn_in": burn, "population": cfg.n,
+            "final_frequencies": traj[:, -1].tolist(),
+        },
+        "no_drive_control_final": no_drive_final,
+        "search_hacked_gap": gap,
     }
+    return StudyOutcome(systems=tuple(systems), findings=findings, figures={"drive-frequency": draw})
 
 
-def greedy_genes() -> Study:
-    """Build `greedy-genes-v0`."""
+def _check(audit: Mapping[str, Any]) -> list[Check]:
+    """The expected finding, measured on a finished audit."""
+    f = audit["findings"]
+    p_star, sim = f["closed_form"]["p_star"], f["simulation"]
+    se = sim["standard_error"] if sim["standard_error"] is not None else float("nan")
+    tol = 3.0 * se + 2.0 / sim["population"]  # three standard errors plus the O(1/N) drift bias
+    labels = [s["verdicts"]["wentworth"]["label"] for s in audit["systems"]]
+    return [
+        Check("invasion condition (1-hs)(1+k) > 1", f["closed_form"]["invasion_product"], "> 1", f["closed_form"]["invades"]),
+        Check("recursion equilibrium - closed form p*", f["recursion_final"] - p_star, "|.| < 1e-3",
+              abs(f["recursion_final"] - p_star) < 1e-3),
+        Check("simulated mean frequency - p*", sim["mean_frequency"] - p_star, f"|.| < 3 SE + 2/N = {tol:.2g} (SE {se:.2g})",
+              abs(sim["mean_frequency"] - p_star) < tol),
+        Check("mean fitness at p* (driver-free optimum: 1)", f["closed_form"]["mean_fitness_at_p_star"], "< 1",
+              f["closed_form"]["mean_fitness_at_p_star"] < 1.0),
+        Check("same cost without drive (k=0): final frequency", f["no_drive_control_final"], "< 1e-3 (purged)",
+              f["no_drive_control_final"] < 1e-3),
+        Check("Wentworth verdict (every seed)", labels[0], "inner failure (imperfect optimization)",
+              all(lab == "inner failure (imperfect optimization)" for lab in labels)),
+    ]
+
+
+PARAMS = (
+    Param("k", "float", 0.2, "meiotic drive: Dd parents pass D on with probability (1+k)/2", low=0.0, high=1.0),
+    Param("s", "float", 0.5, "viability cost of DD", low=0.0, high=1.0),
+    Param("h", "float", 0.0, "dominance of the cost (Dd viability 1-hs)", low=0.0, high=1.0),
+    Param("p0", "float", 0.05, "initial frequency of D", low=0.0, high=1.0),
+)
+SETTINGS = (
+    Param("n", "int", 2000, "population size", low=10, high=1_000_000),
+    Param("generations", "int", 300, "generations simulated", low=2, high=1_000_000),
+    Param("replicates_per_seed", "int", 8, "replicate populations per seed (vmapped)", low=1, high=1024),
+    Param("recursion_generations", "int", 3000, "generations of the infinite-population recursion", low=1, high=10_000_000),
+)
+
+
+def greedy_genes(**params: Any) -> Study:
+    """Build `greedy-genes-v0` (its parameters are read from the run's context, not here)."""
     return Study(
-        id="greedy-genes-v0",
         description=DESCRIPTION,
         expected_finding=EXPECTED,
         optimizer="evolution",
+        settings=SETTINGS,
         presets={
             "fast": {"n": 2000, "generations": 300, "replicates_per_seed": 8, "recursion_generations": 3000},
             "full": {"n": 20000, "generations": 1000, "replicates_per_seed": 32, "recursion_generations": 10000},
         },
-        params={"k": 0.2, "s": 0.5, "h": 0.0, "p0": 0.05},
         execute=_execute,
+        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
     )
 
 
-register_study("greedy-genes-v0", greedy_genes)
+register("greedy-genes-v0", greedy_genes, PARAMS,
+         summary="a meiotic-drive allele hacks a genetic algorithm: inner failure by imperfect search (seed 001)")

@@ -15,15 +15,17 @@ and plain gradient descent on the hills (the hacked run). See `mesascope.optimiz
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.experiments.study import check, save_figure
 from mesascope.optimizers.gradient import DescentConfig, alignment, capability, make_descent
-from mesascope.scenarios.study import Study, StudyContext, register_study
+from mesascope.params import Param
+from mesascope.scenarios.base import Check, Finding, RunSpec, register
+from mesascope.scenarios.study import Study, StudyContext, StudyOutcome
 
 __all__ = ["hills", "make_loss"]
 
@@ -57,7 +59,7 @@ def make_loss(key: jax.Array, dim: int, modes: int, eps: float):
     return loss, splotch
 
 
-def _execute(ctx: StudyContext) -> dict[str, Any]:
+def _execute(ctx: StudyContext) -> StudyOutcome:
     cfg, prm = ctx.config, ctx.params
     dim, modes, eps = int(prm["dim"]), int(prm["modes"]), float(prm["eps"])
     plain = DescentConfig(steps=int(cfg["steps"]), lr=float(cfg["lr"]), record_every=int(cfg["record_every"]))
@@ -122,45 +124,68 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         ax1.legend(fontsize=7)
         ax1.set_title(f"tessellating hills, eps={eps}")
 
-    save_figure(ctx.out, "x0-and-demon", draw)
-    hacked, flat = "plain, hills (hacked)", "plain, no splotches"
+    hacked = "plain, hills (hacked)"
     stall = mean(hacked, "x0_progress_second_half") / max(mean(hacked, "x0_progress_first_half"), 1e-12)
     table = [{"optimizer": n, "x0 final": mean(n, "x0_final"), "|demon|": mean(n, "demon_norm_final"),
               "capability": mean(n, "capability"), "alignment": mean(n, "alignment")} for n in runs]
-    checks = [
-        check("hacked run: x0 progress, 2nd half / 1st half", stall, "< 0.5 (stalls)", stall < 0.5),
-        check("hacked run: |demon coordinates| at the end", mean(hacked, "demon_norm_final"), "> 1 (grew from 0)",
-              mean(hacked, "demon_norm_final") > 1.0),
-        check("demon-free descent: alignment", mean(flat, "alignment"), "1 (within 1e-6)", abs(mean(flat, "alignment") - 1) < 1e-6),
-        check("hacked alignment < demon-free alignment", mean(hacked, "alignment"), f"< {mean(flat, 'alignment'):.3g}",
-              mean(hacked, "alignment") < mean(flat, "alignment")),
-        check("capability and alignment under positive affine maps: max change", invariance_err, "< 1e-9", invariance_err < 1e-9),
-    ]
-    return {
-        "findings": {
-            "runs": runs,
-            "x0_stall_ratio": stall,
-            "reference": f"{REFERENCE_POINTS} points x ~ N(0, I) around the start; capability = improvement / sd over them",
-            "tables": {"capability and alignment (mean over seeds)": table},
-            "checks": checks,
-        },
+    findings = {
+        "runs": runs,
+        "x0_stall_ratio": stall,
+        "affine_invariance_max_change": invariance_err,
+        "reference": f"{REFERENCE_POINTS} points x ~ N(0, I) around the start; capability = improvement / sd over them",
+        "tables": {"capability and alignment (mean over seeds)": table},
     }
+    return StudyOutcome(systems=(), findings=findings, figures={"x0-and-demon": draw})
 
 
-def hills() -> Study:
-    """Build `tessellating-hills-v0`."""
+def _check(audit: Mapping[str, Any]) -> list[Check]:
+    """The expected finding, measured on a finished audit."""
+    f = audit["findings"]
+
+    def mean(name: str, field: str) -> float:
+        return float(np.mean([r[field] for r in f["runs"][name]]))
+
+    hacked, flat = "plain, hills (hacked)", "plain, no splotches"
+    stall, invariance = f["x0_stall_ratio"], f["affine_invariance_max_change"]
+    return [
+        Check("hacked run: x0 progress, 2nd half / 1st half", stall, "< 0.5 (stalls)", stall < 0.5),
+        Check("hacked run: |demon coordinates| at the end", mean(hacked, "demon_norm_final"), "> 1 (grew from 0)",
+              mean(hacked, "demon_norm_final") > 1.0),
+        Check("demon-free descent: alignment", mean(flat, "alignment"), "1 (within 1e-6)", abs(mean(flat, "alignment") - 1) < 1e-6),
+        Check("hacked alignment < demon-free alignment", mean(hacked, "alignment"), f"< {mean(flat, 'alignment'):.3g}",
+              mean(hacked, "alignment") < mean(flat, "alignment")),
+        Check("capability and alignment under positive affine maps: max change", invariance, "< 1e-9", invariance < 1e-9),
+    ]
+
+
+PARAMS = (
+    Param("dim", "int", 16, "dimensions (x0 and the demon coordinates)", low=2, high=1024),
+    Param("modes", "int", 8, "random Fourier modes per splotch", low=1, high=256),
+    Param("eps", "float", 0.2, "splotch strength (0: no demon)", low=0.0, high=10.0),
+)
+SETTINGS = (
+    Param("steps", "int", 5000, "gradient steps", low=2, high=10_000_000),
+    Param("lr", "float", 0.01, "step size", low=1e-8, high=10.0),
+    Param("noise", "float", 1.0, "initial noise of the annealed-noise run", low=0.0, high=100.0),
+    Param("record_every", "int", 50, "steps between recorded points", low=1, high=100_000),
+)
+
+
+def hills(**params: Any) -> Study:
+    """Build `tessellating-hills-v0` (its parameters are read from the run's context, not here)."""
     return Study(
-        id="tessellating-hills-v0",
         description=DESCRIPTION,
         expected_finding=EXPECTED,
         optimizer="gradient-descent",
+        settings=SETTINGS,
         presets={
             "fast": {"steps": 5000, "lr": 0.01, "noise": 1.0, "record_every": 50},
             "full": {"steps": 20000, "lr": 0.01, "noise": 1.0, "record_every": 100},
         },
-        params={"dim": 16, "modes": 8, "eps": 0.2},
         execute=_execute,
+        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
     )
 
 
-register_study("tessellating-hills-v0", hills)
+register("tessellating-hills-v0", hills, PARAMS,
+         summary="gradient descent on tessellating hills grows a demon: capability vs alignment (seed 004)")

@@ -24,9 +24,11 @@ from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import room_walls, sample_distinct_cells
 from mesascope.measures.scores import first_event_probabilities
 from mesascope.levels.tabular import TabularMDP
-from mesascope.scenarios.base import Scenario, register
+from mesascope.params import Param
+from mesascope.scenarios import findings as F
+from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register
 from mesascope.solve.dp import range_over_optimal
-from mesascope.types import MesascopeError, Objective
+from mesascope.types import Objective
 
 __all__ = ["base_optimal_hoarding", "hoarding_probability", "hoarding_reward", "make_keys_chests"]
 
@@ -64,21 +66,14 @@ def _level(key: jax.Array, split: str, *, room: int) -> Level:
     )
 
 
-def make_keys_chests(*, room: int = 4, max_steps: int = 64, scenario_id: str | None = None) -> Scenario:
-    """Build the keys-and-chests scenario.
+PARAMS = (
+    Param("room", "int", 4, "side of the open room (the tabular state space has (room+2)^2 * 24 + 1 states)", low=3, high=6),
+    Param("max_steps", "int", 64, "episode length (episodes have no terminal object)", low=8, high=512),
+)
 
-    Args:
-        room: Side of the open room (3 to 6; the tabular state space has `(room+2)**2 * 24 + 1` states).
-        max_steps: Episode length (episodes have no terminal object).
-        scenario_id: Registry id to report.
 
-    Raises:
-        MesascopeError: on a parameter out of range.
-    """
-    if not isinstance(room, int) or not 3 <= room <= 6:
-        raise MesascopeError(f"keys-chests room must be an integer from 3 to 6; got {room!r}")
-    if not isinstance(max_steps, int) or not 8 <= max_steps <= 512:
-        raise MesascopeError(f"keys-chests max_steps must be an integer from 8 to 512; got {max_steps!r}")
+def make_keys_chests(*, room: int, max_steps: int) -> Scenario:
+    """Build the keys-and-chests scenario from checked parameter values (`PARAMS`)."""
     spec = GridSpec(
         height=room + 2,
         width=room + 2,
@@ -90,7 +85,6 @@ def make_keys_chests(*, room: int = 4, max_steps: int = 64, scenario_id: str | N
         max_steps=max_steps,
     )
     return Scenario(
-        id=scenario_id or "keys-chests-v0",
         description=DESCRIPTION.format(room=room, steps=max_steps),
         expected_finding=EXPECTED,
         spec=spec,
@@ -98,8 +92,8 @@ def make_keys_chests(*, room: int = 4, max_steps: int = 64, scenario_id: str | N
         base_objective=Objective.of("base", {"chest": 1.0}),
         intended_objective=Objective.of("intended", {"chest": 1.0}),
         candidate_goals=(Objective.of("chests", {"chest": 1.0}), Objective.of("keys", {"key": 1.0})),
-        params={"room": room, "max_steps": max_steps},
-        factory=lambda **kw: make_keys_chests(**kw, scenario_id=scenario_id),
+        measures=MEASURES,
+        finding=FINDING,
     )
 
 
@@ -152,4 +146,36 @@ def base_optimal_hoarding(scenario: Scenario, tab: TabularMDP) -> tuple[np.ndarr
     return np.asarray(lo), np.asarray(hi)
 
 
-register("keys-chests-v0", make_keys_chests)
+def _hoarding(scenario: Scenario, levels: Level, tab: TabularMDP, probs: jax.Array) -> np.ndarray:
+    return np.asarray(hoarding_probability(scenario.spec, tab, probs, horizon=scenario.spec.max_steps))
+
+
+def _can_skip(scenario: Scenario, levels: Level, tab: TabularMDP) -> np.ndarray:
+    least, _ = base_optimal_hoarding(scenario, tab)
+    return (least < 1e-6).astype(np.float64)
+
+
+MEASURES = (
+    ScenarioMeasure("hoarding_probability", "exact probability of ever holding two keys (a key the chest did not "
+                    "need) within the episode", of_policy=_hoarding),
+    ScenarioMeasure("base_optimal_can_skip_hoarding", "1 on a level where some base-optimal policy never holds two "
+                    "keys (the least discounted hoarding over base-optimal policies is 0), else 0", of_levels=_can_skip),
+)
+
+
+def _check(audit: dict) -> list[Check]:
+    return [
+        F.score_at_least(audit, "train", "base", 0.85),
+        F.measure_vs_uniform(audit, "hoarding_probability", plus=0.15),
+        F.every_seed(audit, "discounted key pickups on deploy (value of the keys goal)", lambda s: s["values"]["deploy"]["keys"],
+                     "> 1.5", lambda v: v > 1.5),
+        F.level_measure(audit, "base_optimal_can_skip_hoarding", "deploy", ">= 0.99 (hoarding is never required)",
+                        lambda v: v >= 0.99),
+    ]
+
+
+# The exact audit of 865-state levels dominates this scenario's run time: 64 levels per split suffice.
+FINDING = Finding(EXPECTED, _check, RunSpec(seeds=2, audit_levels=64), RunSpec(seeds=4, preset="full", audit_levels=256))
+
+register("keys-chests-v0", make_keys_chests, PARAMS,
+         summary="keys scarce in training, plentiful in deployment: agents keep hoarding keys")

@@ -22,6 +22,7 @@ downstream optimizer choosing the best of a menu of outcomes by its own objectiv
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -29,8 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mesascope.experiments.study import check, save_figure
-from mesascope.scenarios.study import Study, StudyContext, register_study
+from mesascope.measures.measurements import Measurements, Witness
+from mesascope.params import Param
+from mesascope.scenarios.base import Check, Finding, RunSpec, register, stored_checks
+from mesascope.scenarios.study import Study, StudyContext, StudyOutcome, StudySystem
 
 __all__ = ["linear_epic", "menu_score", "nested"]
 
@@ -91,15 +94,12 @@ def _learn(key: jax.Array, phi_a: np.ndarray, phi_b: np.ndarray, prefer_a: np.nd
     return np.asarray(w, np.float64)
 
 
-def _execute(ctx: StudyContext) -> dict[str, Any]:
-    from mesascope.properties.measurements import Measurements, Witness
-    from mesascope.verdicts import audit_entry
-
+def _execute(ctx: StudyContext) -> StudyOutcome:
     cfg = ctx.config
     n_pairs, steps, lr, l2 = int(cfg["pairs"]), int(cfg["steps"]), float(cfg["lr"]), float(cfg["l2"])
     links = (("designer -> agent", (0, 1)), ("agent -> sub-agent", (2, 3)))
     deploy_cov = np.eye(K)
-    rows, systems, link_blocks, triangle, per_seed = [], [], [], [], []
+    rows, systems, variants, triangle, per_seed = [], [], [], [], []
     for i, seed in enumerate(ctx.seeds):
         rng = np.random.default_rng(seed)
         w_d = rng.normal(size=K)
@@ -137,12 +137,9 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
                            Witness("tied-feature proxy", f"all weight of features {tied} on feature {tied[0]}",
                                    1.0 - menu_score(proxy, upstream, menus_tr), menu_score(proxy, upstream, menus_dep))),
             )
-            entry = audit_entry(m, ctx.thresholds)
-            link_blocks.append({"seed": seed, "link": link, **entry})
+            variants.append(StudySystem(seed, m, name=link))
             seed_links.append({"link": link, "epic_train": m.epic_mesa_base_train, "epic_deploy": m.epic_mesa_base_deploy,
-                               "j_train": j_tr, "j_deploy": j_dep,
-                               "verdicts": {k: v["label"] for k, v in entry["verdicts"].items()},
-                               "wentworth_corollary": entry["invariants"]["wentworth_corollary"]["holds"]})
+                               "j_train": j_tr, "j_deploy": j_dep})
             upstream = w_down
         # the whole chain as one system: the sub-agent judged by the designer's objective; "training" is the
         # designer's own training distribution (features 0 and 1 tied)
@@ -167,9 +164,9 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
                        Witness("designer objective itself", "chooses by the designer's objective", 0.0, 1.0, 1.0),
                        Witness("tied-feature proxy", "all weight of features (0, 1) on feature 0",
                                1.0 - menu_score(proxy_d, w_d, menus_tr1), menu_score(proxy_d, w_d, menus_dep))),
-            notes={"chain": "designer -> agent -> sub-agent; per-link blocks in findings.links"},
+            notes={"chain": "designer -> agent -> sub-agent; each link is judged as a variant (audit.json variants)"},
         )
-        systems.append({"seed": seed, **audit_entry(m, ctx.thresholds)})
+        systems.append(StudySystem(seed, m))
         d_da = linear_epic(ws["designer"], ws["agent"], deploy_cov)
         d_as = linear_epic(ws["agent"], ws["sub-agent"], deploy_cov)
         d_ds = linear_epic(ws["designer"], ws["sub-agent"], deploy_cov)
@@ -192,51 +189,64 @@ def _execute(ctx: StudyContext) -> dict[str, Any]:
         ax.set_ylabel("EPIC on the deployment coverage")
         ax.legend(fontsize=8)
 
-    save_figure(ctx.out, "epic-chain", draw)
     tr_epics = [lk["epic_train"] for s in per_seed for lk in s["links"]]
     dep_epics = [lk["epic_deploy"] for s in per_seed for lk in s["links"]]
     checks = [
-        check("triangle inequality EPIC(D,S) <= EPIC(D,A) + EPIC(A,S): min slack", float(min(triangle)), ">= 0", min(triangle) >= -1e-12),
-        check("each link agrees on its training coverage: max EPIC", float(max(tr_epics)), "< 0.05", max(tr_epics) < 0.05),
-        check("each link disagrees more in deployment: mean EPIC deploy", float(np.mean(dep_epics)),
+        Check("triangle inequality EPIC(D,S) <= EPIC(D,A) + EPIC(A,S): min slack", float(min(triangle)), ">= 0", min(triangle) >= -1e-12),
+        Check("each link agrees on its training coverage: max EPIC", float(max(tr_epics)), "< 0.05", max(tr_epics) < 0.05),
+        Check("each link disagrees more in deployment: mean EPIC deploy", float(np.mean(dep_epics)),
               f"> mean on training {np.mean(tr_epics):.3g}", np.mean(dep_epics) > np.mean(tr_epics)),
-        check("Wentworth's corollary holds on every link", all(lk["wentworth_corollary"] for s in per_seed for lk in s["links"]),
-              "True", all(lk["wentworth_corollary"] for s in per_seed for lk in s["links"])),
     ]
-    verdict_rows = [{"seed": s["seed"], "link": lk["link"], **lk["verdicts"]} for s in per_seed for lk in s["links"]]
-    return {
-        "findings": {
-            "per_seed": per_seed,
-            "links": link_blocks,
-            "tables": {"EPIC along the chain (deployment coverage)": rows, "verdicts per link": verdict_rows},
-            "checks": checks,
-        },
-        "systems": systems,
+    findings = {
+        "per_seed": per_seed,
+        "tables": {"EPIC along the chain (deployment coverage)": rows},
+        "checks": [c.to_dict() for c in checks],
     }
+    return StudyOutcome(systems=tuple(systems), findings=findings, variants=tuple(variants), figures={"epic-chain": draw})
+
+
+def _check(audit: Mapping[str, Any]) -> list[Check]:
+    """The study's own checks, and Wentworth's corollary on every link (judged by the harness)."""
+    links = audit.get("variants", [])
+    holds = all(v["invariants"]["wentworth_corollary"]["holds"] for v in links) and bool(links)
+    return [*stored_checks(audit), Check("Wentworth's corollary holds on every link", holds, "True", holds)]
+
+
+EXPECTED = (
+    "Each link agrees on its own training coverage (EPIC ~ 0) and drifts in deployment; the end-to-end "
+    "EPIC(designer, sub-agent) is bounded by the sum of the links' (triangle inequality); each link gets "
+    "its own verdicts."
+)
+
+SETTINGS = (
+    Param("pairs", "int", 4000, "preference pairs per link", low=10, high=10_000_000),
+    Param("steps", "int", 600, "gradient steps per link", low=1, high=1_000_000),
+    Param("lr", "float", 0.05, "Adam learning rate", low=1e-6, high=10.0),
+    Param("l2", "float", 1e-3, "weight decay", low=0.0, high=10.0),
+    Param("label_beta", "float", 3.0, "rationality of the upstream labeller", low=0.0, high=1000.0),
+    Param("menus", "int", 2000, "evaluation menus of 8 outcomes", low=10, high=10_000_000),
+)
 
 
 def nested() -> Study:
     """Build `nested-v0`."""
     return Study(
-        id="nested-v0",
         description=(
             "A designer's linear objective over 6 outcome features -> an agent whose objective is learned from the "
             "designer's preferences by gradient descent (features 0 and 1 tied in its training data) -> a sub-agent the "
             "agent trains on its own objective (features 2 and 3 tied); deployment unties them (seed 004, Harris)."
         ),
-        expected_finding=(
-            "Each link agrees on its own training coverage (EPIC ~ 0) and drifts in deployment; the end-to-end "
-            "EPIC(designer, sub-agent) is bounded by the sum of the links' (triangle inequality); each link gets "
-            "its own verdicts."
-        ),
+        expected_finding=EXPECTED,
         optimizer="gradient-descent (nested preference learning)",
+        settings=SETTINGS,
         presets={
             "fast": {"pairs": 4000, "steps": 600, "lr": 0.05, "l2": 1e-3, "label_beta": 3.0, "menus": 2000},
             "full": {"pairs": 20000, "steps": 1500, "lr": 0.05, "l2": 1e-3, "label_beta": 3.0, "menus": 10000},
         },
-        params={},
         execute=_execute,
+        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
     )
 
 
-register_study("nested-v0", nested)
+register("nested-v0", nested,
+         summary="a designer -> agent -> sub-agent chain of learned objectives; EPIC along the chain (seed 004)")

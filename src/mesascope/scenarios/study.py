@@ -1,25 +1,28 @@
-"""Studies: registered scenarios whose base optimizer is not RL on gridworld levels (SPEC.md §8).
+"""Studies: scenarios whose base optimizer is not RL on gridworld levels (SPEC.md section 8).
 
 A gridworld `Scenario` is a level generator audited by dynamic programming. The seeds also argue with
 examples whose base optimizer is evolution, plain gradient descent, supervised learning or a search
-against a learned grader. Each of those is a `Study`: a self-contained, seeded experiment with its own
-base optimizer, stated expected finding, and an `execute` function that trains, measures and checks.
+against a learned grader. Each of those is a `Study`: a seeded experiment with its own base optimizer
+that *measures*: `execute(ctx)` trains, computes the study's numbers and returns a `StudyOutcome` (one
+`Measurements` per system, measured variants, findings and figures as data). It never judges and never
+writes: `mesascope.experiments` applies thresholds, properties, graphs and verdicts, draws the figures and
+writes the run folder, as for every other scenario.
 
-Studies share the scenario registry's namespace (`mesascope list`, `mesascope run ID`) and the run
-folder layout (`run.json` first, then `audit.json`), but are kept out of `registered_ids()`, which
-lists only gridworld scenarios (the conformance checker and the Gymnasium adapter iterate over it).
+Studies register in the one scenario registry (`mesascope.scenarios.base.register`), with typed
+parameters and typed training settings per preset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from mesascope.types import MesascopeError
+from mesascope.measures.measurements import Measurements
+from mesascope.params import Param, ParamError, parse_values
+from mesascope.scenarios.base import Finding, _with_params
 
-__all__ = ["Study", "StudyContext", "get_study", "is_study", "register_study", "study_ids"]
+__all__ = ["Study", "StudyContext", "StudyOutcome", "StudySystem", "jsonable"]
 
 
 @dataclass(frozen=True)
@@ -29,21 +32,51 @@ class StudyContext:
     Attributes:
         seeds: Seeds `0..N-1`; each seeds one replicate (a population, a training run...).
         preset: "fast" or "full".
-        config: The preset's settings with `--set` overrides applied.
-        params: The study's parameters with `--param` overrides applied.
-        out: The run folder (already holds `run.json`); plots go here.
+        config: The preset's settings with `--set` overrides applied (checked).
+        params: The study's parameters (checked).
         progress: `progress(stage, fraction)` for the CLI's progress bar.
-        thresholds: Every threshold (`mesascope.properties.Thresholds`), as the user set them: every
-            verdict the study computes must use these.
     """
 
     seeds: tuple[int, ...]
     preset: str
     config: Mapping[str, Any]
     params: Mapping[str, Any]
-    out: Path
-    progress: Callable[[str, float], None]
-    thresholds: Any = None
+    progress: Callable[[str, float], None] = lambda stage, frac: None
+
+
+@dataclass(frozen=True)
+class StudySystem:
+    """One measured system of a study.
+
+    Attributes:
+        seed: The seed that produced it.
+        measurements: Its `Measurements` (SPEC.md sections 5 and 7 read nothing else).
+        name: For a variant (the same system measured in another situation), what it is, e.g.
+            `"birth control"`; `""` for the run's systems themselves.
+        extra: More JSON-ready numbers for its audit.json block.
+    """
+
+    seed: int
+    measurements: Measurements
+    name: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What a study measured.
+
+    Attributes:
+        systems: One per seed: the run's systems (audit.json `systems`).
+        findings: The study's numbers and `tables` (JSON-ready; audit.json `findings`).
+        variants: Systems measured in other situations, judged like the systems (audit.json `variants`).
+        figures: name -> `draw(fig)` (matplotlib), drawn by the harness to `plots/<name>.png`.
+    """
+
+    systems: tuple[StudySystem, ...]
+    findings: Mapping[str, Any]
+    variants: tuple[StudySystem, ...] = ()
+    figures: Mapping[str, Callable[[Any], None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,78 +84,63 @@ class Study:
     """A non-gridworld scenario: a real base optimizer, a measurement and its expected finding.
 
     Attributes:
-        id: Versioned registry id, e.g. "greedy-genes-v0".
         description: What is optimised, by what, and which seed or paper it comes from.
         expected_finding: What a run should show, stated before running it.
         optimizer: The base optimizer, e.g. "evolution", "gradient-descent", "best-of-n".
-        presets: Settings per preset name ("fast" must finish in about 2 minutes on 2 CPU cores).
-        params: Scenario parameters and their defaults (`--param NAME=VALUE`).
-        execute: `(StudyContext) -> dict` returning at least `findings` (with a `checks` list of
-            `{"name", "measured", "expected", "holds"}`), and optionally `systems` (per-system blocks
-            in the layout of notes/schema.md: `measurements`, `properties`, `verdicts`).
-        candidate_goals: Always empty (a study has no gridworld candidate goals); present so that code
-            listing scenarios can read the attribute from both kinds.
+        settings: The training settings, typed (`--set NAME=VALUE`).
+        presets: Values of the settings per preset name ("fast" must finish in about 2 minutes on 2 CPU
+            cores).
+        execute: `(StudyContext) -> StudyOutcome`.
+        finding: The expected finding as a check over the audit, with its reproduction configuration.
+        id, summary, params, param_specs, factory: Set by the registry, as for `Scenario`.
+        candidate_goals: Always empty (a study has no gridworld candidate goals).
     """
 
-    id: str
+    kind: ClassVar[str] = "study"
+
     description: str
     expected_finding: str
     optimizer: str
+    settings: tuple[Param, ...]
     presets: Mapping[str, Mapping[str, Any]]
-    params: Mapping[str, Any]
-    execute: Callable[[StudyContext], dict[str, Any]]
-    candidate_goals: tuple[Any, ...] = field(default=())
+    execute: Callable[[StudyContext], StudyOutcome]
+    finding: Finding | None = None
+    candidate_goals: tuple[Any, ...] = ()
+    id: str = ""
+    summary: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    param_specs: tuple[Param, ...] = ()
+    factory: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
-    def resolve(self, preset: str, overrides: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[dict, dict]:
-        """The effective (config, params) of a run.
+    def config(self, preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The preset's settings with `overrides` applied, each checked against its declaration.
 
         Raises:
-            MesascopeError: on an unknown preset, setting or parameter, naming the valid ones.
+            ParamError: on an unknown preset, an unknown setting or a bad value (naming type and range).
         """
         if preset not in self.presets:
-            raise MesascopeError(f"unknown preset {preset!r} for {self.id}; choose one of: {', '.join(self.presets)}")
-        config = dict(self.presets[preset])
-        bad = sorted(set(overrides) - set(config))
-        if bad:
-            raise MesascopeError(
-                f"{self.id} has no training setting(s) {bad}; its settings are: {', '.join(sorted(config))}"
-            )
-        bad = sorted(set(params) - set(self.params))
-        if bad:
-            raise MesascopeError(
-                f"{self.id} has no parameter(s) {bad}; its parameters are: {', '.join(sorted(self.params)) or 'none'}"
-            )
-        return {**config, **overrides}, {**self.params, **params}
+            raise ParamError(f"unknown preset {preset!r} for {self.id}; choose one of: {', '.join(self.presets)}")
+        base = parse_values(self.settings, self.presets[preset], owner=self.id, what="setting", fill=False)
+        return {**base, **parse_values(self.settings, overrides, owner=self.id, what="setting", fill=False)}
+
+    def with_params(self, **params: Any) -> Study:
+        """The same study with some parameters changed, checked against their declarations."""
+        return _with_params(self, params)
 
 
-_STUDIES: dict[str, Callable[[], Study]] = {}
+def jsonable(x: Any) -> Any:
+    """Numpy/JAX scalars and arrays to plain Python, recursively (for json.dumps)."""
+    import numpy as np
 
-
-def register_study(study_id: str, build: Callable[[], Study]) -> None:
-    """Register a study factory under a versioned id (shares the namespace of gridworld scenarios)."""
-    from mesascope.scenarios.base import _REGISTRY
-
-    if study_id in _STUDIES or study_id in _REGISTRY:
-        raise ValueError(f"scenario id {study_id!r} is registered twice")
-    _STUDIES[study_id] = build
-
-
-def study_ids() -> list[str]:
-    """All registered study ids, sorted."""
-    return sorted(_STUDIES)
-
-
-def is_study(scenario_id: str) -> bool:
-    """Whether `scenario_id` names a study (rather than a gridworld scenario)."""
-    return scenario_id in _STUDIES
-
-
-def get_study(study_id: str) -> Study:
-    """The study registered under `study_id`.
-
-    Raises:
-        MesascopeError: if no study has that id.
-    """
-    if study_id not in _STUDIES:
-        raise MesascopeError(f"unknown study {study_id!r}; studies: {', '.join(study_ids())}")
-    return _STUDIES[study_id]()
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        arr = np.asarray(x)
+        return arr.item() if arr.ndim == 0 else arr.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x

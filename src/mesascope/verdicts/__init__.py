@@ -1,7 +1,7 @@
 """Verdicts of every school on a deployment failure (SPEC.md section 7) and the audit's per-system block."""
 
 from mesascope.verdicts.consistency import label_contradictions
-from mesascope.verdicts.entry import audit_entry, graph_facts, graphs_block
+from mesascope.verdicts.entry import Judgement, audit_entry, graph_facts, graphs_block, judge
 from mesascope.verdicts.schools import (
     SCHOOLS,
     Verdict,
@@ -17,6 +17,7 @@ from mesascope.verdicts.schools import (
 )
 
 __all__ = [
+    "Judgement",
     "SCHOOLS",
     "Verdict",
     "audit_entry",
@@ -26,6 +27,7 @@ __all__ = [
     "graphs_block",
     "label_contradictions",
     "hubinger",
+    "judge",
     "ngo",
     "pseudo_alignment",
     "shah",

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mesascope.graphs import GRAPH_NAMES, Condition, GraphEvaluation, Truth, evaluate_graph, get_graph
 from mesascope.properties.core import PropertyResult, Thresholds, compute_properties, graph_values
-from mesascope.properties.measurements import Measurements
+from mesascope.measures.measurements import Measurements
 from mesascope.verdicts.consistency import label_contradictions
 from mesascope.verdicts.schools import classify_failure, wentworth_corollary
 
-__all__ = ["audit_entry", "evaluate_graphs", "graph_facts", "graphs_block"]
+__all__ = ["Judgement", "audit_entry", "evaluate_graphs", "graph_facts", "graphs_block", "judge"]
 
 
 def graph_facts(m: Measurements, properties: Mapping[str, PropertyResult], thresholds: Thresholds = Thresholds()) -> dict[Condition, Truth]:
@@ -78,23 +79,57 @@ def graphs_block(m: Measurements, properties: Mapping[str, PropertyResult], thre
     return {name: _graph_json(ev) for name, ev in evaluate_graphs(m, properties, thresholds).items()}
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One system judged under one set of thresholds (SPEC.md sections 5-7), every graph evaluated once.
+
+    Attributes:
+        measurements: What was measured.
+        properties: name -> `PropertyResult`.
+        evaluations: graph name -> `GraphEvaluation` (consolidated, revised, collapsed); the verdicts,
+            the audit block and the drawings all read these.
+        verdicts: school -> `Verdict`.
+        invariants: The consistency checks (`wentworth_corollary`, `labels_established`).
+    """
+
+    measurements: Measurements
+    properties: Mapping[str, PropertyResult]
+    evaluations: Mapping[str, GraphEvaluation]
+    verdicts: Mapping[str, Any]
+    invariants: Mapping[str, Any]
+
+    def to_entry(self) -> dict[str, Any]:
+        """The JSON-ready block schema.md specifies: measurements, properties, graphs, verdicts, invariants."""
+        return {
+            "measurements": self.measurements.to_dict(),
+            "properties": {name: r.to_dict() for name, r in self.properties.items()},
+            "graphs": {name: _graph_json(ev) for name, ev in self.evaluations.items()},
+            "verdicts": {school: v.to_dict() for school, v in self.verdicts.items()},
+            "invariants": dict(self.invariants),
+        }
+
+
+def judge(m: Measurements, thresholds: Thresholds = Thresholds()) -> Judgement:
+    """Properties, graphs (each evaluated once), every school's verdict and the invariants of one system."""
+    props = compute_properties(m, thresholds)
+    evaluations = evaluate_graphs(m, props, thresholds)
+    verdicts = classify_failure(m, props, thresholds, evaluation=evaluations["revised"])
+    contradictions = label_contradictions({
+        "verdicts": {school: v.to_dict() for school, v in verdicts.items()},
+        "properties": {n: r.to_dict() for n, r in props.items()},
+        "graphs": {name: _graph_json(ev) for name, ev in evaluations.items()},
+    })
+    invariants = {
+        "wentworth_corollary": wentworth_corollary(m, props, thresholds),
+        "labels_established": {"holds": not contradictions, "contradictions": contradictions},
+    }
+    return Judgement(m, props, evaluations, verdicts, invariants)
+
+
 def audit_entry(m: Measurements, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
-    """The JSON-ready block schema.md specifies for one system.
+    """The JSON-ready block schema.md specifies for one system (`judge(m, thresholds).to_entry()`).
 
     Returns:
         `{"measurements", "properties", "graphs", "verdicts", "invariants"}`.
     """
-    props = compute_properties(m, thresholds)
-    verdicts = classify_failure(m, props, thresholds)
-    entry = {
-        "measurements": m.to_dict(),
-        "properties": {name: r.to_dict() for name, r in props.items()},
-        "graphs": graphs_block(m, props, thresholds),
-        "verdicts": {school: v.to_dict() for school, v in verdicts.items()},
-    }
-    contradictions = label_contradictions(entry)
-    entry["invariants"] = {
-        "wentworth_corollary": wentworth_corollary(m, props, thresholds),
-        "labels_established": {"holds": not contradictions, "contradictions": contradictions},
-    }
-    return entry
+    return judge(m, thresholds).to_entry()

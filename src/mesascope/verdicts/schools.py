@@ -22,7 +22,7 @@ from typing import Any
 
 from mesascope.graphs import PathStatus, Truth, evaluate_graph, revised_graph
 from mesascope.properties.core import PropertyResult, Thresholds, graph_values
-from mesascope.properties.measurements import Measurements
+from mesascope.measures.measurements import Measurements
 
 __all__ = [
     "INCONSISTENT",
@@ -297,17 +297,18 @@ def ngo(m: Measurements, props: Props, t: Thresholds = Thresholds()) -> Verdict:
                     f"(J_base on deploy {_fmt(rob.score)} < tau) {who}: a plain failure to generalise.", props, path)
 
 
-def demski(m: Measurements, props: Props, t: Thresholds = Thresholds()) -> Verdict:
+def demski(m: Measurements, props: Props, t: Thresholds = Thresholds(), evaluation: Any = None) -> Verdict:
     """Demski: where the objective-focused and the generalization-focused paths of the revised graph break.
 
     A path breaks at a node below the root that fails; the root failing is the failure being explained,
     never a break (SPEC.md section 6). A path whose every node below the root holds while the root fails
     is a counterexample to the graph, not a break.
     """
-    from mesascope.verdicts.entry import graph_facts
+    if evaluation is None:  # `judge` passes the revised graph it evaluated once for every consumer
+        from mesascope.verdicts.entry import graph_facts
 
-    evaluation = evaluate_graph(revised_graph(), graph_values(props), has_mesa_optimizer=m.has_mesa_objective,
-                                facts=graph_facts(m, props, t))
+        evaluation = evaluate_graph(revised_graph(), graph_values(props), has_mesa_optimizer=m.has_mesa_objective,
+                                    facts=graph_facts(m, props, t))
     parts, paths_ev, rests = [], {}, []
     broken = []
     for path in evaluation.paths:
@@ -406,9 +407,15 @@ SCHOOLS = {
 }
 
 
-def classify_failure(m: Measurements, properties: Props, thresholds: Thresholds = Thresholds()) -> dict[str, Verdict]:
-    """Every school's verdict at once (SPEC.md section 7); `pseudo_alignment` only for a mesa-optimizer."""
-    out = {name: fn(m, properties, thresholds) for name, fn in SCHOOLS.items()}
+def classify_failure(
+    m: Measurements, properties: Props, thresholds: Thresholds = Thresholds(), evaluation: Any = None
+) -> dict[str, Verdict]:
+    """Every school's verdict at once (SPEC.md section 7); `pseudo_alignment` only for a mesa-optimizer.
+
+    `evaluation`: the revised graph's `GraphEvaluation` when the caller has it (Demski reads it).
+    """
+    out = {name: (fn(m, properties, thresholds, evaluation) if fn is demski else fn(m, properties, thresholds))
+           for name, fn in SCHOOLS.items()}
     if m.has_mesa_objective:
         out["pseudo_alignment"] = pseudo_alignment(m, properties, thresholds)
     return out

@@ -1,0 +1,368 @@
+"""Base optimizers as one table: optimizer name -> `Trainer` (typed settings, presets, train, save, load).
+
+A gridworld scenario names its base optimizer (`Scenario.optimizer`); the harness looks it up here. Every
+trainer declares its training settings as `Param`s, so `--set NAME=VALUE` is checked (type and range)
+before a run folder exists, and writes and reads its own files in the run folder:
+
+* `ppo`: neural actor-critics trained by PPO (`mesascope.optimizers.ppo`), all seeds in one vmapped
+  program; `systems/seed-<k>.eqx`;
+* `mesa-gradient`, `mesa-evolution`, `mesa-exhaustive`, `mesa-reward-model`: explicit mesa-optimizers
+  (`mesascope.systems.mesa`) whose mesa-objective weights are what the base optimizer learns;
+  `systems/seed-<k>.npy`.
+
+Both write the learning curves to `training.npz`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesascope.measures.scores import system_action_probs, tabularize_levels
+from mesascope.optimizers.ppo import PPOConfig, PRESETS as PPO_PRESETS, make_train
+from mesascope.params import Param, ParamError, parse_values
+from mesascope.scenarios import Scenario
+from mesascope.systems.bridge import Bridge
+from mesascope.systems.mesa import MesaOptimizer, MesaParams, train_evolution, train_gradient
+from mesascope.systems.policy import NetworkConfig, action_probs, make_actor_critic
+from mesascope.types import MesascopeError
+
+__all__ = [
+    "MESA_PRESETS",
+    "MESA_SETTINGS",
+    "PPO_SETTINGS",
+    "TRAINERS",
+    "MesaConfig",
+    "TrainedSystem",
+    "Trainer",
+    "get_trainer",
+    "train_mesa_systems",
+    "train_systems",
+]
+
+ProgressFn = Callable[[str, float], None]
+
+
+def _noop(stage: str, frac: float) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class MesaConfig:
+    """Training of an explicit mesa-optimizer (`mesascope.systems.mesa`) by a base optimizer.
+
+    Attributes:
+        method: "gradient" (through the differentiable planner), "evolution", "exhaustive" (every
+            mesa-objective on a weight grid scored exactly; `mesascope.optimizers.exhaustive`), or
+            "reward-model" (a pointer's reward model fitted by ridge least squares to the observed base
+            rewards; `mesascope.systems.pointer`, defaults in `METHOD_DEFAULTS`).
+        n_levels: Training levels per seed (the base objective is evaluated exactly on them).
+        steps: Gradient steps, or generations for evolution.
+        lr: Adam learning rate (gradient).
+        beta: The planner's inverse temperature.
+        plan_gamma: The planner's own discount.
+        plan_iters: Soft value-iteration sweeps per decision.
+    """
+
+    method: str = "gradient"
+    n_levels: int = 64
+    steps: int = 150
+    lr: float = 0.05
+    beta: float = 10.0
+    plan_gamma: float = 0.95
+    plan_iters: int = 100
+
+
+MESA_PRESETS = {"fast": MesaConfig(), "full": MesaConfig(n_levels=256, steps=400)}
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {"reward-model": {"beta": 100.0, "steps": 1}}
+"""Per-method departures from a preset. `reward-model` (`mesascope.systems.pointer`): the fit is one
+closed-form solve (one step), and the pointer's reward model is in base-reward units (one +1 per cheese)
+rather than a scale the base optimizer can grow, so its planner needs beta 100 to act on it decisively:
+at beta 10 the soft planner's entropy bonus (log 4 / beta per step) is worth more than a far cheese."""
+
+PPO_SETTINGS = (
+    Param("total_timesteps", "int", 1_000_000, "environment steps per seed", low=1, high=10**11),
+    Param("num_envs", "int", 64, "parallel environments", low=1, high=65_536),
+    Param("num_steps", "int", 16, "steps per environment per update (rollout length)", low=1, high=100_000),
+    Param("update_epochs", "int", 3, "passes over each rollout", low=1, high=1000),
+    Param("num_minibatches", "int", 4, "minibatches per epoch (must divide num_envs x num_steps)", low=1, high=65_536),
+    Param("lr", "float", 1e-3, "Adam learning rate", low=0.0, high=10.0),
+    Param("gamma", "float", 0.99, "discount for GAE", low=0.0, high=1.0),
+    Param("gae_lambda", "float", 0.95, "GAE lambda", low=0.0, high=1.0),
+    Param("clip_eps", "float", 0.2, "PPO clip range", low=0.0, high=10.0),
+    Param("ent_coef", "float", 0.001, "entropy bonus", low=0.0, high=100.0),
+    Param("vf_coef", "float", 0.5, "value loss weight", low=0.0, high=100.0),
+    Param("max_grad_norm", "float", 0.5, "global gradient clipping", low=0.0, high=1e6),
+    Param("anneal_lr", "bool", True, "anneal the learning rate linearly to 0"),
+    Param("level_pool", "int", 65_536, "training levels generated once per seed", low=1, high=10**8),
+    Param("network_kind", "str", "mlp", "policy architecture", choices=("mlp", "cnn")),
+    Param("hidden", "int", 128, "width of the dense layers", low=1, high=16_384),
+    Param("depth", "int", 2, "hidden dense layers", low=1, high=64),
+    Param("channels", "ints", (16, 32), "convolution channels (cnn only)", low=1, high=4096),
+)
+"""PPO's training settings (`--set`); `network_kind`, `hidden`, `depth`, `channels` set `PPOConfig.network`."""
+
+MESA_SETTINGS = (
+    Param("n_levels", "int", 64, "training levels per seed (the base objective is exact on them)", low=1, high=100_000),
+    Param("steps", "int", 150, "gradient steps, or generations for evolution", low=1, high=10_000_000),
+    Param("lr", "float", 0.05, "Adam learning rate (gradient)", low=0.0, high=100.0),
+    Param("beta", "float", 10.0, "the planner's inverse temperature", low=1e-3, high=1e6),
+    Param("plan_gamma", "float", 0.95, "the planner's own discount", low=0.0, high=0.9999),
+    Param("plan_iters", "int", 100, "soft value-iteration sweeps per decision", low=1, high=100_000),
+)
+"""Training settings of every `mesa-*` optimizer (`--set`)."""
+
+_NETWORK = {"network_kind": "kind", "hidden": "hidden", "depth": "depth", "channels": "channels"}
+
+
+class TrainedSystem(NamedTuple):
+    """One trained system as the audit sees it.
+
+    Attributes:
+        seed: Its training seed.
+        probs: `(levels, tab) -> [L, S, A]`, its action probabilities on every state of every level.
+        mesa_objective: The read-off mesa-objective (feature -> weight), for explicit mesa-optimizers.
+        mesa_reward: `(levels, tab) -> TransitionReward` (`[L, S, A]` and `[L, S]` parts), the
+            mesa-objective pulled back through the system's default bridge to a reward over each level's
+            transitions (mesa-optimizers only).
+        bridge: The bridge used, for the record.
+        points_to_base: Whether the mesa-objective is by construction a pointer to the system's model of
+            the base objective (the class's `points_to_base`); None for systems without a mesa-objective.
+    """
+
+    seed: int
+    probs: Callable[[Any, Any], jax.Array]
+    mesa_objective: dict[str, float] | None = None
+    mesa_reward: Callable[[Any, Any], jax.Array] | None = None
+    bridge: Bridge | None = None
+    points_to_base: bool | None = None
+
+
+def _chunk_size(n_updates: int, target_chunks: int = 20) -> int:
+    """The smallest divisor of `n_updates` that is at least `n_updates / target_chunks`.
+
+    Equal chunks mean one compiled program for the whole run.
+    """
+    lo = max(1, math.ceil(n_updates / target_chunks))
+    return next(c for c in range(lo, n_updates + 1) if n_updates % c == 0)
+
+
+def train_systems(
+    scenario: Scenario, config: PPOConfig, seeds: Sequence[int], progress: ProgressFn = _noop
+) -> tuple[Any, Any, dict[str, np.ndarray]]:
+    """Train one system per seed with PPO, all seeds in one vmapped program.
+
+    Returns:
+        `(params, static, metrics)`: params batched `[n_seeds, ...]`, the network's static part, and
+        learning curves float32 `[n_seeds, num_updates]` per metric.
+    """
+    trainer = make_train(scenario, config)
+    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+    chunk = _chunk_size(config.num_updates)
+    init = jax.jit(jax.vmap(trainer.init))
+    advance = jax.jit(jax.vmap(lambda ts: trainer.advance(ts, chunk)))
+    progress("train", 0.0)
+    state = init(keys)
+    curves: list[dict[str, jax.Array]] = []
+    for i in range(config.num_updates // chunk):
+        state, metrics = advance(state)
+        curves.append(metrics)
+        jax.block_until_ready(metrics)
+        progress("train", (i + 1) * chunk / config.num_updates)
+    merged = {k: np.concatenate([np.asarray(c[k]) for c in curves], axis=1) for k in curves[0]}
+    return state.params, trainer.static, merged
+
+
+def mesa_system(scenario: Scenario, config: MesaConfig) -> MesaOptimizer:
+    """The scenario's mesa-optimizer class (`Scenario.mesa_system`, default `MesaOptimizer`), configured."""
+    cls = scenario.mesa_system or MesaOptimizer
+    return cls(scenario.spec, beta=config.beta, gamma=config.plan_gamma, iters=config.plan_iters)
+
+
+def train_mesa_systems(
+    scenario: Scenario, config: MesaConfig, seeds: Sequence[int], progress: ProgressFn = _noop
+) -> tuple[jax.Array, dict[str, np.ndarray]]:
+    """Train one explicit mesa-optimizer per seed (its mesa-objective weights are what is learned).
+
+    Returns:
+        `(theta, metrics)`: float32 `[n_seeds, M]` mesa-objective weights and the learning curves
+        (`base_value`, mean exact base value on the seed's training levels) `[n_seeds, steps]`.
+    """
+    system = mesa_system(scenario, config)
+    w_base = jnp.asarray(scenario.base_objective.vector(scenario.feature_names))
+    thetas, curves = [], []
+    progress("train", 0.0)
+    for i, seed in enumerate(seeds):
+        k_levels, k_init = jax.random.split(jax.random.key(int(seed)))
+        levels = scenario.sample_levels(k_levels, config.n_levels, "train")
+        tabs = tabularize_levels(scenario.spec, levels)
+        result = _MESA_METHODS[config.method](system, levels, tabs, w_base, k_init, config)
+        thetas.append(np.asarray(result.params.theta))
+        curves.append(result.curve)
+        progress("train", (i + 1) / len(seeds))
+    return jnp.asarray(np.stack(thetas)), {"base_value": np.stack(curves)}
+
+
+def _exhaustive(system: Any, levels: Any, tabs: Any, w_base: jax.Array, key: jax.Array, config: MesaConfig) -> Any:
+    from mesascope.optimizers.exhaustive import train_exhaustive  # the perfect base optimizer over a weight grid
+
+    return train_exhaustive(system, levels, tabs, w_base, key=key)
+
+
+def _reward_model(system: Any, levels: Any, tabs: Any, w_base: jax.Array, key: jax.Array, config: MesaConfig) -> Any:
+    from mesascope.systems.pointer import train_reward_model  # a pointer's base optimizer: closed-form regression
+
+    return train_reward_model(system, levels, tabs, w_base)
+
+
+_MESA_METHODS: dict[str, Callable[..., Any]] = {
+    "gradient": lambda s, lv, tb, w, k, c: train_gradient(s, lv, tb, w, key=k, steps=c.steps, lr=c.lr),
+    "evolution": lambda s, lv, tb, w, k, c: train_evolution(s, lv, tb, w, key=k, generations=c.steps),
+    "exhaustive": _exhaustive,
+    "reward-model": _reward_model,
+}
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """One base optimizer: its settings, presets and how it trains, saves and loads systems.
+
+    Attributes:
+        optimizer: Its name, as a scenario's `optimizer` field says it.
+        settings: Its training settings (`--set`), typed.
+        presets: preset name -> its configuration object.
+        configure: `(preset config, checked overrides) -> config`.
+        to_json / from_json: The configuration as stored in run.json `config`, and back.
+        fit: `(scenario, config, seeds, run_dir, progress) -> None`: trains and writes `systems/` and
+            `training.npz`.
+        load: `(scenario, config, seeds, run_dir) -> [TrainedSystem]`.
+        file_suffix: The extension of its `systems/seed-<k>.*` files.
+    """
+
+    optimizer: str
+    settings: tuple[Param, ...]
+    presets: Mapping[str, Any]
+    configure: Callable[[Any, Mapping[str, Any]], Any]
+    to_json: Callable[[Any], dict[str, Any]]
+    from_json: Callable[[Mapping[str, Any]], Any]
+    fit: Callable[..., None]
+    load: Callable[..., list[TrainedSystem]]
+    file_suffix: str
+
+    def config(self, preset: str, overrides: Mapping[str, Any]) -> Any:
+        """The preset's configuration with `overrides` (typed text or values) checked and applied.
+
+        Raises:
+            ParamError: on an unknown preset or setting, or a value of the wrong type or out of range.
+        """
+        if preset not in self.presets:
+            raise ParamError(f"unknown preset {preset!r} for optimizer {self.optimizer}; choose one of: {', '.join(self.presets)}")
+        checked = parse_values(self.settings, overrides, owner=self.optimizer, what="setting", fill=False)
+        return self.configure(self.presets[preset], checked)
+
+    def system_paths(self, run_dir: Path, seeds: Sequence[int]) -> list[Path]:
+        return [run_dir / "systems" / f"seed-{seed}.{self.file_suffix}" for seed in seeds]
+
+
+def _ppo_configure(base: PPOConfig, checked: Mapping[str, Any]) -> PPOConfig:
+    net = {_NETWORK[k]: v for k, v in checked.items() if k in _NETWORK}
+    flat = {k: v for k, v in checked.items() if k not in _NETWORK}
+    cfg = dataclasses.replace(base, **flat, network=dataclasses.replace(base.network, **net))
+    if (cfg.num_envs * cfg.num_steps) % cfg.num_minibatches:
+        raise ParamError(f"ppo: num_minibatches ({cfg.num_minibatches}) must divide num_envs x num_steps "
+                         f"({cfg.num_envs} x {cfg.num_steps} = {cfg.num_envs * cfg.num_steps})")
+    return cfg
+
+
+def _ppo_from_json(data: Mapping[str, Any]) -> PPOConfig:
+    net = NetworkConfig(**{**data["network"], "channels": tuple(data["network"]["channels"])})
+    return PPOConfig(**{**data, "network": net})
+
+
+def _ppo_fit(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path, progress: ProgressFn) -> None:
+    params, _, metrics = train_systems(scenario, config, seeds, progress)
+    (run_dir / "systems").mkdir(parents=True, exist_ok=True)
+    for i, seed in enumerate(seeds):
+        one = jax.tree_util.tree_map(lambda x: x[i], params)
+        eqx.tree_serialise_leaves(run_dir / "systems" / f"seed-{seed}.eqx", one)
+    np.savez(run_dir / "training.npz", **metrics)
+
+
+def _ppo_load(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path) -> list[TrainedSystem]:
+    template = make_actor_critic(jax.random.key(0), scenario.spec.obs_shape, scenario.spec.n_actions, config.network)
+    _, static = eqx.partition(template, eqx.is_array)
+    # One compiled program serves every seed: the parameters are an argument, not a constant.
+    obs_fn = jax.jit(lambda params, obs: action_probs(eqx.combine(params, static), obs))
+    out = []
+    for seed in seeds:
+        path = run_dir / "systems" / f"seed-{seed}.eqx"
+        params = eqx.partition(eqx.tree_deserialise_leaves(path, template), eqx.is_array)[0]
+        policy = partial(obs_fn, params)
+        out.append(TrainedSystem(seed, lambda levels, tab, policy=policy: system_action_probs(scenario.spec, levels, policy)))
+    return out
+
+
+def _mesa_fit(scenario: Scenario, config: MesaConfig, seeds: Sequence[int], run_dir: Path, progress: ProgressFn) -> None:
+    thetas, metrics = train_mesa_systems(scenario, config, seeds, progress)
+    (run_dir / "systems").mkdir(parents=True, exist_ok=True)
+    for seed, theta in zip(seeds, np.asarray(thetas)):
+        np.save(run_dir / "systems" / f"seed-{seed}.npy", theta)
+    np.savez(run_dir / "training.npz", **metrics)
+
+
+def _mesa_load(scenario: Scenario, config: MesaConfig, seeds: Sequence[int], run_dir: Path) -> list[TrainedSystem]:
+    system = mesa_system(scenario, config)
+    bridge = system.default_bridge()
+    probs_fn = jax.jit(jax.vmap(system.action_probs, in_axes=(None, 0, 0)))
+    reward_fn = jax.jit(jax.vmap(lambda p, lv, tb: system.bridged_reward(p, lv, tb, bridge), in_axes=(None, 0, 0)))
+    out = []
+    for seed in seeds:
+        params = MesaParams(jnp.asarray(np.load(run_dir / "systems" / f"seed-{seed}.npy")))
+        out.append(TrainedSystem(seed, partial(probs_fn, params), system.mesa_objective(params), partial(reward_fn, params),
+                                 bridge, bool(system.points_to_base)))
+    return out
+
+
+def _mesa_trainer(method: str) -> Trainer:
+    presets = {name: dataclasses.replace(cfg, method=method, **METHOD_DEFAULTS.get(method, {})) for name, cfg in MESA_PRESETS.items()}
+    return Trainer(
+        optimizer=f"mesa-{method}",
+        settings=MESA_SETTINGS,
+        presets=presets,
+        configure=lambda base, checked: dataclasses.replace(base, **checked),
+        to_json=dataclasses.asdict,
+        from_json=lambda data: MesaConfig(**data),
+        fit=_mesa_fit,
+        load=_mesa_load,
+        file_suffix="npy",
+    )
+
+
+TRAINERS: dict[str, Trainer] = {
+    "ppo": Trainer("ppo", PPO_SETTINGS, PPO_PRESETS, _ppo_configure, dataclasses.asdict, _ppo_from_json, _ppo_fit,
+                   _ppo_load, "eqx"),
+    **{f"mesa-{m}": _mesa_trainer(m) for m in _MESA_METHODS},
+}
+"""Every base optimizer a gridworld scenario can name."""
+
+
+def get_trainer(optimizer: str) -> Trainer:
+    """The trainer of `optimizer`.
+
+    Raises:
+        MesascopeError: naming the known optimizers.
+    """
+    try:
+        return TRAINERS[optimizer]
+    except KeyError:
+        raise MesascopeError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(TRAINERS)}") from None
