@@ -269,3 +269,23 @@ def reproduced(tmp_path):
         return json.loads((tmp_path / row.run_dir.split("/")[-1] / "audit.json").read_text())
 
     return run
+
+
+@functools.lru_cache(maxsize=None)
+def _split_batches(scenario_id: str, n: int):
+    from mesascope.measures.scores import tabularize_levels
+    from mesascope.scenarios import get_scenario
+
+    sc = get_scenario(scenario_id)
+    out = {}
+    for split, seed in (("train", 0), ("deploy", 1)):
+        levels = sc.sample_levels(jax.random.key(seed), n, split)
+        out[split] = (levels, tabularize_levels(sc.spec, levels))
+    return sc, out
+
+
+@pytest.fixture(scope="session")
+def split_batches():
+    """``split_batches(scenario_id, n) -> (scenario, {split: (levels, tab)})``: `n` seeded levels of each
+    split (train from key 0, deploy from key 1) and their tabular views, built once per session."""
+    return _split_batches

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mesascope.types import MesascopeError
+from mesascope.types import MesascopeError, error_line
 
 app = typer.Typer(
     add_completion=False,
@@ -268,9 +268,8 @@ def _after_run(run_dir: Path, mlflow: bool = False, mlflow_uri: str | None = Non
     try:
         run_id = log_run_to_mlflow(run_dir, mlflow_uri)
     except Exception as err:  # noqa: BLE001 - the run is finished and on disk; logging is extra
-        first = str(err).splitlines()[0] if str(err) else ""
         err_console.print(
-            f"warning: logging to MLflow failed ({type(err).__name__}: {first}); the run folder {run_dir} is intact",
+            f"warning: logging to MLflow failed ({error_line(err)}); the run folder {run_dir} is intact",
             highlight=False,
             soft_wrap=True,
         )
@@ -700,7 +699,7 @@ def _write_sweep_report(sweep_dir: Path) -> None:
     try:
         path = write_sweep_report(sweep_dir)
     except Exception as err:  # noqa: BLE001 - the curve is already on disk
-        err_console.print(f"warning: the sweep report could not be written ({type(err).__name__}: {err})", highlight=False)
+        err_console.print(f"warning: the sweep report could not be written ({error_line(err)})", highlight=False)
     else:
         console.print(f"[dim]report written to[/] {path}")
 

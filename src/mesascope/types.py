@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["MesascopeError", "Objective"]
+__all__ = ["MesascopeError", "Objective", "error_line", "read_json_object", "try_read_json_object"]
 
 
 class MesascopeError(Exception):
@@ -15,6 +18,41 @@ class MesascopeError(Exception):
 
     The CLI prints these as one line (never a traceback) and exits with status 2.
     """
+
+
+def error_line(err: BaseException, *, with_type: bool = True) -> str:
+    """One line for an error that is recorded rather than raised (a failed run, sweep point or drawing):
+    `"TypeName: first line of the message"` (or the first line alone, `with_type=False`)."""
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else ""
+    if not with_type:
+        return first or type(err).__name__
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def read_json_object(path: Path, *, holds: str = "a JSON object", hint: str = "",
+                     error: type[MesascopeError] = MesascopeError) -> dict[str, Any]:
+    """The JSON object stored in `path`.
+
+    Raises:
+        MesascopeError (or `error`): naming the file when it is missing, unreadable, not JSON, or not a
+            JSON object (`holds` says what it should hold; `hint` is appended to the message).
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{path} is not readable JSON ({err}){hint}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} does not hold {holds} (expected a JSON object)")
+    return data
+
+
+def try_read_json_object(path: Path) -> dict[str, Any] | None:
+    """`read_json_object`, or None where it would raise (an index that skips what it cannot read)."""
+    try:
+        return read_json_object(path)
+    except MesascopeError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import pytest
 
 from mesascope.levels.grid import KIND_INDEX, Level
 from mesascope.levels.tabular import tabularize
-from mesascope.measures.scores import tabularize_levels
 from mesascope.scenarios import get_scenario
 from mesascope.scenarios.keys_chests import base_optimal_hoarding, hoarding_probability
 from mesascope.solve.dp import uniform_policy
@@ -22,13 +21,8 @@ KEY, CHEST = KIND_INDEX["key"], KIND_INDEX["chest"]
 
 
 @pytest.fixture(scope="module")
-def kc():
-    sc = get_scenario("keys-chests-v0")
-    out = {}
-    for split, seed in (("train", 0), ("deploy", 1)):
-        levels = sc.sample_levels(jax.random.key(seed), N, split)
-        out[split] = (levels, tabularize_levels(sc.spec, levels))
-    return sc, out
+def kc(split_batches):
+    return split_batches("keys-chests-v0", N)
 
 
 def test_keys_scarce_in_train_and_plentiful_in_deploy(kc):

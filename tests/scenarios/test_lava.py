@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from mesascope.levels.grid import KIND_INDEX
-from mesascope.measures.scores import tabularize_levels
 from mesascope.scenarios import get_scenario
 from mesascope.scenarios.lava import base_optimal_lava_entries
 from mesascope.solve.dp import value_iteration
@@ -21,13 +20,8 @@ LAVA, CHEESE = KIND_INDEX["lava"], KIND_INDEX["cheese"]
 
 
 @pytest.fixture(scope="module")
-def lava_batches():
-    sc = get_scenario("lava-v0")
-    out = {}
-    for split, seed in (("train", 0), ("deploy", 1)):
-        levels = sc.sample_levels(jax.random.key(seed), N, split)
-        out[split] = (levels, tabularize_levels(sc.spec, levels))
-    return sc, out
+def lava_batches(split_batches):
+    return split_batches("lava-v0", N)
 
 
 def test_geometry(lava_batches):

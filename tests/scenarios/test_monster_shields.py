@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level, reset, step
-from mesascope.measures.scores import tabularize_levels
 from mesascope.scenarios import get_scenario
 from mesascope.scenarios.monster_shields import base_optimal_shield_pickups, shield_pickup_probability
 from mesascope.solve.dp import uniform_policy
@@ -22,13 +21,8 @@ RIGHT, LEFT = 1, 3
 
 
 @pytest.fixture(scope="module")
-def ms():
-    sc = get_scenario("monster-shields-v0")
-    out = {}
-    for split, seed in (("train", 0), ("deploy", 1)):
-        levels = sc.sample_levels(jax.random.key(seed), N, split)
-        out[split] = (levels, tabularize_levels(sc.spec, levels))
-    return sc, out
+def ms(split_batches):
+    return split_batches("monster-shields-v0", N)
 
 
 def _corridor(kinds):

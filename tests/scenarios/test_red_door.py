@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from mesascope.levels.grid import KIND_INDEX
-from mesascope.measures.scores import tabularize_levels
 from mesascope.scenarios import get_scenario
 from mesascope.solve.dp import value_iteration, worst_case_over_optimal
 from mesascope.types import MesascopeError
@@ -20,13 +19,8 @@ RED, GREEN = KIND_INDEX["door_red"], KIND_INDEX["door_green"]
 
 
 @pytest.fixture(scope="module")
-def batches():
-    sc = get_scenario("red-door-v0")
-    out = {}
-    for split, seed in (("train", 0), ("deploy", 1)):
-        levels = sc.sample_levels(jax.random.key(seed), N, split)
-        out[split] = (levels, tabularize_levels(sc.spec, levels))
-    return sc, out
+def batches(split_batches):
+    return split_batches("red-door-v0", N)
 
 
 def test_train_exit_is_red_and_deploy_exit_is_green_with_a_red_decoy(batches):

@@ -48,7 +48,7 @@ from mesascope.properties.gridworld import (
 from mesascope.scenarios import Scenario
 from mesascope.solve.dp import uniform_policy
 from mesascope.systems.mesa import MesaOptimizer
-from mesascope.types import MesascopeError
+from mesascope.types import MesascopeError, error_line
 
 __all__ = [
     "AUDIT_SEED",
@@ -595,18 +595,18 @@ def audit_run(
         try:
             result["pictures"] = _write_pictures(run_dir, scenario, meta["seeds"], found)
         except Exception as err:  # noqa: BLE001 - reported, never fatal
-            result["pictures_error"] = f"{type(err).__name__}: {err}"
+            result["pictures_error"] = error_line(err)
         try:
             _attach_witness_pictures(run_dir, scenario, found.splits, result)
         except Exception as err:  # noqa: BLE001 - reported, never fatal
-            result["witness_pictures_error"] = f"{type(err).__name__}: {err}"
+            result["witness_pictures_error"] = error_line(err)
     with timer.stage("graph drawings"):
         try:
             from mesascope.verdicts.draw import write_run_graphs
 
             result["graph_files"] = write_run_graphs(run_dir, result, judgements=found.judgements)
         except Exception as err:  # noqa: BLE001 - reported, never fatal
-            result["graphs_error"] = f"{type(err).__name__}: {err}"
+            result["graphs_error"] = error_line(err)
     if timer.enabled:
         result["timings"] = timer.as_dict()
     _write_json(run_dir / "audit.json", result)

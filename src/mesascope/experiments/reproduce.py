@@ -27,7 +27,7 @@ from mesascope.experiments.catalog import reproduce_command
 from mesascope.experiments.run import RunEvents, run
 from mesascope.properties import Thresholds
 from mesascope.scenarios import RunSpec, get_scenario, scenario_ids
-from mesascope.types import MesascopeError
+from mesascope.types import MesascopeError, error_line
 
 __all__ = ["Reproduction", "configurations", "findings_markdown", "reproduce", "reproduce_one", "write_findings"]
 
@@ -132,9 +132,7 @@ def reproduce_one(
             thresholds=Thresholds(), events=events,
         )
     except Exception as err:  # noqa: BLE001 - one scenario's failure is one row, not the end of the table
-        lines = str(err).strip().splitlines()
-        return Reproduction(**base, seconds=round(time.perf_counter() - started, 1),
-                            error=f"{type(err).__name__}: {lines[0] if lines else ''}")
+        return Reproduction(**base, seconds=round(time.perf_counter() - started, 1), error=error_line(err))
     finding = result.get("finding", {})
     return Reproduction(**base, checks=list(finding.get("checks", [])), reproduced=bool(finding.get("holds")),
                         seconds=round(time.perf_counter() - started, 1))

@@ -31,7 +31,7 @@ from mesascope.properties import Thresholds
 from mesascope.scenarios import get_scenario
 from mesascope.scenarios.base import Check
 from mesascope.scenarios.study import jsonable
-from mesascope.types import MesascopeError
+from mesascope.types import MesascopeError, error_line
 
 __all__ = [
     "AUDIT_SEED",
@@ -133,11 +133,6 @@ def _no_events(stage: str, run_dir: Path, data: dict[str, Any]) -> None:
     return None
 
 
-def _error_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-
-
 def apply_finding(scenario: Any, audit: dict[str, Any]) -> dict[str, Any]:
     """Check the scenario's expected finding on a finished audit; adds `finding` (and `finding_holds`).
 
@@ -155,7 +150,7 @@ def apply_finding(scenario: Any, audit: dict[str, Any]) -> dict[str, Any]:
         try:
             checks = list(finding.check(audit))
         except Exception as err:  # noqa: BLE001 - reported in the audit, never fatal
-            checks = [Check("the finding's check ran", _error_line(err), "no error", False)]
+            checks = [Check("the finding's check ran", error_line(err), "no error", False)]
         block = {"holds": bool(checks) and all(c.holds for c in checks), "checks": [jsonable(c.to_dict()) for c in checks]}
     audit["finding"] = block
     audit["finding_holds"] = block["holds"]
@@ -219,7 +214,7 @@ def run(
             result = audit_run(out, audit, progress, thresholds, timer)
         emit("audited", out, result)
     except BaseException as err:  # recorded as incomplete (what finished stays), then re-raised
-        emit("failed", out, {"error": _error_line(err)})
+        emit("failed", out, {"error": error_line(err)})
         raise
     emit("complete", out, result)
     return result

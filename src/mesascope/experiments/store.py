@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mesascope.types import MesascopeError
+from mesascope.types import MesascopeError, error_line, try_read_json_object
 
 __all__ = [
     "DB_ENV",
@@ -43,7 +43,6 @@ __all__ = [
     "Store",
     "StoreError",
     "proxy_goals",
-    "read_json_object",
     "resolve_db",
     "run_id_for",
 ]
@@ -180,11 +179,6 @@ def _num(x: Any) -> float | None:
     return float(x) if math.isfinite(float(x)) else None
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def proxy_goals(audit: dict[str, Any]) -> list[str]:
     """Candidate goals whose objective differs from the intended objective (the scenario's proxies)."""
     objectives = audit.get("objectives") or {}
@@ -241,7 +235,7 @@ class Store:
         except StoreError:
             raise
         except duckdb.Error as err:
-            raise self._refuse(f"cannot be read as a DuckDB database (corrupt, or from another DuckDB version): {_first_line(err)}") from None
+            raise self._refuse(f"cannot be read as a DuckDB database (corrupt, or from another DuckDB version): {error_line(err, with_type=False)}") from None
         try:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             if "schema_version" not in tables:
@@ -251,7 +245,7 @@ class Store:
                 return 0
             version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
         except duckdb.Error as err:
-            raise self._refuse(f"cannot be read as a mesascope store: {_first_line(err)}") from None
+            raise self._refuse(f"cannot be read as a mesascope store: {error_line(err, with_type=False)}") from None
         finally:
             con.close()
         if version > SCHEMA_VERSION:
@@ -345,7 +339,7 @@ class Store:
             try:
                 con = self._connect(read_only=False)
             except duckdb.Error as err:
-                raise StoreError(f"cannot open {self.path} for writing: {_first_line(err)}") from None
+                raise StoreError(f"cannot open {self.path} for writing: {error_line(err, with_type=False)}") from None
             try:
                 self._migrate(con, version or 0)
                 con.execute("BEGIN TRANSACTION")
@@ -389,7 +383,7 @@ class Store:
                     return [], []
                 return [d[0] for d in cur.description], cur.fetchall()
             except duckdb.Error as err:
-                raise StoreError(f"query failed: {_first_line(err)}") from None
+                raise StoreError(f"query failed: {error_line(err, with_type=False)}") from None
 
     # -- writing runs ------------------------------------------------------------------------------
 
@@ -571,10 +565,10 @@ class Store:
         error). Idempotent: the run's old rows are replaced.
         """
         run_dir = Path(run_dir)
-        meta = read_json_object(run_dir / "run.json")
+        meta = try_read_json_object(run_dir / "run.json")
         if meta is None:
             raise MesascopeError(f"{run_dir} is not a mesascope run folder (no readable run.json)")
-        audit = read_json_object(run_dir / "audit.json")
+        audit = try_read_json_object(run_dir / "audit.json")
         run_id = run_id_for(run_dir)
         with self.write() as con:
             old = con.execute("SELECT status, error, sweep_id, sweep_point FROM runs WHERE run_id = ?", [run_id]).fetchone()
@@ -653,15 +647,6 @@ class Store:
         raise StoreError(f"run id prefix {ref!r} matches {len(rows)} runs; give more characters")
 
 
-def read_json_object(path: Path) -> dict[str, Any] | None:
-    """The JSON object in `path`, or None if the file is missing, unreadable or not a JSON object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 RunEvents = Callable[[str, Path, dict[str, Any]], None]
 """`events(stage, run_dir, data)` with stage in started, trained, audited, complete, failed, ingest."""
 
@@ -691,7 +676,7 @@ def recorder(store: Store, sweep: tuple[str, int] | None = None, warn: Callable[
                 store.record_status(run_dir, "incomplete", data.get("error"))
         except Exception as err:  # noqa: BLE001 - the store is an index; the run folder is the record
             if warn is not None:
-                warn(f"could not record the run's {stage!r} step in {store.path}: {_first_line(err)}; "
+                warn(f"could not record the run's {stage!r} step in {store.path}: {error_line(err, with_type=False)}; "
                      f"`mesascope ingest {run_dir}` imports it later")
 
     return events
@@ -812,9 +797,9 @@ def ingest_tree(store: Store, root: Path) -> list[tuple[Path, str, str]]:
         raise MesascopeError(f"{root} is not a folder; pass a run folder or a folder of run folders")
     found: list[tuple[Path, str, str]] = []
     run_dirs = sorted({p.parent for p in root.rglob("run.json")} | ({root} if (root / "run.json").exists() else set()))
-    sweeps = {p.parent: read_json_object(p) for p in sorted(root.rglob("sweep.json"))}
+    sweeps = {p.parent: try_read_json_object(p) for p in sorted(root.rglob("sweep.json"))}
     if (root / "sweep.json").exists():
-        sweeps[root] = read_json_object(root / "sweep.json")
+        sweeps[root] = try_read_json_object(root / "sweep.json")
     member: dict[Path, tuple[str, int]] = {}
     from mesascope.experiments.sweep import point_summary, sweep_id_for
 
@@ -835,7 +820,7 @@ def ingest_tree(store: Store, root: Path) -> list[tuple[Path, str, str]]:
         statuses = []
         for p in desc.get("points", []):
             pdir = sdir / p["dir"]
-            audit = read_json_object(pdir / "audit.json")
+            audit = try_read_json_object(pdir / "audit.json")
             row = {**p, "path": str(pdir), "run_id": run_id_for(pdir)}
             row.update(point_summary(audit, desc.get("goal")) if audit else {"status": "incomplete", "goal": desc.get("goal")})
             row.setdefault("status", "complete")

@@ -20,7 +20,7 @@ from mesascope.experiments.profiling import NULL_TIMER, StageTimer
 from mesascope.measures.measurements import Measurements
 from mesascope.properties import Thresholds
 from mesascope.scenarios.study import Study, StudyContext, StudySystem, jsonable
-from mesascope.types import MesascopeError
+from mesascope.types import MesascopeError, error_line
 
 __all__ = ["rejudge_study", "run_study"]
 
@@ -89,7 +89,7 @@ def _finish(out: Path, study: Study, result: dict[str, Any], judgements: Sequenc
 
                 result["graph_files"] = write_run_graphs(out, result, judgements=judgements)
             except Exception as err:  # noqa: BLE001 - reported, never fatal
-                result["graphs_error"] = f"{type(err).__name__}: {err}"
+                result["graphs_error"] = error_line(err)
         (out / "audit.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
     return result
 
@@ -118,7 +118,7 @@ def run_study(plan: Any, out: Path, thresholds: Thresholds, progress: Callable[[
             try:
                 path = _save_figure(out, name, draw)
             except Exception as err:  # noqa: BLE001 - a figure never costs the run
-                findings.setdefault("figure_errors", {})[name] = f"{type(err).__name__}: {err}"
+                findings.setdefault("figure_errors", {})[name] = error_line(err)
                 continue
             if path:
                 plots.append(path)

@@ -28,8 +28,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from mesascope.experiments.store import Store, proxy_goals, read_json_object, recorder, run_id_for
-from mesascope.types import MesascopeError
+from mesascope.experiments.store import Store, proxy_goals, recorder, run_id_for
+from mesascope.types import MesascopeError, error_line, try_read_json_object
 
 __all__ = ["BACKENDS", "parse_values", "point_summary", "run_point", "sweep", "sweep_id_for"]
 
@@ -111,7 +111,7 @@ def point_summary(audit: dict[str, Any], goal: str | None = None) -> dict[str, A
 
 def _trained(run_dir: Path) -> bool:
     """Training finished: training.npz (written last) and every seed's saved system exist."""
-    meta = read_json_object(run_dir / "run.json")
+    meta = try_read_json_object(run_dir / "run.json")
     if meta is None or not (run_dir / "training.npz").exists():
         return False
     return all(any((run_dir / "systems").glob(f"seed-{s}.*")) for s in meta.get("seeds", []))
@@ -163,11 +163,10 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             )
             action = "trained"
     except Exception as err:  # noqa: BLE001 - one failed point must not stop the others
-        lines = str(err).strip().splitlines()
         return {
             "index": task["index"],
             "status": "failed",
-            "error": f"{type(err).__name__}: {lines[0] if lines else ''}",
+            "error": error_line(err),
             "action": "failed",
             "warnings": warnings,
         }
@@ -324,7 +323,7 @@ def sweep(
         "thresholds": thresholds.to_dict(),
         "points": _points(params, settings),
     }
-    old = read_json_object(out / "sweep.json")
+    old = try_read_json_object(out / "sweep.json")
     if (out / "sweep.json").exists() and old is None:
         raise MesascopeError(f"{out / 'sweep.json'} is unreadable; choose another --out folder")
     if old is not None:
@@ -360,7 +359,7 @@ def sweep(
     def finish(point: dict[str, Any], status: str, error: str | None, action: str) -> None:
         run_dir = out / point["dir"]
         row = {**point, "status": status, "error": error, "action": action, "path": str(run_dir), "run_id": run_id_for(run_dir)}
-        audit = read_json_object(run_dir / "audit.json") if status == "complete" else None
+        audit = try_read_json_object(run_dir / "audit.json") if status == "complete" else None
         if audit is not None:
             row.update(point_summary(audit, goal))
         else:
@@ -436,7 +435,7 @@ def _run_local(tasks: list[dict[str, Any]], workers: int, collect: Callable[[dic
                     try:
                         result = fut.result()
                     except Exception as err:  # noqa: BLE001 - a worker that died (e.g. out of memory)
-                        result = {"index": task["index"], "status": "failed", "error": f"{type(err).__name__}: {err}"}
+                        result = {"index": task["index"], "status": "failed", "error": error_line(err)}
                     collect(result)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -475,8 +474,7 @@ def _run_ray(tasks: list[dict[str, Any]], workers: int, address: str | None, col
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         except Exception as err:  # noqa: BLE001 - connection problems become one line
             where = f"the Ray cluster at {address}" if address else "a local Ray"
-            lines = str(err).strip().splitlines()
-            raise MesascopeError(f"could not start or reach {where}: {lines[0] if lines else type(err).__name__}") from None
+            raise MesascopeError(f"could not start or reach {where}: {error_line(err, with_type=False)}") from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
         refs = {remote.remote(t): t for t in tasks}
@@ -487,8 +485,7 @@ def _run_ray(tasks: list[dict[str, Any]], workers: int, address: str | None, col
                 try:
                     result = ray.get(ref)
                 except Exception as err:  # noqa: BLE001 - a worker that died
-                    lines = str(err).strip().splitlines()
-                    result = {"index": task["index"], "status": "failed", "error": f"{type(err).__name__}: {lines[0] if lines else ''}"}
+                    result = {"index": task["index"], "status": "failed", "error": error_line(err)}
                 collect(result)
     finally:
         if started_here:

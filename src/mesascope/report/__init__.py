@@ -8,6 +8,7 @@
 
 from mesascope.report.run_report import SECTION_IDS, ReportError, build_run_report, write_run_report
 from mesascope.report.sweep_report import build_sweep_report, write_sweep_report
+from mesascope.types import error_line
 
 
 def try_write_report(run_dir):
@@ -15,7 +16,7 @@ def try_write_report(run_dir):
     try:
         return write_run_report(run_dir), None
     except Exception as err:  # noqa: BLE001 - the audit is already on disk; a report failure is a warning
-        return None, f"{type(err).__name__}: {err}"
+        return None, error_line(err)
 
 
 __all__ = [

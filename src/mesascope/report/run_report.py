@@ -24,7 +24,7 @@ import numpy as np
 from mesascope.report.graph_figures import graph_figures
 from mesascope.report.html import CSS, Safe, badge, esc, fmt, marginal_badge, section, table
 from mesascope.report.plots import first_reached_svg, learning_curves_svg, score_distributions_svg
-from mesascope.types import MesascopeError
+from mesascope.types import MesascopeError, read_json_object
 
 __all__ = ["ReportError", "SECTION_IDS", "build_run_report", "write_run_report"]
 
@@ -81,18 +81,7 @@ def _load_audit(run_dir: Path) -> dict[str, Any]:
     if not path.exists():
         hint = "run `mesascope audit RUN_DIR` first" if (run_dir / "run.json").exists() else "pass the --out folder of `mesascope run`"
         raise ReportError(f"{run_dir} has no audit.json; {hint}")
-    return read_json_object(path, "a mesascope audit", f"; re-run `mesascope audit {run_dir}`")
-
-
-def read_json_object(path: Path, holds: str, hint: str = "") -> dict[str, Any]:
-    """The JSON object in `path`; `ReportError` if it is unreadable (with `hint` appended) or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ReportError(f"{path} is not readable JSON ({err}){hint}") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path} does not hold {holds} (expected a JSON object)")
-    return data
+    return read_json_object(path, holds="a mesascope audit", hint=f"; re-run `mesascope audit {run_dir}`", error=ReportError)
 
 
 def _seed_label(system: Mapping[str, Any], index: int) -> str:

@@ -22,7 +22,8 @@ from typing import Any
 
 from mesascope.report.html import CSS, esc, section, table
 from mesascope.report.plots import curve_svg
-from mesascope.report.run_report import ReportError, read_json_object
+from mesascope.report.run_report import ReportError
+from mesascope.types import read_json_object
 
 __all__ = ["build_sweep_report", "load_curve", "write_sweep_report"]
 
@@ -126,7 +127,7 @@ def build_sweep_report(sweep_dir: str | Path) -> str:
     path = sweep_dir / "curve.json"
     if not path.exists():
         raise ReportError(f"{sweep_dir} has no curve.json; pass the folder written by `mesascope sweep`")
-    data = read_json_object(path, "a sweep curve")
+    data = read_json_object(path, holds="a sweep curve", error=ReportError)
     param, values, columns = load_curve(data)
     goal = data.get("goal")
     titled = {_title(m, goal): col for m, col in columns.items()}

@@ -42,6 +42,7 @@ __all__ = [
     "get_scenario",
     "register",
     "registered_ids",
+    "room_spec",
     "scenario_ids",
     "stored_checks",
 ]
@@ -232,6 +233,26 @@ class Scenario:
             MesascopeError: on an unknown parameter or a value of the wrong type or out of range.
         """
         return _with_params(self, params)
+
+
+def room_spec(room: int, max_steps: int, *, min_steps: int | None = None, why: str = "so every square is reachable",
+              gamma: float = 0.99, **fields: Any) -> GridSpec:
+    """The `GridSpec` of an open `room` x `room` room inside a wall border (most gridworld scenarios).
+
+    Args:
+        room: Side of the open room; the grid is `room + 2` square.
+        max_steps: Episode limit.
+        min_steps: The least `max_steps` the scenario makes sense with (default `2 * room`); `why` says why.
+        gamma: Discount.
+        **fields: The other `GridSpec` fields (objects, kinds, regions...).
+
+    Raises:
+        MesascopeError: when `max_steps < min_steps`.
+    """
+    least = 2 * room if min_steps is None else min_steps
+    if max_steps < least:
+        raise MesascopeError(f"max_steps must be at least {least} ({why}); got {max_steps}")
+    return GridSpec(height=room + 2, width=room + 2, gamma=gamma, max_steps=max_steps, **fields)
 
 
 def first_sentence(text: str, limit: int = 110) -> str:

@@ -29,10 +29,10 @@ import optax
 
 from mesascope.measures.measurements import Measurements, Witness
 from mesascope.params import Param
-from mesascope.scenarios.base import Check, Finding, RunSpec, register
-from mesascope.scenarios.study import Study, StudyContext, StudyOutcome, StudySystem
+from mesascope.scenarios.base import Check
+from mesascope.scenarios.study import StudyContext, StudyOutcome, StudySystem, register_study
 
-__all__ = ["bayes_rule", "cancer_shift", "linear_risk", "make_blob"]
+__all__ = ["bayes_rule", "linear_risk", "make_blob"]
 
 SIDE = 8
 
@@ -193,26 +193,20 @@ SETTINGS = (
 )
 
 
-def cancer_shift(**params: Any) -> Study:
-    """Build `cancer-shift-v0` (its parameters are read from the run's context, not here)."""
-    return Study(
-        description=(
-            "8x8 synthetic scans (a Gaussian-blob tumour plus pixel noise), training labels flipped with probability "
-            "rho, cancer base rate 0.5 in training and 0.1 in deployment; logistic regression trained by gradient "
-            "descent (optax) on growing data; exact risks against the Bayes-optimal classifier of each distribution "
-            "(seed 001 comments)."
-        ),
-        expected_finding=EXPECTED,
-        optimizer="gradient-descent (supervised)",
-        settings=SETTINGS,
-        presets={
-            "fast": {"sizes": [32, 128, 512, 2048, 8192, 32768], "steps": 400, "lr": 0.05, "l2": 1e-4},
-            "full": {"sizes": [32, 128, 512, 2048, 8192, 32768, 131072], "steps": 1500, "lr": 0.05, "l2": 1e-5},
-        },
-        execute=_execute,
-        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
-    )
-
-
-register("cancer-shift-v0", cancer_shift, PARAMS,
-         summary="logistic regression on noisy-label synthetic scans; the cancer base rate shifts in deployment")
+register_study(
+    "cancer-shift-v0",
+    description=(
+        "8x8 synthetic scans (a Gaussian-blob tumour plus pixel noise), training labels flipped with probability "
+        "rho, cancer base rate 0.5 in training and 0.1 in deployment; logistic regression trained by gradient "
+        "descent (optax) on growing data; exact risks against the Bayes-optimal classifier of each distribution "
+        "(seed 001 comments)."
+    ),
+    expected_finding=EXPECTED,
+    optimizer="gradient-descent (supervised)",
+    settings=SETTINGS,
+    full={"sizes": [32, 128, 512, 2048, 8192, 32768, 131072], "steps": 1500, "l2": 1e-5},
+    execute=_execute,
+    check=_check,
+    params=PARAMS,
+    summary="logistic regression on noisy-label synthetic scans; the cancer base rate shifts in deployment",
+)

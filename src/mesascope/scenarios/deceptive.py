@@ -24,16 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
+from mesascope.levels.grid import KIND_INDEX, Level
 from mesascope.levels.mazes import room_walls, sample_distinct_cells
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.optimizers.exhaustive import exhaustive_search
 from mesascope.params import Param
 from mesascope.scenarios import findings as F
-from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, register
+from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, register, room_spec
 from mesascope.solve.dp import policy_evaluation_dense
 from mesascope.systems.mesa import MesaOptimizer, MesaParams, mesa_features, train_evolution, train_gradient
-from mesascope.types import MesascopeError, Objective
+from mesascope.types import Objective
 
 __all__ = ["FLAG", "FlagMesaOptimizer", "deceptive_finding", "make_deceptive"]
 
@@ -129,18 +129,7 @@ def make_deceptive(*, room: int, max_steps: int, optimizer: str = "mesa-exhausti
     Raises:
         MesascopeError: when max_steps is too short to cross the room.
     """
-    if max_steps < 2 * room:
-        raise MesascopeError(f"deceptive: max_steps must be at least 2*room={2 * room}; got {max_steps}")
-    spec = GridSpec(
-        height=room + 2,
-        width=room + 2,
-        n_objects=2,
-        regions=(FLAG,),
-        kinds=("cheese", "coin"),
-        observed_regions=(FLAG,),
-        gamma=0.99,
-        max_steps=max_steps,
-    )
+    spec = room_spec(room, max_steps, n_objects=2, regions=(FLAG,), kinds=("cheese", "coin"), observed_regions=(FLAG,))
     names = {"mesa-exhaustive": "exhaustive search (perfect)", "mesa-gradient": "gradient descent", "mesa-evolution": "evolution"}
     return Scenario(
         description=DESCRIPTION.format(room=room, optimizer=names[optimizer]),

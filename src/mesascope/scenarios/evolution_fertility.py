@@ -34,10 +34,10 @@ import numpy as np
 from mesascope.optimizers.evolution import EvolutionConfig, make_evolve
 from mesascope.measures.measurements import Measurements, Witness
 from mesascope.params import Param
-from mesascope.scenarios.base import Check, Finding, RunSpec, register, stored_checks
-from mesascope.scenarios.study import Study, StudyContext, StudyOutcome, StudySystem
+from mesascope.scenarios.base import Check, stored_checks
+from mesascope.scenarios.study import StudyContext, StudyOutcome, StudySystem, register_study
 
-__all__ = ["ACTIONS", "FEATURES", "PHI", "allocation_epic", "behaviour", "fertility", "offspring", "optimal_allocation"]
+__all__ = ["ACTIONS", "FEATURES", "PHI", "allocation_epic", "behaviour", "offspring", "optimal_allocation"]
 
 ACTIONS = ("mate", "mate_bc", "masturbate", "care")
 FEATURES = ("pleasure", "partner", "contraception", "nurture")
@@ -303,21 +303,15 @@ SETTINGS = (
 )
 
 
-def fertility(**params: Any) -> Study:
-    """Build `evolution-fertility-v0` (its parameters are read from the run's context, not here)."""
-    return Study(
-        description=DESCRIPTION,
-        expected_finding=EXPECTED,
-        optimizer="evolution",
-        settings=SETTINGS,
-        presets={
-            "fast": {"pop_size": 256, "generations": 40, "long_generations": 400, "mutation_sd": 0.05, "init_sd": 0.5},
-            "full": {"pop_size": 1024, "generations": 60, "long_generations": 2000, "mutation_sd": 0.05, "init_sd": 0.5},
-        },
-        execute=_execute,
-        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
-    )
-
-
-register("evolution-fertility-v0", fertility, PARAMS,
-         summary="drives evolved for offspring, deployed with birth control: each school's labels (seed 001)")
+register_study(
+    "evolution-fertility-v0",
+    description=DESCRIPTION,
+    expected_finding=EXPECTED,
+    optimizer="evolution",
+    settings=SETTINGS,
+    full={"pop_size": 1024, "generations": 60, "long_generations": 2000},
+    execute=_execute,
+    check=_check,
+    params=PARAMS,
+    summary="drives evolved for offspring, deployed with birth control: each school's labels (seed 001)",
+)

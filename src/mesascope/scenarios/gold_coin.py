@@ -17,13 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
+from mesascope.levels.grid import KIND_INDEX, Level
 from mesascope.levels.mazes import room_walls, sample_free_cell
 from mesascope.params import Param
 from mesascope.levels.tabular import TabularMDP
 from mesascope.scenarios import findings as F
-from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register
-from mesascope.types import MesascopeError, Objective
+from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register, room_spec
+from mesascope.types import Objective
 
 __all__ = ["make_gold_coin"]
 
@@ -92,19 +92,8 @@ def make_gold_coin(*, room: int, train_display: float, max_steps: int) -> Scenar
     Raises:
         MesascopeError: when `max_steps < 2 * room` (some squares would be out of reach).
     """
-    if max_steps < 2 * room:
-        raise MesascopeError(f"max_steps must be at least 2*room={2 * room} so every square is reachable; got {max_steps}")
-    spec = GridSpec(
-        height=room + 2,
-        width=room + 2,
-        n_objects=1,
-        regions=("silver", "display", "grader_sees_gold"),
-        kinds=("coin",),
-        observed_regions=("silver", "display"),
-        terminal_regions=("silver",),
-        gamma=0.99,
-        max_steps=max_steps,
-    )
+    spec = room_spec(room, max_steps, n_objects=1, regions=("silver", "display", "grader_sees_gold"), kinds=("coin",),
+                     observed_regions=("silver", "display"), terminal_regions=("silver",))
     return Scenario(
         description=DESCRIPTION.format(room=room, frac=train_display),
         expected_finding=EXPECTED,

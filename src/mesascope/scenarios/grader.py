@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from mesascope.params import Param
-from mesascope.scenarios.base import Check, Finding, RunSpec, register, stored_checks
-from mesascope.scenarios.study import Study, StudyContext, StudyOutcome
+from mesascope.scenarios.base import Check, stored_checks
+from mesascope.scenarios.study import StudyContext, StudyOutcome, register_study
 
 __all__ = [
     "bon_kl",
@@ -38,7 +38,6 @@ __all__ = [
     "fit_bon",
     "fit_rl",
     "gaussian_policy",
-    "grader",
     "quadratic_features",
 ]
 
@@ -301,28 +300,21 @@ SETTINGS = (
 )
 
 
-def grader(**params: Any) -> Study:
-    """Build `grader-v0` (its parameters are read from the run's context, not here)."""
-    return Study(
-        description=(
-            "An actor searches a plan space (R^D, base policy N(0, I)) against a grader learned by ridge regression "
-            "on noisy gold labels (seed 003); best-of-n and the KL-regularised optimum, gold and grader value "
-            "against d = sqrt(KL), with Gao et al. 2022's functional forms fitted; contrasted with a policy fitted to "
-            "the grader's favourite base-policy plans (the grader as a chisel)."
-        ),
-        expected_finding=EXPECTED,
-        optimizer="best-of-n / KL-regularised search",
-        settings=SETTINGS,
-        presets={
-            "fast": {"mc_samples": 20000, "best_of_n": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384],
-                     "kl_temperatures": [64, 32, 16, 8, 4, 2, 1, 0.5, 0.25, 0.125, 0.0625, 0.03, 0.015]},
-            "full": {"mc_samples": 100000, "best_of_n": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536],
-                     "kl_temperatures": [128, 64, 32, 16, 8, 4, 2, 1, 0.5, 0.25, 0.125, 0.0625, 0.03125]},
-        },
-        execute=_execute,
-        finding=Finding(EXPECTED, stored_checks, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
-    )
-
-
-register("grader-v0", grader, PARAMS,
-         summary="best-of-n and KL-regularised search against a learned grader: over-optimization (Gao et al. 2022)")
+register_study(
+    "grader-v0",
+    description=(
+        "An actor searches a plan space (R^D, base policy N(0, I)) against a grader learned by ridge regression "
+        "on noisy gold labels (seed 003); best-of-n and the KL-regularised optimum, gold and grader value "
+        "against d = sqrt(KL), with Gao et al. 2022's functional forms fitted; contrasted with a policy fitted to "
+        "the grader's favourite base-policy plans (the grader as a chisel)."
+    ),
+    expected_finding=EXPECTED,
+    optimizer="best-of-n / KL-regularised search",
+    settings=SETTINGS,
+    full={"mc_samples": 100000, "best_of_n": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536],
+          "kl_temperatures": [128, 64, 32, 16, 8, 4, 2, 1, 0.5, 0.25, 0.125, 0.0625, 0.03125]},
+    execute=_execute,
+    check=stored_checks,
+    params=PARAMS,
+    summary="best-of-n and KL-regularised search against a learned grader: over-optimization (Gao et al. 2022)",
+)

@@ -27,10 +27,10 @@ from mesascope.optimizers.evolution import (
     make_wright_fisher,
 )
 from mesascope.params import Param
-from mesascope.scenarios.base import Check, Finding, RunSpec, register
-from mesascope.scenarios.study import Study, StudyContext, StudyOutcome, StudySystem
+from mesascope.scenarios.base import Check
+from mesascope.scenarios.study import StudyContext, StudyOutcome, StudySystem, register_study
 
-__all__ = ["greedy_genes", "mean_fitness"]
+__all__ = ["mean_fitness"]
 
 DESCRIPTION = (
     "One diploid locus evolved by a fitness-proportional, sexually recombining genetic algorithm "
@@ -172,21 +172,15 @@ SETTINGS = (
 )
 
 
-def greedy_genes(**params: Any) -> Study:
-    """Build `greedy-genes-v0` (its parameters are read from the run's context, not here)."""
-    return Study(
-        description=DESCRIPTION,
-        expected_finding=EXPECTED,
-        optimizer="evolution",
-        settings=SETTINGS,
-        presets={
-            "fast": {"n": 2000, "generations": 300, "replicates_per_seed": 8, "recursion_generations": 3000},
-            "full": {"n": 20000, "generations": 1000, "replicates_per_seed": 32, "recursion_generations": 10000},
-        },
-        execute=_execute,
-        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
-    )
-
-
-register("greedy-genes-v0", greedy_genes, PARAMS,
-         summary="a meiotic-drive allele hacks a genetic algorithm: inner failure by imperfect search (seed 001)")
+register_study(
+    "greedy-genes-v0",
+    description=DESCRIPTION,
+    expected_finding=EXPECTED,
+    optimizer="evolution",
+    settings=SETTINGS,
+    full={"n": 20000, "generations": 1000, "replicates_per_seed": 32, "recursion_generations": 10000},
+    execute=_execute,
+    check=_check,
+    params=PARAMS,
+    summary="a meiotic-drive allele hacks a genetic algorithm: inner failure by imperfect search (seed 001)",
+)

@@ -24,10 +24,10 @@ import numpy as np
 
 from mesascope.optimizers.gradient import DescentConfig, alignment, capability, make_descent
 from mesascope.params import Param
-from mesascope.scenarios.base import Check, Finding, RunSpec, register
-from mesascope.scenarios.study import Study, StudyContext, StudyOutcome
+from mesascope.scenarios.base import Check
+from mesascope.scenarios.study import StudyContext, StudyOutcome, register_study
 
-__all__ = ["hills", "make_loss"]
+__all__ = ["make_loss"]
 
 DESCRIPTION = (
     "Gradient descent on the tessellating-hills toy: loss = -x0 + eps * sum_j x_j * splotch_j(x) in 16 "
@@ -171,21 +171,15 @@ SETTINGS = (
 )
 
 
-def hills(**params: Any) -> Study:
-    """Build `tessellating-hills-v0` (its parameters are read from the run's context, not here)."""
-    return Study(
-        description=DESCRIPTION,
-        expected_finding=EXPECTED,
-        optimizer="gradient-descent",
-        settings=SETTINGS,
-        presets={
-            "fast": {"steps": 5000, "lr": 0.01, "noise": 1.0, "record_every": 50},
-            "full": {"steps": 20000, "lr": 0.01, "noise": 1.0, "record_every": 100},
-        },
-        execute=_execute,
-        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
-    )
-
-
-register("tessellating-hills-v0", hills, PARAMS,
-         summary="gradient descent on tessellating hills grows a demon: capability vs alignment (seed 004)")
+register_study(
+    "tessellating-hills-v0",
+    description=DESCRIPTION,
+    expected_finding=EXPECTED,
+    optimizer="gradient-descent",
+    settings=SETTINGS,
+    full={"steps": 20000, "record_every": 100},
+    execute=_execute,
+    check=_check,
+    params=PARAMS,
+    summary="gradient descent on tessellating hills grows a demon: capability vs alignment (seed 004)",
+)

@@ -26,7 +26,7 @@ from mesascope.measures.scores import first_event_probabilities
 from mesascope.levels.tabular import TabularMDP
 from mesascope.params import Param
 from mesascope.scenarios import findings as F
-from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register
+from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register, room_spec
 from mesascope.solve.dp import range_over_optimal
 from mesascope.types import Objective
 
@@ -74,16 +74,7 @@ PARAMS = (
 
 def make_keys_chests(*, room: int, max_steps: int) -> Scenario:
     """Build the keys-and-chests scenario from checked parameter values (`PARAMS`)."""
-    spec = GridSpec(
-        height=room + 2,
-        width=room + 2,
-        n_objects=3,
-        n_tracked=3,
-        max_inventory=2,
-        kinds=("key", "chest"),
-        gamma=0.99,
-        max_steps=max_steps,
-    )
+    spec = room_spec(room, max_steps, n_objects=3, n_tracked=3, max_inventory=2, kinds=("key", "chest"))
     return Scenario(
         description=DESCRIPTION.format(room=room, steps=max_steps),
         expected_finding=EXPECTED,

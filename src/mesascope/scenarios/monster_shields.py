@@ -30,7 +30,7 @@ from mesascope.measures.scores import first_event_probabilities
 from mesascope.levels.tabular import TabularMDP, decode
 from mesascope.params import Param
 from mesascope.scenarios import findings as F
-from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register
+from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register, room_spec
 from mesascope.solve.dp import range_over_optimal
 from mesascope.types import MesascopeError, Objective
 
@@ -94,20 +94,10 @@ def make_monster_shields(*, room: int, max_steps: int, deploy_steps: int, harm: 
         MesascopeError: when the horizons do not fit the room (a shield, a monster and an apple in turn need
             `3 * room` steps; the deploy horizon is at least the training one).
     """
-    if max_steps < 3 * room:
-        raise MesascopeError(f"max_steps must be at least 3*room={3 * room} (shield, monster, apple in turn); got {max_steps}")
     if deploy_steps < max_steps:
         raise MesascopeError(f"deploy_steps is the long deploy horizon: at least max_steps={max_steps}; got {deploy_steps}")
-    spec = GridSpec(
-        height=room + 2,
-        width=room + 2,
-        n_objects=3,
-        n_tracked=3,
-        max_inventory=1,
-        kinds=("apple", "shield", "monster"),
-        gamma=0.99,
-        max_steps=max_steps,
-    )
+    spec = room_spec(room, max_steps, min_steps=3 * room, why="shield, monster, apple in turn", n_objects=3, n_tracked=3,
+                     max_inventory=1, kinds=("apple", "shield", "monster"))
     objective = {"apple": 1.0, "monster": -harm}
     return Scenario(
         description=DESCRIPTION.format(room=room, steps=max_steps, deploy_steps=deploy_steps, frac=deploy_monster_fraction, harm=harm),

@@ -32,10 +32,10 @@ import optax
 
 from mesascope.measures.measurements import Measurements, Witness
 from mesascope.params import Param
-from mesascope.scenarios.base import Check, Finding, RunSpec, register, stored_checks
-from mesascope.scenarios.study import Study, StudyContext, StudyOutcome, StudySystem
+from mesascope.scenarios.base import Check, stored_checks
+from mesascope.scenarios.study import StudyContext, StudyOutcome, StudySystem, register_study
 
-__all__ = ["linear_epic", "menu_score", "nested"]
+__all__ = ["linear_epic", "menu_score"]
 
 K = 6
 
@@ -228,25 +228,18 @@ SETTINGS = (
 )
 
 
-def nested() -> Study:
-    """Build `nested-v0`."""
-    return Study(
-        description=(
-            "A designer's linear objective over 6 outcome features -> an agent whose objective is learned from the "
-            "designer's preferences by gradient descent (features 0 and 1 tied in its training data) -> a sub-agent the "
-            "agent trains on its own objective (features 2 and 3 tied); deployment unties them (seed 004, Harris)."
-        ),
-        expected_finding=EXPECTED,
-        optimizer="gradient-descent (nested preference learning)",
-        settings=SETTINGS,
-        presets={
-            "fast": {"pairs": 4000, "steps": 600, "lr": 0.05, "l2": 1e-3, "label_beta": 3.0, "menus": 2000},
-            "full": {"pairs": 20000, "steps": 1500, "lr": 0.05, "l2": 1e-3, "label_beta": 3.0, "menus": 10000},
-        },
-        execute=_execute,
-        finding=Finding(EXPECTED, _check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")),
-    )
-
-
-register("nested-v0", nested,
-         summary="a designer -> agent -> sub-agent chain of learned objectives; EPIC along the chain (seed 004)")
+register_study(
+    "nested-v0",
+    description=(
+        "A designer's linear objective over 6 outcome features -> an agent whose objective is learned from the "
+        "designer's preferences by gradient descent (features 0 and 1 tied in its training data) -> a sub-agent the "
+        "agent trains on its own objective (features 2 and 3 tied); deployment unties them (seed 004, Harris)."
+    ),
+    expected_finding=EXPECTED,
+    optimizer="gradient-descent (nested preference learning)",
+    settings=SETTINGS,
+    full={"pairs": 20000, "steps": 1500, "menus": 10000},
+    execute=_execute,
+    check=_check,
+    summary="a designer -> agent -> sub-agent chain of learned objectives; EPIC along the chain (seed 004)",
+)

@@ -34,14 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
+from mesascope.levels.grid import KIND_INDEX, Level
 from mesascope.levels.mazes import room_walls, sample_free_cell
 from mesascope.levels.tabular import TabularMDP, decode, transition_reward
 from mesascope.measures.distances import pairwise_epic, pairwise_epic_levels
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.params import Param
 from mesascope.scenarios import findings as F
-from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register
+from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register, room_spec
 from mesascope.solve.dp import range_over_optimal
 from mesascope.types import MesascopeError, Objective
 
@@ -188,20 +188,17 @@ def make_shaping(*, shaping: str, room: int, max_steps: int, scale: float, bonus
         raise MesascopeError("shaping-v0: shaping=vault_potential shapes towards the vault's treasure; add --param vault=1")
     if vault and not treasure > 1.0:
         raise MesascopeError(f"shaping-v0: treasure must be worth more than the cheese (1) so that taking it is optimal; got {treasure}")
-    if max_steps < 2 * room:
-        raise MesascopeError(f"shaping-v0: max_steps must be at least 2*room={2 * room}; got {max_steps}")
     gamma = 0.99
-    spec = GridSpec(
-        height=room + 2,
-        width=room + 2,
+    spec = room_spec(
+        room,
+        max_steps,
+        gamma=gamma,
         n_objects=1,
         regions=ring_names(room) + (vault_names(room) if vault else ()),
         observed_regions=("treasure",) if vault else (),
         terminal_regions=("treasure",) if vault else (),
         kinds=("cheese",),
         region_deltas=True,
-        gamma=gamma,
-        max_steps=max_steps,
     )
     what = WHAT[shaping].format(scale=scale, bonus=bonus, half=bonus / 2)
     description = DESCRIPTION.format(room=room, shaping=shaping, what=what)

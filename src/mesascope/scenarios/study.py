@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 
 from mesascope.measures.measurements import Measurements
 from mesascope.params import Param, ParamError, parse_values
-from mesascope.scenarios.base import Finding, _with_params
+from mesascope.scenarios.base import Check, Finding, RunSpec, _with_params, register
 
-__all__ = ["Study", "StudyContext", "StudyOutcome", "StudySystem", "jsonable"]
+__all__ = ["Study", "StudyContext", "StudyOutcome", "StudySystem", "jsonable", "register_study"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,31 @@ class Study:
     def with_params(self, **params: Any) -> Study:
         """The same study with some parameters changed, checked against their declarations."""
         return _with_params(self, params)
+
+
+def register_study(
+    scenario_id: str,
+    *,
+    description: str,
+    expected_finding: str,
+    optimizer: str,
+    settings: tuple[Param, ...],
+    full: Mapping[str, Any],
+    execute: Callable[[StudyContext], StudyOutcome],
+    check: Callable[[Mapping[str, Any]], list[Check]],
+    params: tuple[Param, ...] = (),
+    summary: str = "",
+) -> None:
+    """Register a study under `scenario_id` in the one scenario registry.
+
+    The `fast` preset is the settings' defaults; `full` changes some of them. The expected finding is
+    checked by `check` on every audit and reproduced on four seeds with each preset (`mesascope reproduce`,
+    `--full`). Its parameters (`params`) reach `execute` through `StudyContext.params`.
+    """
+    fast = {p.name: list(p.default) if isinstance(p.default, tuple) else p.default for p in settings}
+    study = Study(description, expected_finding, optimizer, settings, {"fast": fast, "full": {**fast, **full}}, execute,
+                  Finding(expected_finding, check, RunSpec(seeds=4), RunSpec(seeds=4, preset="full")))
+    register(scenario_id, lambda **_: study, params, summary=summary)
 
 
 def jsonable(x: Any) -> Any:

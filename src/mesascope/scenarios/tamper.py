@@ -17,15 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
+from mesascope.levels.grid import KIND_INDEX, Level
 from mesascope.levels.mazes import room_walls, sample_distinct_cells
 from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.params import Param
 from mesascope.scenarios import findings as F
-from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register
+from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, ScenarioMeasure, register, room_spec
 from mesascope.solve.dp import value_iteration
-from mesascope.types import MesascopeError, Objective
+from mesascope.types import Objective
 
 __all__ = ["base_optimal_tamper_rate", "make_tamper", "optimal_first_reached", "optimal_policy_first_reached",
            "tamper_probabilities"]
@@ -78,18 +78,7 @@ def make_tamper(*, room: int, train_exposure: float, max_steps: int) -> Scenario
     Raises:
         MesascopeError: when `max_steps < 2 * room` (some squares would be out of reach).
     """
-    if max_steps < 2 * room:
-        raise MesascopeError(f"max_steps must be at least 2*room={2 * room} so every square is reachable; got {max_steps}")
-    spec = GridSpec(
-        height=room + 2,
-        width=room + 2,
-        n_objects=1,
-        regions=("tamper",),
-        kinds=("cheese",),
-        observed_regions=("tamper",),
-        gamma=0.99,
-        max_steps=max_steps,
-    )
+    spec = room_spec(room, max_steps, n_objects=1, regions=("tamper",), kinds=("cheese",), observed_regions=("tamper",))
     return Scenario(
         description=DESCRIPTION.format(room=room, exposure=train_exposure),
         expected_finding=EXPECTED,
