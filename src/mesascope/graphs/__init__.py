@@ -5,7 +5,7 @@ frozen nodes, coloured and-edges and two-directional pseudo-equivalences; `evalu
 node, edge, direction and path against one run's `PropertyValue`s, in three-valued (Kleene) logic;
 `to_dot` and `render_svg` draw them.
 
-Example:
+Examples:
     >>> from mesascope.graphs import PropertyValue, Truth, evaluate_graph, revised_graph
     >>> g = revised_graph()
     >>> values = {p: PropertyValue(p, Truth.HOLDS) for p in g.node_ids}

@@ -289,7 +289,7 @@ def evaluate_graph(
         GraphError: if a value's name does not match its key, or a mesa-objective property is given as
             holding or failing for a system declared to have no mesa-optimizer.
 
-    Example:
+    Examples:
         >>> from mesascope.graphs import revised_graph
         >>> values = {p: PropertyValue(p, Truth.HOLDS) for p in revised_graph().node_ids}
         >>> result = evaluate_graph(revised_graph(), values, has_mesa_optimizer=True)
