@@ -648,6 +648,7 @@ def sweep_command(
     audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in each point's exact audit."),
     goal: str = typer.Option(None, "--goal", help="Candidate goal whose first-reached fraction the curve shows (default: the proxy)."),
     db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside the sweep folder)."),
+    profile: bool = typer.Option(False, "--profile", help="Time every stage of every point and print what each point compiled or took from the compilation cache."),
     thresholds: Any = None,
 ) -> None:
     """Run a grid of points (scenario parameters x training settings) and print the curve over seeds."""
@@ -676,20 +677,37 @@ def sweep_command(
             curve = sweep(
                 scenario, params=params, settings=settings, seeds=seeds, preset=preset, out=out, backend=backend,
                 address=address, workers=workers, audit_levels=audit_levels, goal=goal, db=db_path, on_point=on_point,
-                thresholds=thresholds,
+                thresholds=thresholds, profile=profile,
             )
         finally:
-            _print_curve_if_any(out)
+            _print_curve_if_any(out, profile)
     for w in curve.get("warnings", []):
         _warn(w)
     console.print(f"[dim]curve written to[/] {out / 'curve.json'} [dim]and[/] curve.csv")
 
 
-def _print_curve_if_any(sweep_dir: Path) -> None:
+def _print_curve_if_any(sweep_dir: Path, profile: bool = False) -> None:
     path = Path(sweep_dir) / "curve.json"
     if path.exists():
-        console.print(curve_table(json.loads(path.read_text())))
+        curve = json.loads(path.read_text())
+        console.print(curve_table(curve))
+        if profile:
+            console.print(sweep_profile_table(curve))
         _write_sweep_report(Path(sweep_dir))
+
+
+def sweep_profile_table(curve: dict[str, Any]) -> Table:
+    """`sweep --profile`: each point's wall time and what it compiled or loaded from the compilation cache."""
+    table = Table(title="profile per point (train + audit)")
+    for col in ("point", "seconds", "compiled", "from cache", "compile s"):
+        table.add_column(col, justify="right")
+    for row in curve["points"]:
+        prof = row.get("profile")
+        if prof:
+            table.add_row(str(row["index"]), f"{prof['total_seconds']:.1f}", str(prof["compiled"]), str(prof["from_cache"]),
+                          f"{prof['compile_seconds']:.1f}")
+    table.caption = "compiled: programs XLA compiled in that point's process; from cache: loaded from the persistent cache."
+    return table
 
 
 def _write_sweep_report(sweep_dir: Path) -> None:

@@ -124,10 +124,12 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     `settings`, `seeds`, `preset`, `audit_levels`, `thresholds` (a dict), `db`, `sweep_id`.
     """
     import mesascope  # noqa: F401 - sets the XLA flag before JAX starts in a fresh worker
+    from mesascope.experiments.profiling import NULL_TIMER, StageTimer
     from mesascope.experiments.run import AuditConfig, audit_run, run
     from mesascope.properties import Thresholds
 
     thresholds = Thresholds.from_dict(task.get("thresholds") or {})
+    timer = StageTimer() if task.get("profile") else NULL_TIMER
 
     out = Path(task["dir"])
     store = Store(task["db"]) if task.get("db") else None
@@ -139,7 +141,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             return {"index": task["index"], "status": "complete", "error": None, "action": "skipped"}
         if _trained(out):
             # Training finished before the interruption: only the audit is redone.
-            result = audit_run(out, audit_cfg, thresholds=thresholds)
+            result = audit_run(out, audit_cfg, thresholds=thresholds, timer=timer)
             if events:
                 events("audited", out, result)
                 events("complete", out, result)
@@ -160,6 +162,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
                 scenario_params=dict(task["params"]),
                 events=events,
                 thresholds=thresholds,
+                timer=timer,
             )
             action = "trained"
     except Exception as err:  # noqa: BLE001 - one failed point must not stop the others
@@ -170,7 +173,11 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             "action": "failed",
             "warnings": warnings,
         }
-    return {"index": task["index"], "status": "complete", "error": None, "action": action, "warnings": warnings}
+    done = {"index": task["index"], "status": "complete", "error": None, "action": action, "warnings": warnings}
+    if timer.enabled:  # `--profile`: what this point spent, and what it compiled or took from the cache
+        prof = timer.as_dict()
+        done["profile"] = {k: prof[k] for k in ("total_seconds", "compiled", "from_cache", "compile_seconds")}
+    return done
 
 
 def _validate(scenario_id: str, params: dict[str, list[Any]], settings: dict[str, list[Any]], preset: str, goal: str | None) -> str | None:
@@ -258,6 +265,7 @@ def sweep(
     db: Path | None = None,
     on_point: Callable[[dict[str, Any]], None] | None = None,
     thresholds: Any = None,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Run every point of the grid `params x settings` (each with `seeds` seeds) and write the curve.
 
@@ -273,6 +281,9 @@ def sweep(
         db: The result store (None: no store).
         on_point: Called with each point's row as it finishes.
         thresholds: Every point's `Thresholds` (default: SPEC.md's defaults), recorded in `sweep.json`.
+        profile: Time every stage of every point (each point's audit.json `timings`); each row of the curve
+            gets `profile`: its wall seconds, programs compiled and programs loaded from the persistent
+            compilation cache (the first point compiles, the others should find it in the cache).
 
     Returns:
         The curve: `{"scenario", "goal", "swept", "points": [...]}` (also in `out/curve.json`).
@@ -356,9 +367,11 @@ def sweep(
 
     rows: dict[int, dict[str, Any]] = {}
 
-    def finish(point: dict[str, Any], status: str, error: str | None, action: str) -> None:
+    def finish(point: dict[str, Any], status: str, error: str | None, action: str, prof: dict[str, Any] | None = None) -> None:
         run_dir = out / point["dir"]
         row = {**point, "status": status, "error": error, "action": action, "path": str(run_dir), "run_id": run_id_for(run_dir)}
+        if prof is not None:
+            row["profile"] = prof
         audit = try_read_json_object(run_dir / "audit.json") if status == "complete" else None
         if audit is not None:
             row.update(point_summary(audit, goal))
@@ -388,6 +401,7 @@ def sweep(
             "thresholds": thresholds.to_dict(),
             "db": str(db) if db else None,
             "sweep_id": sweep_id,
+            "profile": profile,
         }
         for p in pending
     ]
@@ -395,7 +409,7 @@ def sweep(
 
     def collect(result: dict[str, Any]) -> None:
         warnings.extend(result.get("warnings") or [])
-        finish(by_index[result["index"]], result["status"], result.get("error"), result.get("action", ""))
+        finish(by_index[result["index"]], result["status"], result.get("error"), result.get("action", ""), result.get("profile"))
 
     if tasks:
         try:
