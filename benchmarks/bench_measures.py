@@ -7,7 +7,7 @@ EPIC: `epic_distance_decomposed` (the closed form the audit uses, O(S A) memory)
 objective and the corner objective on a batch of 64 levels, jitted, compile excluded; for small levels
 also the dense `epic_distance` on `[S, A, S]` rewards (O(S^2 A) memory), which it must agree with.
 
-MCE IRL: `mesascope.measures.irl.mce_irl` (exact occupancies and soft value iteration, Adam) on 8 levels,
+MCE IRL: `mesascope.measures.mce_irl.mce_irl` (exact occupancies and soft value iteration, Adam) on 8 levels,
 a fixed number of Adam steps, the demonstrations being the soft-optimal policy of a known reward.
 
 Peer: the optional peer would be `imitation`'s tabular MCE IRL (`imitation.algorithms.mce_irl`). It pins
@@ -35,8 +35,9 @@ import jax.numpy as jnp
 
 from mesascope.levels import tabularize
 from mesascope.measures.epic import epic_distance, epic_distance_decomposed
-from mesascope.measures.irl import DEFAULT_TOL, mce_irl, soft_value_iteration
+from mesascope.measures.mce_irl import mce_irl, soft_value_iteration
 from mesascope.scenarios import get_scenario
+from mesascope.solve.dp import DEFAULT_TOL
 
 from _common import median, timed
 
@@ -63,7 +64,7 @@ def _levels(grid: int, n: int, key: jax.Array):
 def numpy_mce_irl(next_state: np.ndarray, features: np.ndarray, start: np.ndarray, terminal: np.ndarray,
                   probs: np.ndarray, gamma: float, steps: int, lr: float, l2: float,
                   tol: float = DEFAULT_TOL) -> np.ndarray:
-    """The algorithm of `mesascope.measures.irl.mce_irl` in NumPy (float32), batched over `L` levels.
+    """The algorithm of `mesascope.measures.mce_irl.mce_irl` in NumPy (float32), batched over `L` levels.
 
     Args: next_state int `[L, S, A]`, features `[L, S, A, K]`, start int `[L]`, terminal bool `[L, S]`,
     probs `[L, S, A]`. Returns the fitted weights `[K]`.

@@ -23,7 +23,7 @@ from mesascope.measures.shards import (
     steps_to_feature,
 )
 from mesascope.scenarios.base import get_scenario
-from mesascope.measures.irl import goal_q_values
+from mesascope.measures.goal_posterior import goal_q_values
 from mesascope.solve.dp import optimal_action_mask
 from mesascope.types import MesascopeError
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mesascope.levels.tabular import TabularMDP
-from mesascope.measures.irl import goal_posterior
+from mesascope.measures.goal_posterior import goal_posterior
 from mesascope.measures.scores import score_levels, tabularize_levels
 from mesascope.properties.gridworld import split_exact, witness_policies
 from mesascope.scenarios.base import get_scenario

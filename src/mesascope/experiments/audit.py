@@ -30,7 +30,8 @@ from mesascope.levels.grid import ACTION_DELTAS, GridSpec, Level
 from mesascope.levels.render import render_pair, save_png
 from mesascope.levels.tabular import TabularMDP, TransitionReward
 from mesascope.measures.estimates import Estimate, estimate
-from mesascope.measures.irl import mce_irl, posterior_from_q, system_state_weights
+from mesascope.measures.goal_posterior import posterior_from_q, system_state_weights
+from mesascope.measures.mce_irl import mce_irl
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.experiments.profiling import NULL_TIMER, StageTimer
 from mesascope.measures.shards import scenario_context_labels, scenario_shards
@@ -143,7 +144,7 @@ def _mesa_behavioral(levels: Level, tab: TabularMDP, probs: jax.Array, system: A
     `MESA_IRL_GAMMAS`, and terminal states are absorbing as they are to the planner. Returns the
     JSON block and the fitted reward in transition form.
     """
-    from mesascope.measures.irl import mce_irl_over_discounts
+    from mesascope.measures.mce_irl import mce_irl_over_discounts
     from mesascope.systems.mesa import MesaParams
 
     names = list(system.mesa_objective)

@@ -10,7 +10,7 @@ different parts of the state space. Shard theory (Pope and Turner 2022) calls su
    situation, e.g. "the cheese is at most 3 steps away" versus "further". Scenarios declare their
    contexts (`Scenario.contexts`); `distance_context` and `nearer_context` build the common ones from the
    level's own features and dynamics, so no context is ever computed from the system's behaviour.
-2. Within each part the Boltzmann-rational goal posterior (`mesascope.measures.irl.goal_posterior`) is
+2. Within each part the Boltzmann-rational goal posterior (`mesascope.measures.goal_posterior`) is
    fitted on that part's states only: the candidate goals' `Q*` are solved once on the whole level (a
    goal's value does not depend on which context the system is in), and only the evidence weights are
    restricted. Each part gets its own rationality `beta`, best goal, posterior and fit quality.
@@ -34,16 +34,15 @@ import numpy as np
 
 from mesascope.levels.grid import GridSpec, Level, feature_names
 from mesascope.levels.tabular import TabularMDP
-from mesascope.measures.irl import (
+from mesascope.measures.goal_posterior import (
     DEFAULT_BETAS,
     DEFAULT_EXPLAIN_THRESHOLD,
     DEFAULT_LAPSES,
     GoalPosterior,
-    goal_q_values,
+    candidate_q_values,
     posteriors_from_q,
     system_state_weights,
 )
-from mesascope.measures.scores import reach_flags
 from mesascope.types import MesascopeError
 
 __all__ = [
@@ -345,7 +344,7 @@ def fit_shards(
         description: What the parts are (for the record).
         state_weights: Optional float32 `[L, S]` evidence weights (default: the system's own discounted
             occupancy, `system_state_weights`).
-        q: Optional float32 `[G, L, S, A]` precomputed `Q*` (`goal_q_values`), to share one solve.
+        q: Optional float32 `[G, L, S, A]` precomputed `Q*` (`candidate_q_values`), to share one solve.
         betas, threshold, lapses: As in `goal_posterior`.
         min_share: Parts holding less than this share of the evidence are not fitted.
         reach: Optional bool `[G]`, reach goals (`Objective.reach`); used when `q` is not given.
@@ -359,10 +358,7 @@ def fit_shards(
     if state_weights is None:
         state_weights = system_state_weights(tab, probs, gamma)
     if q is None:
-        q = goal_q_values(
-            tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_weights, gamma,
-            terminal=tab.terminal, reach=reach_flags(tab, reach, goal_weights.shape[0]),
-        )
+        q = candidate_q_values(tab, goal_weights, gamma, reach=reach)
     return _shard_tables(q, tab, probs, state_weights, [(context, description, label_names, labels)], names=names,
                          overall=overall, betas=betas, threshold=threshold, lapses=lapses, min_share=min_share)[0]
 
@@ -419,10 +415,7 @@ def scenario_shards(
     if state_weights is None:
         state_weights = system_state_weights(tab, probs, gamma)
     if q is None:
-        q = goal_q_values(
-            tab.next_state, jnp.asarray(tab.features, jnp.float32), goal_w, gamma,
-            terminal=tab.terminal, reach=reach_flags(tab, [g.reach for g in goals], len(goals)),
-        )
+        q = candidate_q_values(tab, goal_w, gamma, reach=[g.reach for g in goals])
     if labels is None:
         labels = scenario_context_labels(scenario, levels, tab)
     tables = _shard_tables(

@@ -4,7 +4,9 @@ Two pure, seeded, vmappable programs:
 
 * `make_evolve(config, fitness) -> evolve(key)`: a genetic algorithm over real parameter vectors
   `[P, D]` (Gaussian mutation, truncation or tournament selection, optional sexual recombination by
-  uniform crossover). The base objective is `fitness`; nothing else is selected for.
+  uniform crossover). The base objective is `fitness`; nothing else is selected for. One generation is
+  `next_generation`, which other drivers reuse (`mesascope.systems.mesa.train_evolution` runs it on the
+  host around a costly jitted fitness).
 * `make_wright_fisher(config) -> simulate(key)`: an individual-based diploid population at one locus
   with a driving allele `D` (meiotic drive, seed 001's "greedy genes"): viability selection by the
   genotype's fitness, then each surviving parent's gamete carries `D` with probability 1/2, except
@@ -29,6 +31,7 @@ __all__ = [
     "drive_recursion",
     "make_evolve",
     "make_wright_fisher",
+    "next_generation",
 ]
 
 SELECTIONS = ("truncation", "tournament")
@@ -90,6 +93,47 @@ def _select_parents(cfg: EvolutionConfig, key: jax.Array, fit: jax.Array, n: int
     return jnp.take_along_axis(draws, winner[:, None], axis=1)[:, 0]
 
 
+def next_generation(
+    cfg: EvolutionConfig,
+    pop: jax.Array,
+    fit: jax.Array,
+    *,
+    select: jax.Array,
+    mutate: jax.Array,
+    select_father: jax.Array | None = None,
+    mix: jax.Array | None = None,
+) -> jax.Array:
+    """One generation of the genetic algorithm: the next population `[P, D]` from `pop` `[P, D]` scored `fit` `[P]`.
+
+    Children (`P - elite` of them) copy a parent chosen by `cfg.selection` (with recombination, each gene
+    comes from one of two parents, uniform crossover) and get Gaussian mutation of sd `cfg.mutation_sd`;
+    the `elite` fittest are copied first, unmutated. The keys are passed in, not split here, so each
+    driver keeps its own key schedule (the same key gives the same run).
+
+    Args:
+        cfg: The algorithm's settings (`pop_size` must equal `P`).
+        pop: float32 `[P, D]`, the current population.
+        fit: float32 `[P]`, its fitness (higher is better).
+        select: Key choosing the (first) parents.
+        mutate: Key drawing the mutations.
+        select_father: Key choosing the second parents (needed with `cfg.recombination`).
+        mix: Key of the uniform crossover (needed with `cfg.recombination`).
+    """
+    n_children = cfg.pop_size - cfg.elite
+    mother = pop[_select_parents(cfg, select, fit, n_children)]
+    if cfg.recombination:
+        if select_father is None or mix is None:
+            raise ValueError("recombination needs the select_father and mix keys")
+        father = pop[_select_parents(cfg, select_father, fit, n_children)]
+        child = jnp.where(jax.random.bernoulli(mix, 0.5, mother.shape), mother, father)
+    else:
+        child = mother
+    child = child + cfg.mutation_sd * jax.random.normal(mutate, child.shape)
+    if cfg.elite:
+        child = jnp.concatenate([pop[jnp.argsort(-fit)[: cfg.elite]], child])
+    return child
+
+
 def make_evolve(cfg: EvolutionConfig, fitness: Fitness) -> Callable[[jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
     """A pure genetic algorithm `evolve(key) -> (final population [P, D], history)`.
 
@@ -98,20 +142,11 @@ def make_evolve(cfg: EvolutionConfig, fitness: Fitness) -> Callable[[jax.Array],
     vmappable over keys (one replicate population per key); the same key gives the same run.
     """
     init_mean = jnp.broadcast_to(jnp.asarray(cfg.init_mean, jnp.float32), (cfg.dim,))
-    n_children = cfg.pop_size - cfg.elite
 
     def generation(pop: jax.Array, key: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         fit = fitness(pop)
         k_a, k_b, k_mix, k_mut = jax.random.split(key, 4)
-        mother = pop[_select_parents(cfg, k_a, fit, n_children)]
-        if cfg.recombination:
-            father = pop[_select_parents(cfg, k_b, fit, n_children)]
-            child = jnp.where(jax.random.bernoulli(k_mix, 0.5, mother.shape), mother, father)
-        else:
-            child = mother
-        child = child + cfg.mutation_sd * jax.random.normal(k_mut, child.shape)
-        if cfg.elite:
-            child = jnp.concatenate([pop[jnp.argsort(-fit)[: cfg.elite]], child])
+        child = next_generation(cfg, pop, fit, select=k_a, mutate=k_mut, select_father=k_b, mix=k_mix)
         return child, (fit.mean(), fit.max(), pop.mean(0))
 
     def evolve(key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:

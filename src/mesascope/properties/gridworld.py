@@ -594,7 +594,8 @@ def measure_split(
         irl: Also fit MCE IRL (the behavioral objective's fallback when no candidate explains).
     """
     from mesascope.measures.distances import as_transition_reward
-    from mesascope.measures.irl import goal_posterior, mce_irl
+    from mesascope.measures.goal_posterior import goal_posterior
+    from mesascope.measures.mce_irl import mce_irl
 
     exact = split_exact(tab, objectives, goals, gamma, key=key, reach=reach)
     goal_w = np.stack([np.asarray(objectives[g], np.float32) for g in goals])

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 __all__ = [
     "Solution",
+    "discounted_occupancy",
     "fixed_point",
     "optimal_action_mask",
     "policy_evaluation",
@@ -192,6 +193,49 @@ def policy_evaluation_dense(
     p = transition_matrix(next_state, policy)
     r_pi = (policy * reward).sum(-1)
     return jnp.linalg.solve(jnp.eye(p.shape[0], dtype=p.dtype) - gamma * p, r_pi)
+
+
+def discounted_occupancy(
+    next_state: jax.Array,
+    policy: jax.Array,
+    start: jax.Array,
+    gamma: float,
+    *,
+    d0: jax.Array | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iters: int = DEFAULT_MAX_ITERS,
+) -> jax.Array:
+    """Exact discounted state-action occupancy `mu(s, a) = sum_t gamma^t P(s_t = s, a_t = a)`: float32 `[S, A]`.
+
+    Iterates `d <- e_start + gamma P_pi^T d` on the state occupancy `d` `[S]` (a `gamma`-contraction; one
+    scatter-add per sweep, so it scales to large levels where the dense linear solve would not), then
+    `mu(s, a) = d(s) pi(a | s)`. It sums to `1 / (1 - gamma)` (restored exactly after the iteration
+    stops); terminal states are included (they are absorbing, so they collect the mass of finished
+    episodes).
+
+    Args:
+        next_state: int32 `[S, A]`.
+        policy: float32 `[S, A]`, rows summing to one.
+        start: int32 scalar, the start state.
+        gamma: Discount in `[0, 1)`.
+        d0: Optional float32 `[S]` initial state occupancy (warm start).
+        tol: Stop when the sup-norm change is below `tol / (1 - gamma)`.
+        max_iters: Hard bound on iterations.
+    """
+    s = next_state.shape[0]
+    e0 = jax.nn.one_hot(start, s, dtype=policy.dtype)
+    flat_next = next_state.reshape(-1)
+
+    def backup(d: jax.Array) -> jax.Array:
+        flow = (d[:, None] * policy).reshape(-1)
+        return e0 + gamma * jnp.zeros((s,), policy.dtype).at[flat_next].add(flow)
+
+    init = e0 if d0 is None else d0.astype(policy.dtype)
+    d = fixed_point(backup, init, tol / (1.0 - gamma), max_iters)
+    # The total mass is known exactly; restoring it removes the truncation error's systematic part, so a
+    # constant feature has exactly the same expectation under every policy (MCE IRL relies on that).
+    d = d * (1.0 / (1.0 - gamma)) / jnp.sum(d)
+    return d[:, None] * policy
 
 
 def uniform_policy(next_state: jax.Array) -> jax.Array:

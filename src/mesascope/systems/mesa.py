@@ -18,7 +18,8 @@ there (an object not yet consumed) belongs to `(s, a)` (`mesa_next_features`).
 
 The base optimizer tunes `theta` (the mesa-objective) and nothing else: by gradient descent through the
 differentiable planner and an exact policy evaluation of the base objective (`train_gradient`), or by
-evolution (`train_evolution`). The learned mesa-objective is then read off directly (`mesa_objective`).
+evolution (`train_evolution`, the genetic algorithm of `mesascope.optimizers.evolution` with the base
+value as fitness). The learned mesa-objective is then read off directly (`mesa_objective`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import optax
 
 from mesascope.levels.grid import GridSpec, Level, step
 from mesascope.levels.tabular import TabularMDP, TransitionReward, decode
+from mesascope.optimizers.evolution import EvolutionConfig, next_generation
 from mesascope.solve.dp import policy_evaluation_dense
 from mesascope.systems.bridge import Bridge, require_bridge
 
@@ -265,22 +267,26 @@ def train_evolution(
 ) -> TrainResult:
     """Truncation-selection evolution of the mesa-objective's weights (fitness = exact base value).
 
-    Each generation mutates the elite with Gaussian noise (the best parent is kept unchanged), scores
-    the whole population in one vmapped program and keeps the best `elite`.
+    The genetic algorithm of `mesascope.optimizers.evolution` (`next_generation`): children copy one of
+    the best `elite` individuals (no recombination) plus Gaussian noise of sd `sigma`, and the best
+    individual is kept unchanged. The generations run on the host around one jitted, vmapped scoring of
+    the whole population (planner and exact policy evaluation on every level); `curve` holds each
+    generation's best score, before its selection.
     """
     fitness = jax.jit(jax.vmap(lambda theta: _base_value(system, MesaParams(theta), levels, tabs, w_base, gamma)))
+    cfg = EvolutionConfig(
+        pop_size=population, dim=len(system.feature_names), generations=generations, mutation_sd=sigma,
+        selection="truncation", truncation=elite / population, recombination=False, elite=1,
+    )
     key, sub = jax.random.split(key)
     pop = jax.vmap(lambda k: system.init(k).theta)(jax.random.split(sub, population))
     curve = []
     for _ in range(generations):
         scores = fitness(pop)
-        order = jnp.argsort(-scores)
-        parents = pop[order[:elite]]
-        curve.append(float(scores[order[0]]))
+        # nanmax: the score of the individual the selection ranks first (argsort puts NaN last).
+        curve.append(float(jnp.nanmax(scores)))
         key, k_pick, k_noise = jax.random.split(key, 3)
-        picks = jax.random.randint(k_pick, (population - 1,), 0, elite)
-        children = parents[picks] + sigma * jax.random.normal(k_noise, (population - 1, pop.shape[1]))
-        pop = jnp.concatenate([parents[:1], children])
+        pop = next_generation(cfg, pop, scores, select=k_pick, mutate=k_noise)
     scores = fitness(pop)
     return TrainResult(MesaParams(pop[jnp.argmax(scores)]), np.asarray(curve))
 
