@@ -7,7 +7,7 @@ SEEDS   ?= 4
 PRESET  ?= fast
 SCENARIO ?= cheese-corner-v0
 
-.PHONY: demo test test-slow reproduce bench install clean system-deps
+.PHONY: demo test test-slow reproduce bench install clean system-deps docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,9 +39,18 @@ system-deps:
 	  fi; \
 	fi
 
-## The whole default test suite (slow training tests are marked and skipped; see test-slow).
+## The whole default test suite (slow training tests are marked and skipped; see test-slow), then the
+## docs site built strictly (a broken link or API reference fails the target).
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
+	@$(MAKE) --no-print-directory docs
+
+## The documentation site (docs/ and mkdocs.yml; the `docs` extra, part of `test`) built into site/ in
+## strict mode: every warning (a broken link or anchor, a bad API reference) fails it. Silent on success,
+## so that pytest's summary stays the last line of `make test`; on failure it prints MkDocs' whole log.
+## (Not `mkdocs build --quiet`: that hides the warnings from strict mode too.)
+docs: $(STAMP)
+	@log=$$(NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site 2>&1) || { echo "$$log"; exit 1; }
 
 test-slow: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m slow
@@ -60,4 +69,4 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache
