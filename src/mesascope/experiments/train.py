@@ -11,6 +11,12 @@ before a run folder exists, and writes and reads its own files in the run folder
   `systems/seed-<k>.npy`.
 
 Both write the learning curves to `training.npz`.
+
+PPO can stop when competent (`--set stop_at_j_base=0.9`): every `competence_every` updates it scores every
+seed's exact `J_base` on a fixed, seeded sample of training levels (the audit's definition, `CompetenceCheck`)
+and keeps, for each seed that reached the target, its parameters at that check. `training.npz` then also
+holds `competence_checks`, `competence_j_base`, `competent_at_update` and `competent_at_step`
+(`train_systems`). Off by default: no check, the same program and the same results as before.
 """
 
 from __future__ import annotations
@@ -28,7 +34,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesascope.measures.scores import system_action_probs, tabularize_levels
+from mesascope.levels.grid import GridSpec, Level
+from mesascope.levels.tabular import TabularMDP, observe_all
+from mesascope.measures.scores import (
+    informative_levels,
+    normalised_score,
+    policy_values,
+    reference_values,
+    system_action_probs,
+    tabularize_levels,
+)
 from mesascope.optimizers.ppo import PPOConfig, PRESETS as PPO_PRESETS, make_train
 from mesascope.params import Param, ParamError, parse_values
 from mesascope.scenarios import Scenario
@@ -38,6 +53,8 @@ from mesascope.systems.policy import NetworkConfig, action_probs, make_actor_cri
 from mesascope.types import MesascopeError
 
 __all__ = [
+    "COMPETENCE_SEED",
+    "CompetenceCheck",
     "MESA_PRESETS",
     "MESA_SETTINGS",
     "PPO_SETTINGS",
@@ -45,7 +62,10 @@ __all__ = [
     "MesaConfig",
     "TrainedSystem",
     "Trainer",
+    "competence_sample",
     "get_trainer",
+    "j_base_of",
+    "make_competence_check",
     "train_mesa_systems",
     "train_systems",
 ]
@@ -109,6 +129,11 @@ PPO_SETTINGS = (
     Param("hidden", "int", 128, "width of the dense layers", low=1, high=16_384),
     Param("depth", "int", 2, "hidden dense layers", low=1, high=64),
     Param("channels", "ints", (16, 32), "convolution channels (cnn only)", low=1, high=4096),
+    Param("stop_at_j_base", "float", 0.0, "stop each seed once its exact J_base on training levels reaches this (0: off)",
+          low=0.0, high=1.0),
+    Param("competence_every", "int", 16, "updates between checks of J_base (with stop_at_j_base)", low=1, high=10**9),
+    Param("competence_levels", "int", 256, "training levels the J_base check is exact on (with stop_at_j_base)",
+          low=1, high=16_384),
 )
 """PPO's training settings (`--set`); `network_kind`, `hidden`, `depth`, `channels` set `PPOConfig.network`."""
 
@@ -157,30 +182,193 @@ def _chunk_size(n_updates: int, target_chunks: int = 20) -> int:
     return next(c for c in range(lo, n_updates + 1) if n_updates % c == 0)
 
 
+COMPETENCE_SEED = 17_000_017
+"""Seeds the fixed sample of training levels of the competence check: the same for every run and every
+seed, and not the audit's sample (`AUDIT_SEED`), so the audit's `J_base` is measured on levels the
+stopping rule never looked at."""
+
+_PROBS_CHUNK = 64
+"""Levels whose action probabilities the check computes in one call, as `system_action_probs` (bounds the
+`[n_seeds, chunk, S, ...]` observation and activation tensors on bigger grids)."""
+
+
+@dataclass(frozen=True)
+class CompetenceCheck:
+    """A fixed sample of training levels and everything about it that does not depend on the system.
+
+    Attributes:
+        spec: The scenario's grid spec.
+        levels: `Level` batched `[L]`.
+        tab: `TabularMDP` batched `[L, ...]`.
+        weights: float32 `[1, K]`, the base objective.
+        reach: bool `[1]`, whether the base objective is valued at first arrival (`Objective.reach`).
+        gamma: The scenario's discount.
+        v_optimal: float32 `[L]`, `V^*` of the base objective at each level's start.
+        v_uniform: float32 `[L]`, `V^unif` likewise.
+        informative: bool `[L]`, the levels where `V^* - V^unif > SPAN_TOL` (the only ones averaged).
+    """
+
+    spec: GridSpec
+    levels: Level
+    tab: TabularMDP
+    weights: jax.Array
+    reach: np.ndarray
+    gamma: float
+    v_optimal: jax.Array
+    v_uniform: jax.Array
+    informative: np.ndarray
+
+
+def competence_sample(scenario: Scenario, n: int) -> Level:
+    """The competence check's `n` training levels, batched `[n]` (seeded by `COMPETENCE_SEED`)."""
+    return scenario.sample_levels(jax.random.key(COMPETENCE_SEED), n, "train")
+
+
+def make_competence_check(scenario: Scenario, levels: Level) -> CompetenceCheck:
+    """Solve the base objective's `V^*` and `V^unif` on `levels` once, for every later check."""
+    tab = tabularize_levels(scenario.spec, levels)
+    weights = jnp.asarray(scenario.base_objective.vector(scenario.feature_names))[None]
+    reach = np.array([bool(scenario.base_objective.reach)])
+    v_star, v_unif = reference_values(tab, weights, scenario.spec.gamma, reach=reach)
+    return CompetenceCheck(scenario.spec, levels, tab, weights, reach, scenario.spec.gamma, v_star[:, 0], v_unif[:, 0],
+                           informative_levels(v_star[:, 0], v_unif[:, 0]))
+
+
+@partial(jax.jit, static_argnames=("spec", "static"))
+def _seed_action_probs(params: Any, levels: Level, spec: GridSpec, static: Any) -> jax.Array:
+    """float32 `[n_seeds, L, S, A]`: every seed's network on every state of every level (`params` `[n_seeds, ...]`)."""
+    obs = jax.vmap(lambda lv: observe_all(spec, lv))(levels)  # [L, S, *obs_shape]
+    flat = obs.reshape((-1,) + obs.shape[2:])
+    probs = jax.vmap(lambda p: action_probs(eqx.combine(p, static), flat))(params)
+    return probs.reshape(probs.shape[:1] + obs.shape[:2] + probs.shape[-1:])
+
+
+def j_base_of(check: CompetenceCheck, static: Any, params: Any) -> np.ndarray:
+    """Every seed's normalised `J_base` on the check's levels, exactly as the audit scores it.
+
+    `J = (V^pi - V^unif) / (V^* - V^unif)` per level (`normalised_score`), averaged over the informative
+    levels; 1 when no level is informative (every policy is then optimal).
+
+    Args:
+        check: The fixed sample (`make_competence_check`).
+        static: The network's static part (`PPOTrainer.static`).
+        params: The networks' array parts, batched `[n_seeds, ...]`.
+
+    Returns:
+        float64 `[n_seeds]`; NaN for a seed whose network outputs NaN (a diverged run never passes).
+    """
+    n = int(check.tab.start.shape[0])
+    parts = []
+    for lo in range(0, n, _PROBS_CHUNK):
+        part = jax.tree_util.tree_map(lambda x: x[lo : lo + _PROBS_CHUNK], check.levels)
+        parts.append(_seed_action_probs(params, part, check.spec, static))
+    probs = jnp.concatenate(parts, axis=1)  # [n_seeds, L, S, A]
+    mask = check.informative
+    out = []
+    for p in probs:
+        v_pi = policy_values(check.tab, p, check.weights, check.gamma, reach=check.reach)[:, 0]
+        # The audit's mean (`estimate_columns`): float64 over the informative levels.
+        j = np.asarray(normalised_score(v_pi, check.v_optimal, check.v_uniform), np.float64)
+        out.append(np.where(mask, j, 0.0).sum() / mask.sum() if mask.any() else 1.0)
+    return np.asarray(out, np.float64)
+
+
+def _check_chunk(n_updates: int, every: int) -> int:
+    """Updates per compiled call when checking every `every` updates: their greatest common divisor.
+
+    It divides both, so the chunks are equal (one compiled program for the whole run) and every check
+    falls on a chunk boundary; a small chunk costs only a Python dispatch per call.
+    """
+    return math.gcd(n_updates, min(every, n_updates))
+
+
 def train_systems(
     scenario: Scenario, config: PPOConfig, seeds: Sequence[int], progress: ProgressFn = _noop
 ) -> tuple[Any, Any, dict[str, np.ndarray]]:
     """Train one system per seed with PPO, all seeds in one vmapped program.
 
+    With `config.stop_at_j_base > 0`, every `competence_every` updates (and after the last) each seed's
+    exact `J_base` is measured on a fixed sample of `competence_levels` training levels (`j_base_of`); a
+    seed that reaches the target keeps the parameters of that check (the vmapped program goes on
+    updating it, unused), and training ends once every seed has passed or the step budget is spent.
+
     Returns:
         `(params, static, metrics)`: params batched `[n_seeds, ...]`, the network's static part, and
-        learning curves float32 `[n_seeds, num_updates]` per metric.
+        learning curves float32 `[n_seeds, n_updates]` per metric (`n_updates` the updates run). With
+        stopping, a seed's curves are NaN after the update at which it passed (its saved system was not
+        trained further), and `metrics` also holds:
+
+        * `competence_checks`: int64 `[n_checks]`, the update count at each check;
+        * `competence_j_base`: float32 `[n_seeds, n_updates]`, the `J_base` of the latest check at or
+          before each update (NaN before the first check and after the seed passed);
+        * `competent_at_update`, `competent_at_step`: int64 `[n_seeds]`, the update count and
+          environment steps per seed at which it passed, or -1.
     """
     trainer = make_train(scenario, config)
     keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-    chunk = _chunk_size(config.num_updates)
+    n_updates = config.num_updates
+    stopping = config.stop_at_j_base > 0
+    every = min(config.competence_every, n_updates)
+    chunk = _check_chunk(n_updates, every) if stopping else _chunk_size(n_updates)
     init = jax.jit(jax.vmap(trainer.init))
     advance = jax.jit(jax.vmap(lambda ts: trainer.advance(ts, chunk)))
     progress("train", 0.0)
     state = init(keys)
+    check = make_competence_check(scenario, competence_sample(scenario, config.competence_levels)) if stopping else None
+    passed_at = np.full(len(seeds), -1, np.int64)
+    saved = state.params
+    checks: list[int] = []
+    j_checks: list[np.ndarray] = []
     curves: list[dict[str, jax.Array]] = []
-    for i in range(config.num_updates // chunk):
+    done = 0
+    while done < n_updates:
         state, metrics = advance(state)
         curves.append(metrics)
         jax.block_until_ready(metrics)
-        progress("train", (i + 1) * chunk / config.num_updates)
+        done += chunk
+        progress("train", done / n_updates)
+        if check is None or (done % every and done < n_updates):
+            continue
+        j = j_base_of(check, trainer.static, state.params)
+        newly = (passed_at < 0) & (j >= config.stop_at_j_base)
+        passed_at[newly] = done
+        saved = jax.tree_util.tree_map(lambda s, p: jnp.where(_along_seeds(newly, p), p, s), saved, state.params)
+        checks.append(done)
+        j_checks.append(j)
+        if (passed_at >= 0).all():
+            progress("train", 1.0)
+            break
     merged = {k: np.concatenate([np.asarray(c[k]) for c in curves], axis=1) for k in curves[0]}
-    return state.params, trainer.static, merged
+    if check is None:
+        return state.params, trainer.static, merged
+    passed = passed_at >= 0
+    params = jax.tree_util.tree_map(lambda s, p: jnp.where(_along_seeds(passed, p), s, p), saved, state.params)
+    return params, trainer.static, _with_competence(merged, checks, j_checks, passed_at, config)
+
+
+def _along_seeds(mask: np.ndarray, like: jax.Array) -> jax.Array:
+    """bool `[n_seeds]` shaped to broadcast against a `[n_seeds, ...]` leaf."""
+    return jnp.asarray(mask).reshape(mask.shape + (1,) * (like.ndim - 1))
+
+
+def _with_competence(
+    curves: dict[str, np.ndarray], checks: list[int], j_checks: list[np.ndarray], passed_at: np.ndarray, config: PPOConfig
+) -> dict[str, np.ndarray]:
+    """The curves blanked (NaN) after each seed passed, plus the stopping rule's arrays (`train_systems`)."""
+    n_done = next(iter(curves.values())).shape[1]
+    after = np.arange(1, n_done + 1)[None, :] > np.where(passed_at >= 0, passed_at, n_done)[:, None]  # [n_seeds, n_done]
+    blanked = {name: np.where(after, np.nan, values).astype(values.dtype) for name, values in curves.items()}
+    # The latest check at or before each update, as a curve on the same axis as the others.
+    latest = np.searchsorted(np.asarray(checks), np.arange(1, n_done + 1), side="right") - 1  # [n_done]
+    j_all = np.stack(j_checks, axis=1)  # [n_seeds, n_checks]
+    j_curve = np.where(latest >= 0, j_all[:, np.maximum(latest, 0)], np.nan)
+    return {
+        **blanked,
+        "competence_checks": np.asarray(checks, np.int64),
+        "competence_j_base": np.where(after, np.nan, j_curve).astype(np.float32),
+        "competent_at_update": passed_at.copy(),
+        "competent_at_step": np.where(passed_at >= 0, passed_at * config.steps_per_update, -1).astype(np.int64),
+    }
 
 
 def mesa_system(scenario: Scenario, config: MesaConfig) -> MesaOptimizer:

@@ -46,6 +46,10 @@ class PPOConfig:
         max_grad_norm: Global gradient clipping.
         level_pool: Train levels generated once per seed.
         network: Policy architecture.
+        stop_at_j_base: Stop a seed once its exact `J_base` on a fixed sample of training levels reaches
+            this target (`mesascope.experiments.train.train_systems`); 0 (the default) never checks.
+        competence_every: Updates between two checks of `J_base` (only when `stop_at_j_base > 0`).
+        competence_levels: Training levels in the fixed sample the check is exact on.
     """
 
     total_timesteps: int = 1_000_000
@@ -63,6 +67,9 @@ class PPOConfig:
     anneal_lr: bool = True
     level_pool: int = 4096
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    stop_at_j_base: float = 0.0
+    competence_every: int = 16
+    competence_levels: int = 256
 
     @property
     def num_updates(self) -> int:
@@ -71,6 +78,10 @@ class PPOConfig:
     @property
     def minibatch_size(self) -> int:
         return self.num_envs * self.num_steps // self.num_minibatches
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
 
 
 PRESETS: dict[str, PPOConfig] = {
