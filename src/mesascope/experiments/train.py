@@ -296,13 +296,11 @@ def train_systems(
         `(params, static, metrics)`: params batched `[n_seeds, ...]`, the network's static part, and
         learning curves float32 `[n_seeds, n_updates]` per metric (`n_updates` the updates run). With
         stopping, a seed's curves are NaN after the update at which it passed (its saved system was not
-        trained further), and `metrics` also holds:
-
-        * `competence_checks`: int64 `[n_checks]`, the update count at each check;
-        * `competence_j_base`: float32 `[n_seeds, n_updates]`, the `J_base` of the latest check at or
-          before each update (NaN before the first check and after the seed passed);
-        * `competent_at_update`, `competent_at_step`: int64 `[n_seeds]`, the update count and
-          environment steps per seed at which it passed, or -1.
+        trained further), and `metrics` also holds `competence_checks` (int64 `[n_checks]`, the update
+        count at each check), `competence_j_base` (float32 `[n_seeds, n_updates]`, the `J_base` of the
+        latest check at or before each update, NaN before the first check and after the seed passed),
+        and `competent_at_update`, `competent_at_step` (int64 `[n_seeds]`, the update count and
+        environment steps per seed at which it passed, or -1).
     """
     trainer = make_train(scenario, config)
     keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
