@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="finished gridworld run folders")
     parser.add_argument("--rev", required=True, help="the revision to compare against, e.g. a commit before a refactor")
+    parser.add_argument("--after", default=None, help="audit the 'after' side with this revision too (default: the working tree)")
     parser.add_argument("--audit-levels", type=int, default=32)
     parser.add_argument("--max-diff", type=float, default=0.0)
     parser.add_argument("--ignore", action="append", default=[], help="leave out leaves whose path contains this")
@@ -54,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         tree = scratch / "before"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.rev], check=True,
                        capture_output=True)
+        after_src = ROOT / "src"
+        if args.after:
+            after_tree = scratch / "after"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(after_tree), args.after], check=True,
+                           capture_output=True)
+            after_src = after_tree / "src"
         try:
             for run in args.runs:
                 copies = {}
@@ -62,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.copytree(run, dst, ignore=shutil.ignore_patterns("audit*.json", "report.html", "graphs", "pictures"))
                     copies[side] = dst
                 before = _audit(tree / "src", copies["before"], args.audit_levels)
-                after = _audit(ROOT / "src", copies["after"], args.audit_levels)
+                after = _audit(after_src, copies["after"], args.audit_levels)
                 print(f"== {run}")
                 worst = max(worst, compare_all(before, after, ignore=tuple(args.ignore)))
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+            for wt in (tree, scratch / "after"):
+                if wt.exists():
+                    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)], capture_output=True)
     print(f"largest difference over all runs: {worst:.3g} (allowed {args.max_diff:g})")
     return 1 if worst > args.max_diff else 0
 
