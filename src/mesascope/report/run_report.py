@@ -61,13 +61,14 @@ class ReportError(MesascopeError):
     """The folder cannot be reported on (no audit.json, or an unreadable one); the message says why."""
 
 
-def _is_study(audit: Mapping[str, Any]) -> bool:
-    """A study (a non-gridworld scenario): its missing sections are not applicable, not outdated."""
-    return audit.get("kind") == "study"
+def _has_levels(audit: Mapping[str, Any]) -> bool:
+    """Whether the audit is over gridworld levels (`kind`); without them the level sections are not
+    applicable, rather than missing from an older audit."""
+    return audit.get("kind", "gridworld") != "study"
 
 
 def _absent(what: str, audit: Mapping[str, Any]) -> Safe:
-    if _is_study(audit):
+    if not _has_levels(audit):
         return Safe(f'<p class="absent">{esc(what)}: {esc(NOT_COMPUTED)} (this scenario is a study without gridworld '
                     "levels; its results are under Scenario findings).</p>")
     return Safe(f'<p class="absent">{esc(what)}: {esc(NOT_COMPUTED)} (re-run <code>mesascope audit RUN_DIR</code> '
@@ -694,7 +695,7 @@ def build_run_report(run_dir: str | Path) -> str:
     title = f"{audit.get('scenario', 'run')} · mesascope report"
     nav = "".join(f'<li><a href="#{esc(i)}">{esc(t)}</a></li>' for i, t in toc)
     n = len(audit.get("systems") or [])
-    meta = f"preset {audit.get('preset', '?')} · {n} system{'s' if n != 1 else ''} · " + ("study" if _is_study(audit) else "exact audit")
+    meta = f"preset {audit.get('preset', '?')} · {n} system{'s' if n != 1 else ''} · " + ("exact audit" if _has_levels(audit) else "study")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
