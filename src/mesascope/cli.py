@@ -330,6 +330,47 @@ def audit_command(
     _print_profile(timer)
 
 
+@app.command("audit-policy")
+@with_thresholds
+def audit_policy_command(
+    scenario: str = typer.Argument(..., help="Gridworld scenario id (see `mesascope list`)."),
+    policy: str = typer.Option(..., "--policy", help="module:function, path/to/file.py:function, a stable-baselines3 .zip or an .onnx file."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: runs/<scenario>-outside-<name>)."),
+    audit_levels: int = typer.Option(256, "--audit-levels", help="Levels per split in the exact audit."),
+    param: list[str] = typer.Option([], "--param", help="Scenario parameter, e.g. --param grid_size=5 (as the policy was trained with)."),
+    from_logits: bool = typer.Option(False, "--from-logits", help="The policy returns logits; apply a softmax."),
+    db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside the run folder)."),
+    profile: bool = typer.Option(False, "--profile", help="Time every stage (and what JAX compiled) into audit.json `timings` and print it."),
+    thresholds: Any = None,
+) -> None:
+    """Audit a policy trained elsewhere on SCENARIO, exactly, and write a normal run folder.
+
+    The policy reads the observations of the scenario's Gymnasium environment (`[B, *obs_shape]`) and
+    returns action probabilities `[B, A]`. It is checked on every audited state before anything is written.
+    """
+    from mesascope.experiments.outside import audit_policy, default_out, plan_policy_audit
+    from mesascope.experiments.run import AuditConfig
+
+    if audit_levels < 1:
+        raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
+    audit = AuditConfig(n_train=audit_levels, n_deploy=audit_levels)
+    out = out or default_out(scenario, policy)
+    if (out / "run.json").exists():
+        raise MesascopeError(f"{out} already holds a run; choose another --out folder or delete it")
+    # Everything is checked (the policy evaluated on every audited state) before any folder or store row exists.
+    plan = plan_policy_audit(scenario, policy, scenario_params=_parse_assignments(param, "--param"),
+                             from_logits=from_logits, audit=audit)
+    store = _run_store(db, out)
+    timer = _timer(profile)
+    with _stage_progress() as progress:
+        result = audit_policy(plan, out, thresholds=thresholds, progress=progress, events=_store_events(store), timer=timer)
+    print_result(result)
+    console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
+    with timer.stage("report"):
+        _after_run(out)
+    _print_profile(timer)
+
+
 def _timer(profile: bool) -> Any:
     from mesascope.experiments.profiling import NULL_TIMER, StageTimer
 
@@ -768,7 +809,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"error: {message}{hint}", highlight=False, soft_wrap=True)
         return getattr(err, "exit_code", 2)
     except MesascopeError as err:
-        err_console.print(f"error: {err}", highlight=False, soft_wrap=True)
+        # markup=False: a message may hold brackets ("pip install 'mesascope[bench]'") that are not markup.
+        err_console.print(f"error: {err}", highlight=False, soft_wrap=True, markup=False)
         return 2
     return result if isinstance(result, int) else 0
 

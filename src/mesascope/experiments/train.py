@@ -8,7 +8,9 @@ before a run folder exists, and writes and reads its own files in the run folder
   program; `systems/seed-<k>.eqx`;
 * `mesa-gradient`, `mesa-evolution`, `mesa-exhaustive`, `mesa-reward-model`: explicit mesa-optimizers
   (`mesascope.systems.mesa`) whose mesa-objective weights are what the base optimizer learns;
-  `systems/seed-<k>.npy`.
+  `systems/seed-<k>.npy`;
+* `outside`: a policy trained elsewhere (`mesascope audit-policy`, `mesascope.experiments.outside`); it
+  only loads: `systems/seed-0.json` names the policy (`mesascope.systems.outside.OutsideRecord`).
 
 Both write the learning curves to `training.npz`.
 
@@ -49,6 +51,7 @@ from mesascope.params import Param, ParamError, parse_values
 from mesascope.scenarios import Scenario
 from mesascope.systems.bridge import Bridge
 from mesascope.systems.mesa import MesaOptimizer, MesaParams, train_evolution, train_gradient
+from mesascope.systems.outside import OutsideRecord, load_policy, outside_action_probs
 from mesascope.systems.policy import NetworkConfig, action_probs, make_actor_critic
 from mesascope.types import MesascopeError
 
@@ -534,12 +537,25 @@ def _mesa_trainer(method: str) -> Trainer:
     )
 
 
+def _outside_fit(scenario: Scenario, config: OutsideRecord, seeds: Sequence[int], run_dir: Path, progress: ProgressFn) -> None:
+    raise MesascopeError("an outside policy is trained elsewhere; audit it with `mesascope audit-policy SCENARIO --policy SPEC`")
+
+
+def _outside_load(scenario: Scenario, config: OutsideRecord, seeds: Sequence[int], run_dir: Path) -> list[TrainedSystem]:
+    policy = load_policy(config.spec_in(run_dir), scenario.spec)
+    probs = partial(outside_action_probs, scenario.spec, policy=policy)
+    return [TrainedSystem(seed, lambda levels, tab: probs(levels)) for seed in seeds]
+
+
 TRAINERS: dict[str, Trainer] = {
     "ppo": Trainer("ppo", PPO_SETTINGS, PPO_PRESETS, _ppo_configure, dataclasses.asdict, _ppo_from_json, _ppo_fit,
                    _ppo_load, "eqx"),
     **{f"mesa-{m}": _mesa_trainer(m) for m in _MESA_METHODS},
+    # Not a base optimizer: it loads the policy an `audit-policy` run names, so `mesascope audit` reads it too.
+    "outside": Trainer("outside", (), {"outside": None}, lambda base, checked: base, dataclasses.asdict,
+                       lambda data: OutsideRecord(**data), _outside_fit, _outside_load, "json"),
 }
-"""Every base optimizer a gridworld scenario can name."""
+"""Every base optimizer a gridworld scenario can name, and `outside` (policies trained elsewhere)."""
 
 
 def get_trainer(optimizer: str) -> Trainer:
