@@ -32,7 +32,7 @@ import numpy as np
 from mesascope import __version__
 from mesascope.experiments.audit import AuditConfig, ProgressFn, audit_run
 from mesascope.experiments.profiling import NULL_TIMER, StageTimer
-from mesascope.experiments.run import RunEvents, _write_meta
+from mesascope.experiments.run import RunEvents, run_lifecycle
 from mesascope.levels.grid import Level
 from mesascope.levels.tabular import observe_all
 from mesascope.properties import Thresholds
@@ -47,15 +47,11 @@ from mesascope.systems.outside import (
     outside_action_probs,
     parse_policy_spec,
 )
-from mesascope.types import MesascopeError, error_line
+from mesascope.types import MesascopeError
 
 __all__ = ["PolicyPlan", "audit_policy", "audited_levels", "default_out", "plan_policy_audit"]
 
 def _noop(stage: str, frac: float) -> None:
-    return None
-
-
-def _no_events(stage: str, run_dir: Path, data: dict[str, Any]) -> None:
     return None
 
 
@@ -189,21 +185,16 @@ def audit_policy(
     Raises:
         MesascopeError: if `out` already holds a run.
     """
+    out = Path(out)
     meta = plan.meta(thresholds)
-    _write_meta(Path(out), meta)
-    emit = events or _no_events
-    emit("started", out, meta)
-    try:
+
+    def produce(emit: RunEvents) -> dict[str, Any]:
         record = plan.record()
         (out / "systems").mkdir(parents=True, exist_ok=True)
         if record.file:
             shutil.copyfile(plan.policy.spec.target, out / record.file)
         (out / "systems" / "seed-0.json").write_text(json.dumps(asdict(record), indent=2) + "\n")
         emit("trained", out, meta)
-        result = audit_run(out, plan.audit, progress, thresholds, timer)
-        emit("audited", out, result)
-    except BaseException as err:  # recorded as incomplete (what finished stays), then re-raised
-        emit("failed", out, {"error": error_line(err)})
-        raise
-    emit("complete", out, result)
-    return result
+        return audit_run(out, plan.audit, progress, thresholds, timer)
+
+    return run_lifecycle(out, meta, events, produce)

@@ -198,20 +198,42 @@ def run(
         raise MesascopeError(f"--audit-levels must be at least 1; got {min(audit.n_train, audit.n_deploy)}")
     plan = plan_run(scenario_id, seeds=seeds, preset=preset, overrides=overrides, scenario_params=scenario_params)
     meta = plan.meta(thresholds)
-    _write_meta(out, meta)
-    emit = events or _no_events
-    emit("started", out, meta)
-    try:
+
+    def produce(emit: RunEvents) -> dict[str, Any]:
         if plan.kind == "study":
             from mesascope.experiments.study import run_study
 
             result = run_study(plan, out, thresholds, progress, timer)
             emit("trained", out, meta)
-        else:
-            with timer.stage("train"):
-                get_trainer(plan.optimizer).fit(plan.scenario, plan.config, plan.seeds, out, progress)
-            emit("trained", out, meta)
-            result = audit_run(out, audit, progress, thresholds, timer)
+            return result
+        with timer.stage("train"):
+            get_trainer(plan.optimizer).fit(plan.scenario, plan.config, plan.seeds, out, progress)
+        emit("trained", out, meta)
+        return audit_run(out, audit, progress, thresholds, timer)
+
+    return run_lifecycle(out, meta, events, produce)
+
+
+def run_lifecycle(
+    out: Path, meta: dict[str, Any], events: RunEvents | None, produce: Callable[[RunEvents], dict[str, Any]],
+) -> dict[str, Any]:
+    """Write `run.json`, then `produce` the run (it says "trained" itself), announcing every stage.
+
+    One lifecycle for every way a run folder is made (`run`, `mesascope audit-policy`): `events` hears
+    "started", whatever `produce` emits, "audited", then "complete"; or "failed" with `{"error": ...}`,
+    after which the error is re-raised and what finished stays in the folder.
+
+    Returns:
+        What `produce` returned (the audit as a dict).
+
+    Raises:
+        MesascopeError: if `out` already holds a run (before anything is written).
+    """
+    _write_meta(out, meta)
+    emit = events or _no_events
+    emit("started", out, meta)
+    try:
+        result = produce(emit)
         emit("audited", out, result)
     except BaseException as err:  # recorded as incomplete (what finished stays), then re-raised
         emit("failed", out, {"error": error_line(err)})
