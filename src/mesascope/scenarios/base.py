@@ -43,6 +43,8 @@ __all__ = [
     "register",
     "registered_ids",
     "room_spec",
+    "ALPHA_PARAM",
+    "drawn_from_deploy",
     "scenario_ids",
     "stored_checks",
 ]
@@ -253,6 +255,35 @@ def room_spec(room: int, max_steps: int, *, min_steps: int | None = None, why: s
     if max_steps < least:
         raise MesascopeError(f"max_steps must be at least {least} ({why}); got {max_steps}")
     return GridSpec(height=room + 2, width=room + 2, gamma=gamma, max_steps=max_steps, **fields)
+
+
+ALPHA_PARAM = Param(
+    "alpha", "float", 0.0,
+    "share of training levels drawn from the deployment distribution (domain randomisation; 0 = none)",
+    low=0.0, high=1.0,
+)
+"""The remedy of Langosco et al. 2022 as a scenario parameter, so `mesascope sweep --param alpha=...` is one command."""
+
+ALPHA_SALT = 0xA1FA
+"""Folded into a level's key for the alpha draw, so the level's other draws (and every level at alpha 0) do not move."""
+
+
+def drawn_from_deploy(key: jax.Array, split: str, alpha: float) -> bool | jax.Array:
+    """Whether a level follows the deployment distribution: every deploy level, a share `alpha` of train levels.
+
+    Args:
+        key: The level's key (the draw uses `fold_in(key, ALPHA_SALT)`, leaving the key's other uses alone).
+        split: "train" or "deploy".
+        alpha: `ALPHA_PARAM`'s value.
+
+    Returns:
+        A Python bool where the answer is fixed (deploy, or alpha 0 or 1), else a traced scalar bool.
+    """
+    if split == "deploy" or alpha >= 1.0:
+        return True
+    if alpha <= 0.0:
+        return False
+    return jax.random.bernoulli(jax.random.fold_in(key, ALPHA_SALT), alpha)
 
 
 def first_sentence(text: str, limit: int = 110) -> str:
