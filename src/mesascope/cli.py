@@ -419,6 +419,30 @@ def graph_command(run_dir: Path = typer.Argument(..., help="An audited run folde
         console.print(f"wrote {run_dir / path}")
 
 
+@app.command("probe")
+def probe_command(
+    run_dir: Path = typer.Argument(..., help="A finished run trained with mesascope's PPO."),
+    levels: int = typer.Option(64, "--levels", help="Audited levels per split whose every state is probed."),
+    folds: int = typer.Option(4, "--folds", help="Folds over levels for the cross-validation."),
+    ridge: float = typer.Option(1.0, "--ridge", help="Ridge penalty on standardised activations."),
+) -> None:
+    """Linear probes on every layer of every seed's network: which layers encode the objects' cells and
+    each candidate goal's next optimal action, on train and deploy levels (RUN_DIR/inside/probes.json)."""
+    from mesascope.experiments.inside import check_probe_run, probe_run, probes_table
+
+    check_probe_run(run_dir, n_levels=levels, folds=folds, ridge=ridge)  # before any progress bar
+    with _stage_progress() as progress:
+        result = probe_run(run_dir, n_levels=levels, folds=folds, ridge=ridge, progress=progress)
+    table = Table(title=f"linear probes · held-out accuracy, mean over seeds (shuffled targets) · {levels} levels per split",
+                  show_lines=True)
+    for name in ("split", "target", *result["layers"], "majority"):
+        table.add_column(name)
+    for split, target, cells in probes_table(result):
+        table.add_row(split, target, *(cells[layer] for layer in (*result["layers"], "majority")))
+    console.print(table)
+    console.print(f"[dim]written to[/] {run_dir / 'inside' / 'probes.json'}")
+
+
 @app.command("explain")
 def explain_command(prop: str = typer.Argument(..., metavar="PROPERTY", help="e.g. outer_alignment")) -> None:
     """Print every school's definition of PROPERTY, with the seed each comes from."""

@@ -52,7 +52,7 @@ from mesascope.scenarios import Scenario
 from mesascope.systems.bridge import Bridge
 from mesascope.systems.mesa import MesaOptimizer, MesaParams, train_evolution, train_gradient
 from mesascope.systems.outside import OutsideRecord, load_policy, outside_action_probs
-from mesascope.systems.policy import NetworkConfig, action_probs, make_actor_critic
+from mesascope.systems.policy import ActorCritic, NetworkConfig, action_probs, make_actor_critic
 from mesascope.types import MesascopeError
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "competence_sample",
     "get_trainer",
     "j_base_of",
+    "load_networks",
     "make_competence_check",
     "train_mesa_systems",
     "train_systems",
@@ -487,15 +488,20 @@ def _ppo_fit(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_di
     np.savez(run_dir / "training.npz", **metrics)
 
 
-def _ppo_load(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path) -> list[TrainedSystem]:
+def load_networks(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path) -> list[ActorCritic]:
+    """The trained actor-critics of a PPO run, one per seed (`systems/seed-<k>.eqx`)."""
     template = make_actor_critic(jax.random.key(0), scenario.spec.obs_shape, scenario.spec.n_actions, config.network)
-    _, static = eqx.partition(template, eqx.is_array)
+    return [eqx.tree_deserialise_leaves(run_dir / "systems" / f"seed-{seed}.eqx", template) for seed in seeds]
+
+
+def _ppo_load(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path) -> list[TrainedSystem]:
+    networks = load_networks(scenario, config, seeds, run_dir)
+    _, static = eqx.partition(networks[0], eqx.is_array)
     # One compiled program serves every seed: the parameters are an argument, not a constant.
     obs_fn = jax.jit(lambda params, obs: action_probs(eqx.combine(params, static), obs))
     out = []
-    for seed in seeds:
-        path = run_dir / "systems" / f"seed-{seed}.eqx"
-        params = eqx.partition(eqx.tree_deserialise_leaves(path, template), eqx.is_array)[0]
+    for seed, network in zip(seeds, networks, strict=True):
+        params = eqx.partition(network, eqx.is_array)[0]
         policy = partial(obs_fn, params)
         out.append(TrainedSystem(seed, lambda levels, tab, policy=policy: system_action_probs(scenario.spec, levels, policy)))
     return out

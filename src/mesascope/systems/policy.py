@@ -12,7 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ActorCritic", "NetworkConfig", "action_probs", "make_actor_critic"]
+__all__ = ["ActorCritic", "NetworkConfig", "action_probs", "layer_activations", "layer_names", "make_actor_critic"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,42 @@ def action_probs(model: ActorCritic, obs: jax.Array) -> jax.Array:
     """Action probabilities for a batch of observations: `[B, H, W, C] -> [B, A]`."""
     logits, _ = jax.vmap(model)(obs)
     return jax.nn.softmax(logits, axis=-1)
+
+
+def layer_names(model: ActorCritic) -> tuple[str, ...]:
+    """The layers `layer_activations` returns, in order: `input`, `conv1`..., `dense1`..., `logits`."""
+    return ("input", *(f"conv{i + 1}" for i in range(len(model.convs))),
+            *(f"dense{i + 1}" for i in range(len(model.dense))), "logits")
+
+
+def layer_activations(model: ActorCritic, obs: jax.Array) -> dict[str, jax.Array]:
+    """Every layer's activations (after its nonlinearity) for a batch of observations.
+
+    The same computation as `ActorCritic.__call__`, with each intermediate kept, for probes and
+    steering (issue 15).
+
+    Args:
+        model: The network.
+        obs: float32 `[B, H, W, C]`.
+
+    Returns:
+        `{layer: float32 [B, D_layer]}` in `layer_names(model)` order, flattened per observation
+        (`input` is the observation itself, convolutions are channel-first `[C, H, W]` flattened).
+    """
+
+    def one(o: jax.Array) -> dict[str, jax.Array]:
+        out = {"input": o.reshape(-1)}
+        x = jnp.transpose(o, (2, 0, 1))
+        for i, conv in enumerate(model.convs):
+            x = jax.nn.relu(conv(x))
+            out[f"conv{i + 1}"] = x.reshape(-1)
+        x = x.reshape(-1)
+        for i, layer in enumerate(model.dense):
+            x = jax.nn.relu(layer(x))
+            out[f"dense{i + 1}"] = x
+        out["logits"] = model.pi_head(x)
+        return out
+
+    acts = jax.vmap(one)(obs)
+    return {name: acts[name] for name in layer_names(model)}  # vmap sorts a dict's keys; keep the layer order
+

@@ -1,0 +1,95 @@
+"""`mesascope probe RUN_DIR`: activations of every layer, probe targets from the exact solver, the table."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from mesascope.cli import main
+from mesascope.experiments.inside import probe_targets
+from mesascope.experiments.run import AuditConfig, run
+from mesascope.measures.distances import reachable_states
+from mesascope.measures.scores import tabularize_levels
+from mesascope.scenarios import get_scenario
+from mesascope.solve.dp import value_iteration
+from mesascope.systems.policy import NetworkConfig, action_probs, layer_activations, layer_names, make_actor_critic
+
+TINY_TRAIN = {"total_timesteps": 2 * 32 * 32, "num_envs": 32, "num_steps": 32, "level_pool": 64}
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_layer_activations_end_in_the_policy_logits(kind):
+    spec = get_scenario("cheese-corner-v0").spec
+    model = make_actor_critic(jax.random.key(0), spec.obs_shape, spec.n_actions, NetworkConfig(kind=kind, hidden=16, channels=(4,)))
+    obs = jax.random.uniform(jax.random.key(1), (3, *spec.obs_shape))
+    acts = layer_activations(model, obs)
+    assert tuple(acts) == layer_names(model)  # in layer order
+    assert acts["input"].shape == (3, int(np.prod(spec.obs_shape))) and acts["dense2"].shape == (3, 16)
+    np.testing.assert_allclose(jax.nn.softmax(acts["logits"], -1), action_probs(model, obs), rtol=1e-6)
+
+
+def test_targets_are_the_objects_cells_and_the_goals_optimal_actions():
+    sc = get_scenario("cheese-corner-v0")
+    levels = sc.sample_levels(jax.random.key(4), 6, "deploy")
+    tab = tabularize_levels(sc.spec, levels)
+    live = np.asarray(jax.vmap(reachable_states)(tab)) & ~np.asarray(tab.terminal)
+    targets = probe_targets(sc, levels, tab, live)
+    assert set(targets) == {"cell of cheese", "cell of corner", "next action for cheese", "next action for corner"}
+    level_of = np.nonzero(live)[0]
+    cheese, per_level = targets["cell of cheese"]
+    assert per_level and cheese.sum(1).tolist() == [1] * len(level_of)
+    pos = np.asarray(levels.obj_pos[:, 0])
+    np.testing.assert_array_equal(cheese.argmax(1), (pos[:, 0] * sc.spec.width + pos[:, 1])[level_of])
+    # The cheese's optimal actions, against value iteration of the cheese reward on each level.
+    actions, per_level = targets["next action for cheese"]
+    assert not per_level
+    names, weights = sc.weight_matrix()
+    w = weights[names.index("cheese")]
+    expected = []
+    for i in range(6):
+        one = jax.tree_util.tree_map(lambda x, i=i: x[i], tab)
+        q = np.asarray(value_iteration(one.next_state, one.features @ w, sc.spec.gamma).q)
+        expected.append(q >= q.max(1, keepdims=True) - 1e-6)
+    np.testing.assert_array_equal(actions, np.concatenate(expected)[live.reshape(-1)])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    run("cheese-corner-v0", seeds=2, out=out, audit=AuditConfig(n_train=8, n_deploy=8), overrides=TINY_TRAIN,
+        scenario_params={"grid_size": 5, "maze_sizes": (5,)})
+    return out
+
+
+def test_probe_command_writes_every_layer_split_and_seed(tiny_run, capsys):
+    assert main(["probe", str(tiny_run), "--levels", "8", "--folds", "2"]) == 0
+    assert "linear probes" in capsys.readouterr().out
+    result = json.loads((tiny_run / "inside" / "probes.json").read_text())
+    assert result["layers"] == ["input", "dense1", "dense2", "logits"]
+    for split in ("train", "deploy"):
+        block = result["splits"][split]
+        assert set(block["seeds"]) == {"0", "1"} and block["states"] > 8
+        for per_target in block["seeds"].values():
+            for target in block["targets"]:
+                for score in per_target[target].values():
+                    assert 0.0 <= score["shuffled"] <= 1.0 and 0.0 <= score["accuracy"] <= 1.0
+    # One maze size: the corner is the same cell on every level, which any probe (and a constant) gets right.
+    corner = result["splits"]["deploy"]["seeds"]["0"]["cell of corner"]["input"]
+    assert corner["majority"] == 1.0 and corner["accuracy"] == 1.0
+    # Same run, same options: the same file.
+    first = (tiny_run / "inside" / "probes.json").read_text()
+    assert main(["probe", str(tiny_run), "--levels", "8", "--folds", "2"]) == 0
+    assert (tiny_run / "inside" / "probes.json").read_text() == first
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--folds", "1"], "--folds in [2, levels]"),
+    (["--ridge", "0"], "--ridge must be positive"),
+])
+def test_bad_options_are_one_error_line(tiny_run, argv, needle, capsys):
+    assert main(["probe", str(tiny_run), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and needle in err, err
