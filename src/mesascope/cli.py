@@ -443,6 +443,34 @@ def probe_command(
     console.print(f"[dim]written to[/] {run_dir / 'inside' / 'probes.json'}")
 
 
+@app.command("steer")
+def steer_command(
+    run_dir: Path = typer.Argument(..., help="A finished run trained with mesascope's PPO."),
+    layer: str = typer.Option(..., "--layer", help="The layer edited: input, conv1..., dense1..., logits."),
+    kind: str = typer.Option(..., "--object", help="The object whose goal vector is added, e.g. cheese."),
+    coef: float = typer.Option(-1.0, "--coef", help="The vector's coefficient (-1 subtracts the object's mean effect)."),
+    levels: int = typer.Option(256, "--levels", help="The audit's deploy levels the effect is measured on, exactly."),
+    vector_levels: int = typer.Option(64, "--vector-levels", help="Other deploy levels the vector is built on."),
+) -> None:
+    """Add COEF x a goal vector (activations with the object minus without, at LAYER) to every seed's
+    network and measure the effect exactly on deploy levels (RUN_DIR/inside/steer-*.json)."""
+    from mesascope.experiments.inside import check_probe_run, steer_run, steer_table
+
+    check_probe_run(run_dir, n_levels=2, folds=2, ridge=1.0)  # before any progress bar
+    with _stage_progress() as progress:
+        result = steer_run(run_dir, layer=layer, kind=kind, coef=coef, n_levels=levels, vector_levels=vector_levels,
+                           progress=progress)
+    cols, rows = steer_table(result)
+    table = Table(title=f"steering: {coef:g} x the {kind} vector at {layer} · unedited -> steered · {levels} deploy levels",
+                  show_lines=True)
+    for name in cols:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"[dim]written to[/] {run_dir / 'inside' / f'steer-{kind}-{layer}-{coef:g}.json'}")
+
+
 @app.command("explain")
 def explain_command(prop: str = typer.Argument(..., metavar="PROPERTY", help="e.g. outer_alignment")) -> None:
     """Print every school's definition of PROPERTY, with the seed each comes from."""

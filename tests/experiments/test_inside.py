@@ -9,13 +9,20 @@ import numpy as np
 import pytest
 
 from mesascope.cli import main
-from mesascope.experiments.inside import probe_targets
+from mesascope.experiments.inside import goal_vector, probe_targets
 from mesascope.experiments.run import AuditConfig, run
 from mesascope.measures.distances import reachable_states
 from mesascope.measures.scores import tabularize_levels
 from mesascope.scenarios import get_scenario
 from mesascope.solve.dp import value_iteration
-from mesascope.systems.policy import NetworkConfig, action_probs, layer_activations, layer_names, make_actor_critic
+from mesascope.systems.policy import (
+    NetworkConfig,
+    action_probs,
+    layer_activations,
+    layer_names,
+    make_actor_critic,
+    steered_action_probs,
+)
 
 TINY_TRAIN = {"total_timesteps": 2 * 32 * 32, "num_envs": 32, "num_steps": 32, "level_pool": 64}
 
@@ -93,3 +100,53 @@ def test_bad_options_are_one_error_line(tiny_run, argv, needle, capsys):
     assert main(["probe", str(tiny_run), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and needle in err, err
+
+
+# -- steering ------------------------------------------------------------------------------------------------
+
+
+def test_a_zero_edit_is_the_policy_and_a_logit_edit_shifts_the_logits():
+    spec = get_scenario("cheese-corner-v0").spec
+    model = make_actor_critic(jax.random.key(0), spec.obs_shape, spec.n_actions, NetworkConfig(hidden=16))
+    obs = jax.random.uniform(jax.random.key(1), (5, *spec.obs_shape))
+    np.testing.assert_allclose(steered_action_probs(model, obs, "dense1", np.zeros(16, np.float32)), action_probs(model, obs),
+                               rtol=1e-6)
+    delta = np.array([1.0, 0.0, -2.0, 0.5], np.float32)
+    logits = layer_activations(model, obs)["logits"]
+    np.testing.assert_allclose(steered_action_probs(model, obs, "logits", delta), jax.nn.softmax(logits + delta, -1),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown layer"):
+        steered_action_probs(model, obs, "dense9", delta)
+
+
+def test_the_input_cheese_vector_lives_in_the_cheese_channel_only():
+    sc = get_scenario("cheese-corner-v0")
+    spec = sc.spec
+    levels = sc.sample_levels(jax.random.key(2), 8, "deploy")
+    model = make_actor_critic(jax.random.key(0), spec.obs_shape, spec.n_actions, NetworkConfig(hidden=16))
+    vector = goal_vector(lambda o: layer_activations(model, jax.numpy.asarray(o)), sc, levels, "input", "cheese")
+    channels = vector.reshape(spec.obs_shape)
+    assert np.abs(channels[..., 0]).max() == 0.0, "walls do not change when the cheese is removed"
+    assert channels[..., 1].sum() > 0.0, "the cheese channel carries the whole difference"
+
+
+def test_steering_with_a_zero_coefficient_changes_nothing_and_matches_the_audit(tiny_run, capsys):
+    assert main(["steer", str(tiny_run), "--layer", "dense1", "--object", "cheese", "--coef", "0", "--levels", "8",
+                 "--vector-levels", "4"]) == 0
+    assert "steering" in capsys.readouterr().out
+    result = json.loads((tiny_run / "inside" / "steer-cheese-dense1-0.json").read_text())
+    audit = json.loads((tiny_run / "audit.json").read_text())
+    for seed, entry in zip(("0", "1"), audit["systems"], strict=True):
+        r = result["seeds"][seed]
+        assert r["unedited"] == r["steered"]
+        for goal, p in entry["first_reached"]["deploy"].items():
+            assert r["unedited"]["first_reached"][goal] == pytest.approx(p, abs=1e-5), goal
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--layer", "dense9", "--object", "cheese"], "--layer 'dense9'"),
+    (["--layer", "dense1", "--object", "coin"], "--object 'coin'"),
+])
+def test_bad_steering_options_are_one_error_line(tiny_run, argv, needle, capsys):
+    assert main(["steer", str(tiny_run), *argv, "--levels", "4"]) == 2
+    assert needle in capsys.readouterr().err

@@ -9,8 +9,16 @@ activations are kept (`mesascope.systems.policy.layer_activations`). Linear prob
   same on every probed level, and each region that is a single cell on every level, like the corner);
 * `next action for <goal>`: the candidate goal's optimal actions at the state (exact `Q*`).
 
-The results go to `RUN_DIR/inside/probes.json` and are printed as a table. Only networks trained by
-mesascope's PPO have layers to read; other runs are refused with the reason.
+The results go to `RUN_DIR/inside/probes.json` and are printed as a table.
+
+`mesascope steer RUN_DIR --layer L --object cheese --coef C` (`steer_run`) builds a goal vector: the mean,
+over every live state of a set of deploy levels, of the layer's activations with the object minus those
+on the same level and state with the object removed (Turner et al. 2023's "cheese vector"). It adds `coef`
+times that vector to the layer and measures the effect exactly, on every state of the audit's deploy
+levels: each candidate goal's first-reached probability and `J` of every objective (on informative levels),
+unedited and steered. The vector is built on other deploy levels than those it is measured on.
+
+Only networks trained by mesascope's PPO have layers to read; other runs are refused with the reason.
 """
 
 from __future__ import annotations
@@ -29,19 +37,23 @@ from mesascope.experiments.audit import AuditConfig
 from mesascope.experiments.outside import audited_levels
 from mesascope.experiments.run import load_run
 from mesascope.experiments.train import get_trainer, load_networks
-from mesascope.levels.grid import OBJECT_KINDS
+from mesascope.levels.grid import KIND_INDEX, OBJECT_KINDS, Level
 from mesascope.levels.tabular import observe_all
 from mesascope.measures.distances import reachable_states
 from mesascope.measures.goal_posterior import candidate_q_values
 from mesascope.measures.probes import cross_validated_probe
-from mesascope.measures.scores import tabularize_levels
-from mesascope.systems.policy import layer_activations, layer_names
+from mesascope.measures.scores import first_reach_probabilities, informative_levels, score_levels, tabularize_levels
+from mesascope.systems.policy import layer_activations, layer_names, steered_action_probs
 from mesascope.types import MesascopeError
 
-__all__ = ["PROBE_SEED", "check_probe_run", "probe_run", "probe_targets", "probes_table"]
+__all__ = ["PROBE_SEED", "STEER_SEED", "check_probe_run", "goal_vector", "probe_run", "probe_targets", "probes_table",
+           "steer_run", "steer_table"]
 
 PROBE_SEED = 15
 """Seeds the shuffled-target baseline (the level sample is the audit's, `AUDIT_SEED`)."""
+
+STEER_SEED = 2023
+"""Key of the deploy levels a goal vector is built on (not the audit's levels, which measure its effect)."""
 
 TIE_TOL = 1e-6
 
@@ -188,3 +200,134 @@ def probes_table(result: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]
             cells["majority"] = f"{majority:.2f}"
             rows.append((split, target, cells))
     return rows
+
+
+def _observations(scenario: Any, levels: Level) -> np.ndarray:
+    """float32 `[L, S, *obs_shape]`: the observation of every tabular state of every level."""
+    return np.asarray(jax.vmap(lambda one: observe_all(scenario.spec, one))(levels))
+
+
+def goal_vector(activations: Callable[[np.ndarray], dict[str, np.ndarray]], scenario: Any, levels: Level,
+                layer: str, kind: str) -> np.ndarray:
+    """The mean activation difference an object makes at a layer: float `[D_layer]`.
+
+    Args:
+        activations: `obs [N, *obs_shape] -> {layer: [N, D]}` of one network.
+        scenario: The scenario.
+        levels: `Level` batch `[L, ...]` holding the object.
+        layer: The layer.
+        kind: The object kind (`OBJECT_KINDS`); every object of that kind is removed for the difference.
+
+    Returns:
+        Mean over the live (reachable, non-terminal) states of every level of
+        `act(level, state) - act(level without the object, state)`.
+    """
+    k = KIND_INDEX[kind]
+    without = levels._replace(obj_kind=jnp.where(levels.obj_kind == k, 0, levels.obj_kind))  # kind 0: an empty slot
+    tab = tabularize_levels(scenario.spec, levels)
+    live = np.asarray(jax.vmap(reachable_states)(tab)) & ~np.asarray(tab.terminal)
+    with_obj = activations(_observations(scenario, levels)[live])[layer]
+    no_obj = activations(_observations(scenario, without)[live])[layer]
+    return np.asarray(with_obj, np.float64).mean(0) - np.asarray(no_obj, np.float64).mean(0)
+
+
+def _effects(scenario: Any, tab: Any, probs: jax.Array) -> dict[str, Any]:
+    """First-reached probabilities per goal and `J` per objective (informative levels) of `probs [L, S, A]`."""
+    names, weights = scenario.weight_matrix()
+    objectives = scenario.objectives()
+    reach = np.array([objectives[n].reach for n in names], bool)
+    goals = [g.name for g in scenario.candidate_goals]
+    goal_w = np.stack([weights[names.index(g)] for g in goals])
+    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(goal_w), horizon=scenario.spec.max_steps)).mean(0)
+    scores = score_levels(tab, probs, jnp.asarray(weights), scenario.spec.gamma, reach=reach)
+    informative = informative_levels(scores.v_optimal, scores.v_uniform)
+    j = np.asarray(scores.j)
+    return {
+        "first_reached": {g: float(first[i]) for i, g in enumerate(goals)} | {"none": float(first[-1])},
+        "j": {n: float(j[informative[:, i], i].mean()) if informative[:, i].any() else None for i, n in enumerate(names)},
+        "informative_levels": {n: int(informative[:, i].sum()) for i, n in enumerate(names)},
+    }
+
+
+def steer_run(
+    run_dir: Path,
+    *,
+    layer: str,
+    kind: str,
+    coef: float,
+    n_levels: int = 256,
+    vector_levels: int = 64,
+    progress: Callable[[str, float], None] = lambda stage, frac: None,
+) -> dict[str, Any]:
+    """Steer every seed's network with a goal vector and measure the effect exactly on deploy levels.
+
+    Args:
+        run_dir: A finished gridworld run trained with mesascope's PPO.
+        layer: The layer edited (`layer_names`).
+        kind: The object kind whose vector is added (`cheese`, ...).
+        coef: The vector's coefficient (negative subtracts it: -1 removes the object's mean effect).
+        n_levels: The audit's deploy levels the effect is measured on.
+        vector_levels: Other deploy levels the vector is built on (key `STEER_SEED`).
+        progress: `progress(stage, fraction)`.
+
+    Returns:
+        The contents of `inside/steer-<kind>-<layer>-<coef>.json` (also written there).
+
+    Raises:
+        MesascopeError: for a run without networks, an unknown layer or object, or counts out of range.
+    """
+    meta, scenario = check_probe_run(run_dir, n_levels=max(n_levels, 2), folds=2, ridge=1.0)
+    if kind not in scenario.spec.kinds:
+        raise MesascopeError(f"--object {kind!r}: {meta['scenario']} has objects {', '.join(scenario.spec.kinds)}")
+    if n_levels < 1 or vector_levels < 1:
+        raise MesascopeError(f"--levels and --vector-levels must be at least 1; got {n_levels} and {vector_levels}")
+    config = get_trainer("ppo").from_json(meta["config"])
+    seeds = list(meta["seeds"])
+    networks = load_networks(scenario, config, seeds, Path(run_dir))
+    names = layer_names(networks[0])
+    if layer not in names:
+        raise MesascopeError(f"--layer {layer!r}: this network's layers are {', '.join(names)}")
+    _, static = eqx.partition(networks[0], eqx.is_array)
+    acts = jax.jit(lambda params, obs: layer_activations(eqx.combine(params, static), obs))
+    steered = jax.jit(lambda params, obs, delta: steered_action_probs(eqx.combine(params, static), obs, layer, delta))
+    vector_lv = scenario.sample_levels(jax.random.key(STEER_SEED), vector_levels, "deploy")
+    levels = audited_levels(scenario, AuditConfig(n_train=1, n_deploy=n_levels))["deploy"]
+    tab = tabularize_levels(scenario.spec, levels)
+    obs = _observations(scenario, levels)
+    flat = jnp.asarray(obs.reshape((-1,) + obs.shape[2:]))
+    shape = obs.shape[:2] + (scenario.spec.n_actions,)
+    result: dict[str, Any] = {"layer": layer, "object": kind, "coef": coef, "levels": n_levels,
+                              "vector_levels": vector_levels, "vector_seed": STEER_SEED, "seeds": {}}
+    for i, (seed, network) in enumerate(zip(seeds, networks, strict=True)):
+        params = eqx.partition(network, eqx.is_array)[0]
+        vector = goal_vector(lambda o, params=params: acts(params, jnp.asarray(o)), scenario, vector_lv, layer, kind)
+        delta = jnp.asarray(coef * vector, jnp.float32)
+        before = steered(params, flat, jnp.zeros_like(delta)).reshape(shape)
+        after = steered(params, flat, delta).reshape(shape)
+        result["seeds"][str(seed)] = {"vector_norm": float(np.linalg.norm(vector)),
+                                      "unedited": _effects(scenario, tab, before), "steered": _effects(scenario, tab, after)}
+        progress("steer", (i + 1) / len(seeds))
+    out = Path(run_dir) / "inside"
+    out.mkdir(exist_ok=True)
+    (out / f"steer-{kind}-{layer}-{coef:g}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def steer_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows (one per seed) of the terminal table: each goal's first-reached probability and
+    each objective's `J`, unedited -> steered."""
+    first = next(iter(result["seeds"].values()))
+    goals = list(first["unedited"]["first_reached"])
+    objectives = list(first["unedited"]["j"])
+    cols = ["seed", *(f"first: {g}" for g in goals), *(f"J_{o}" for o in objectives)]
+
+    def fmt(a: float | None, b: float | None) -> str:
+        return "n/a" if a is None or b is None else f"{a:.3f} -> {b:.3f}"
+
+    rows = []
+    for seed, r in result["seeds"].items():
+        u, s = r["unedited"], r["steered"]
+        rows.append([seed, *(fmt(u["first_reached"][g], s["first_reached"][g]) for g in goals),
+                     *(fmt(u["j"][o], s["j"][o]) for o in objectives)])
+    return cols, rows
+

@@ -12,7 +12,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ActorCritic", "NetworkConfig", "action_probs", "layer_activations", "layer_names", "make_actor_critic"]
+__all__ = ["ActorCritic", "NetworkConfig", "action_probs", "layer_activations", "layer_names", "make_actor_critic",
+           "steered_action_probs"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,28 @@ def layer_names(model: ActorCritic) -> tuple[str, ...]:
             *(f"dense{i + 1}" for i in range(len(model.dense))), "logits")
 
 
+def _forward(model: ActorCritic, obs: jax.Array, edit: tuple[str, jax.Array] | None) -> dict[str, jax.Array]:
+    """One observation `[H, W, C]` through the network, keeping every layer flattened; `edit = (layer,
+    delta)` adds `delta` to that layer's output before the next layer reads it."""
+
+    def keep(name: str, x: jax.Array) -> jax.Array:
+        flat = x.reshape(-1)
+        if edit is not None and edit[0] == name:
+            flat = flat + edit[1]
+        out[name] = flat
+        return flat.reshape(x.shape)
+
+    out: dict[str, jax.Array] = {}
+    x = jnp.transpose(keep("input", obs), (2, 0, 1))
+    for i, conv in enumerate(model.convs):
+        x = keep(f"conv{i + 1}", jax.nn.relu(conv(x)))
+    x = x.reshape(-1)
+    for i, layer in enumerate(model.dense):
+        x = keep(f"dense{i + 1}", jax.nn.relu(layer(x)))
+    keep("logits", model.pi_head(x))
+    return out
+
+
 def layer_activations(model: ActorCritic, obs: jax.Array) -> dict[str, jax.Array]:
     """Every layer's activations (after its nonlinearity) for a batch of observations.
 
@@ -103,20 +126,15 @@ def layer_activations(model: ActorCritic, obs: jax.Array) -> dict[str, jax.Array
         `{layer: float32 [B, D_layer]}` in `layer_names(model)` order, flattened per observation
         (`input` is the observation itself, convolutions are channel-first `[C, H, W]` flattened).
     """
-
-    def one(o: jax.Array) -> dict[str, jax.Array]:
-        out = {"input": o.reshape(-1)}
-        x = jnp.transpose(o, (2, 0, 1))
-        for i, conv in enumerate(model.convs):
-            x = jax.nn.relu(conv(x))
-            out[f"conv{i + 1}"] = x.reshape(-1)
-        x = x.reshape(-1)
-        for i, layer in enumerate(model.dense):
-            x = jax.nn.relu(layer(x))
-            out[f"dense{i + 1}"] = x
-        out["logits"] = model.pi_head(x)
-        return out
-
-    acts = jax.vmap(one)(obs)
+    acts = jax.vmap(lambda o: _forward(model, o, None))(obs)
     return {name: acts[name] for name in layer_names(model)}  # vmap sorts a dict's keys; keep the layer order
 
+
+def steered_action_probs(model: ActorCritic, obs: jax.Array, layer: str, delta: jax.Array) -> jax.Array:
+    """Action probabilities `[B, A]` with `delta` (`[D_layer]`) added to one layer's activations.
+
+    An activation edit (steering, issue 15): with `delta` zero this is `action_probs`.
+    """
+    if layer not in layer_names(model):
+        raise ValueError(f"unknown layer {layer!r}; layers: {', '.join(layer_names(model))}")
+    return jax.nn.softmax(jax.vmap(lambda o: _forward(model, o, (layer, delta))["logits"])(obs), axis=-1)
