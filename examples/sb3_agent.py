@@ -8,7 +8,10 @@ Needs the optional extra `bench` (stable-baselines3 and the CPU build of PyTorch
 
 The hyperparameters are those of mesascope's own PPO `fast` preset (64 environments x 16 steps, 3
 epochs of 4 minibatches, Adam 1e-3 annealed to 0, entropy 0.001, clip 0.2, GAE 0.95, gamma 0.99, two
-dense layers of 128, tanh), so the audit compares the two implementations, not two configurations.
+dense layers of 128, ReLU), so the audit compares the two implementations more than two configurations.
+What still differs: SB3 gives the actor and the critic separate networks (mesascope's share a torso), and
+its Gymnasium environments draw a fresh level at every reset (mesascope's PPO samples a fixed pool of
+65,536 training levels per seed).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def train(total_steps: int, *, seed: int = 0, scenario_params: dict[str, Any] | 
         "MlpPolicy", env, n_steps=n_steps, batch_size=num_envs * n_steps // 4, n_epochs=3,
         learning_rate=lambda remaining: 1e-3 * remaining, ent_coef=0.001, clip_range=0.2, gae_lambda=0.95,
         gamma=0.99, vf_coef=0.5, max_grad_norm=0.5, seed=seed, device="cpu",
-        policy_kwargs={"net_arch": [128, 128], "activation_fn": torch.nn.Tanh},
+        policy_kwargs={"net_arch": [128, 128], "activation_fn": torch.nn.ReLU},
     )
     model.learn(total_timesteps=total_steps)
     return model
