@@ -10,7 +10,9 @@ import pytest
 
 from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.goal_posterior import (
+    DEFAULT_BETAS,
     DEFAULT_EXPLAIN_THRESHOLD,
+    DEFAULT_LAPSES,
     boltzmann_fit,
     boltzmann_policy,
     expected_log_likelihood,
@@ -167,3 +169,21 @@ def test_lapse_rate_absorbs_states_where_the_system_acts_against_every_goal(chee
     assert np.all(robust.fit_quality >= plain.fit_quality - 1e-6)
     with pytest.raises(ValueError, match="lapses"):
         scenario_goal_posterior(scenario, tab, probs, lapses=(0.0, 1.0))
+
+
+def test_posterior_skips_zero_lapses_without_changing_the_fit(cheese_levels):
+    # `posteriors_from_q` leaves lapses <= 0 out of the grid it fits (boltzmann_fit masks them anyway): the
+    # fit must equal `boltzmann_fit` over the full grid, and a grid of zeros the lapse-free fit.
+    scenario, tab, qs = cheese_levels
+    probs = np.array(boltzmann_policy(qs["corner"], 50.0))
+    probs[np.random.default_rng(1).random(probs.shape[:2]) < 0.1] = np.eye(4, dtype=np.float32)[0]
+    weights = system_state_weights(tab, probs, scenario.spec.gamma)
+    betas = jnp.asarray(DEFAULT_BETAS, jnp.float32)
+    for lapses in (DEFAULT_LAPSES, (0.0,)):
+        post = scenario_goal_posterior(scenario, tab, probs, state_weights=weights, lapses=lapses)
+        for i, name in enumerate(post.names):
+            full = boltzmann_fit(qs[name], jnp.asarray(probs), jnp.where(tab.terminal, 0.0, weights), betas,
+                                 jnp.asarray(lapses, jnp.float32) if lapses != (0.0,) else None)
+            np.testing.assert_allclose(post.beta[i], full.beta, rtol=1e-5)
+            np.testing.assert_allclose(post.lapse[i], full.lapse, rtol=1e-6)
+            np.testing.assert_allclose(post.fit_quality[i], full.fit_quality, rtol=1e-4, atol=1e-6)

@@ -15,6 +15,7 @@ loses the audit.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from mesascope.levels.render import render_pair, save_png
 from mesascope.levels.tabular import TabularMDP, TransitionReward
 from mesascope.measures.estimates import Estimate, estimate
 from mesascope.measures.goal_posterior import posterior_from_q, system_state_weights
-from mesascope.measures.mce_irl import mce_irl
+from mesascope.measures.mce_irl import IRLResult, mce_irl
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
 from mesascope.experiments.profiling import NULL_TIMER, StageTimer
 from mesascope.measures.shards import scenario_context_labels, scenario_shards
@@ -119,10 +120,11 @@ def greedy_path(spec: GridSpec, tab: TabularMDP, probs: jax.Array, index: int) -
     Follows `argmax` of the system's action probabilities through the tabular view (so it works for any
     system, neural or planner) until a terminal state or the episode limit.
     """
-    next_state = np.asarray(tab.next_state[index])
-    act = np.asarray(probs[index]).argmax(-1)
+    # Host copies, then host indexing: no device op, so the walk never waits on computations queued meanwhile.
+    next_state = np.asarray(tab.next_state)[index]
+    act = np.asarray(probs)[index].argmax(-1)
     per_cell = (2**spec.n_tracked) * (spec.max_inventory + 1)
-    s, cells = int(tab.start[index]), []
+    s, cells = int(np.asarray(tab.start)[index]), []
     for _ in range(spec.max_steps + 1):
         cell = divmod(s // per_cell, spec.width)
         cells.append(cell)
@@ -294,6 +296,17 @@ SYSTEM_STAGES = 5
 """Progress ticks per system and split in `_system_split` (the audit's progress bar moves on each)."""
 
 
+def _start_irl(sp: AuditSplit, probs: jax.Array, gamma: float) -> IRLResult:
+    """Dispatch one system's MCE IRL fit on the split's first `IRL_LEVELS` levels, without waiting for it.
+
+    The fit is the audit's longest single computation; JAX runs it asynchronously, so the host work the
+    audit does meanwhile (tracing the next programs, bootstrap intervals, JSON) overlaps it. The levels are
+    cut on the host (the arrays are ready), so no device op is queued for that.
+    """
+    irl_tab = jax.tree_util.tree_map(lambda x: np.asarray(x)[:IRL_LEVELS], sp.tab)
+    return mce_irl(irl_tab, np.asarray(probs)[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
+
+
 def _policy_measures(scenario: Scenario, sp: AuditSplit, probs: jax.Array) -> dict[str, Estimate]:
     """The scenario's policy measures (`ScenarioMeasure.of_policy`) of one policy on one split."""
     n = int(sp.tab.start.shape[0])
@@ -304,15 +317,28 @@ def _policy_measures(scenario: Scenario, sp: AuditSplit, probs: jax.Array) -> di
 def _system_split(
     scenario: Scenario, sp: AuditSplit, probs: jax.Array, system: Any, thresholds: Thresholds, timer: StageTimer,
     tick: Callable[[], None] = lambda: None,
-) -> tuple[SystemSplit, dict[str, Any]]:
-    """One system on one split: its `SystemSplit` and its audit.json blocks (`tick()` after each stage)."""
+    *,
+    irl: IRLResult | None = None,
+    start_next: Callable[[], IRLResult] | None = None,
+) -> tuple[SystemSplit, dict[str, Any], IRLResult | None]:
+    """One system on one split: its `SystemSplit`, its audit.json blocks (`tick()` after each stage), and
+    `start_next()` (the next system's MCE IRL, dispatched before this system's host-only work).
+
+    `irl` is this system's MCE IRL fit if already dispatched (`_start_irl`); otherwise it is dispatched here.
+    """
     tab, exact, goals = sp.tab, sp.exact, sp.goals
     gamma = scenario.spec.gamma
     with timer.stage("first reached"):
         first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
     tick()
     with timer.stage("goal posterior and shards"):
-        evidence = system_state_weights(tab, probs, gamma)
+        # On the host: the shard tables select their evidence there, with no device op queued behind the IRL fit.
+        evidence = np.asarray(system_state_weights(tab, probs, gamma))
+    if irl is None:
+        with timer.stage("MCE IRL"):
+            # Dispatched now, it computes while the shard fits below are prepared, traced and queued.
+            irl = _start_irl(sp, probs, gamma)
+    with timer.stage("goal posterior and shards"):
         # The whole-level posterior and every part of every context in one batched fit.
         shards = scenario_shards(scenario, sp.levels, tab, probs, q=sp.exact.goal_q, state_weights=evidence,
                                  labels=sp.labels, threshold=thresholds.kappa)
@@ -322,13 +348,11 @@ def _system_split(
             posterior = posterior_from_q(sp.exact.goal_q, tab.terminal, probs, evidence, names=goals, threshold=thresholds.kappa)
     tick()
     with timer.stage("MCE IRL"):
-        irl_tab = jax.tree_util.tree_map(lambda x: x[:IRL_LEVELS], tab)
-        irl = mce_irl(irl_tab, probs[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
         irl_block = {
             "weights": _ser(np.asarray(irl.weights), scenario.feature_names),
             "loglik_per_step": float(irl.loglik),
             "uniform_loglik_per_step": float(irl.uniform_loglik),
-            "levels": int(irl_tab.start.shape[0]),
+            "levels": min(int(tab.start.shape[0]), IRL_LEVELS),
         }
     tick()
     behavioral: dict[str, Any] = {"goal_posterior": posterior.as_dict(), "irl": irl_block}
@@ -342,6 +366,11 @@ def _system_split(
         split = measure_system(tab, exact, sp.objectives, probs, gamma, posterior=behavioral["goal_posterior"],
                                irl=irl_block, extra_rewards=extra, mesa="mesa" if "mesa" in extra else None)
     tick()
+    next_irl = None
+    if start_next is not None:
+        with timer.stage("MCE IRL"):
+            # The rest of this system's work is on the host (intervals, JSON): the next fit computes meanwhile.
+            next_irl = start_next()
     irl_block["fit_quality"] = split.irl_fit_quality
     irl_block["explains"] = bool(split.irl_fit_quality >= thresholds.kappa)
     irl_block["score"] = estimate(split.irl_j, split.irl_informative, exact.resample).to_dict()
@@ -358,7 +387,7 @@ def _system_split(
     if split.mesa_j is not None:
         block["mesa_score"] = estimate(split.mesa_j, split.mesa_informative, exact.resample).to_dict()
     block["scenario_measures"] = _policy_measures(scenario, sp, probs)
-    return split, block
+    return split, block, next_irl
 
 
 def _uniform_block(scenario: Scenario, sp: AuditSplit) -> dict[str, Any]:
@@ -424,11 +453,21 @@ def audit_systems(
         splits[name] = sp
         tick()
         paths[name] = []
-        for i, system in enumerate(systems):
+        # Every system's probabilities first, so each system's stages can dispatch the next one's MCE IRL fit.
+        all_probs = []
+        for system in systems:
             with timer.stage("policy probabilities"):
-                probs = jax.block_until_ready(system.probs(sp.levels, sp.tab))
+                all_probs.append(jax.block_until_ready(system.probs(sp.levels, sp.tab)))
             tick()
-            per_system[i][name] = _system_split(scenario, sp, probs, system, thresholds, timer, tick)
+        irl = None
+        for i, system in enumerate(systems):
+            probs = all_probs[i]
+            start_next = None
+            if i + 1 < len(systems):
+                start_next = functools.partial(_start_irl, sp, all_probs[i + 1], scenario.spec.gamma)
+            measured, block, irl = _system_split(scenario, sp, probs, system, thresholds, timer, tick, irl=irl,
+                                                 start_next=start_next)
+            per_system[i][name] = (measured, block)
             with timer.stage("pictures"):
                 paths[name].append(greedy_path(scenario.spec, sp.tab, probs, 0))
     out_systems, judgements = [], []

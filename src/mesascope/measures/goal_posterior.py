@@ -623,9 +623,12 @@ def posteriors_from_q(
         lapse_grid = np.asarray(lapses, np.float32)
         if lapse_grid.ndim != 1 or (lapse_grid < 0).any() or (lapse_grid >= 1).any():
             raise ValueError("lapses must be a 1-D grid of values in [0, 1)")
-        lapse_grid = jnp.asarray(lapse_grid)
+        # `boltzmann_fit` ignores lapses <= 0 (the lapse-free fit is always made): leaving them out of the
+        # grid skips a column of likelihoods it would mask away (1 of the 9 `DEFAULT_LAPSES`).
+        lapse_grid = jnp.asarray(lapse_grid[lapse_grid > 0]) if (lapse_grid > 0).any() else None
     g, n_levels, n_states, n_actions = q.shape
-    w = np.asarray(jnp.where(jnp.asarray(terminal)[None], 0.0, jnp.asarray(weightings, jnp.float32)), np.float32)
+    # Selected on the host: the weightings are read there anyway to find each one's states.
+    w = np.where(np.asarray(terminal)[None], np.float32(0.0), np.asarray(weightings, np.float32))
     w = w.reshape(w.shape[0], -1)
     # Each weighting keeps only its own states (a shard part holds a share of them); weightings whose padded
     # sizes agree are fitted together, so a part is not padded to the size of the whole.
@@ -633,6 +636,7 @@ def posteriors_from_q(
     sizes = [_bucket(len(rows)) for rows in supports]
     q_all, probs_all = jnp.asarray(q, jnp.float32), jnp.asarray(probs, jnp.float32)
     per_weighting: list[Any] = [None] * w.shape[0]
+    groups, pending = [], []
     for size in sorted(set(sizes)):
         group = [k for k in range(w.shape[0]) if sizes[k] == size]
         take = np.zeros((len(group), size), np.int64)
@@ -640,8 +644,12 @@ def posteriors_from_q(
         for i, k in enumerate(group):
             take[i, : len(supports[k])] = supports[k]
             w_c[i, : len(supports[k])] = w[k, supports[k]]
-        fit = jax.tree_util.tree_map(np.asarray, _fits_compact(
+        groups.append(group)
+        pending.append(_fits_compact(
             q_all, probs_all, jnp.asarray(take, jnp.int32), jnp.asarray(w_c), jnp.asarray(grid), lapse_grid))
+    # Every group is dispatched before any is read back, so preparing (or tracing) one overlaps computing another.
+    for group, fit in zip(groups, pending):
+        fit = jax.tree_util.tree_map(np.asarray, fit)
         for i, k in enumerate(group):
             per_weighting[k] = jax.tree_util.tree_map(lambda x, i=i: x[i], fit)
     fits = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *per_weighting)

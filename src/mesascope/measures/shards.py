@@ -274,25 +274,27 @@ def _shard_tables(
 
     `contexts` holds `(name, description, label_names, labels [L, S])` per context.
     """
-    weights = jnp.where(tab.terminal, 0.0, jnp.asarray(weights, jnp.float32))
-    wanted: list[jax.Array] = [] if overall is not None else [weights]
+    # The parts are selected on the host (the same float32 weights, copied): a few small arrays, which as
+    # device ops would each be a program to compile and a round trip.
+    weights = np.where(np.asarray(tab.terminal), np.float32(0.0), np.asarray(weights, np.float32))
+    wanted: list[np.ndarray] = [] if overall is not None else [weights]
     plan = []  # per context: per part, (share, index into `wanted` or None)
     for _, _, label_names, labels in contexts:
-        labels = jnp.asarray(labels, jnp.int32)
-        if labels.shape != tab.terminal.shape:
-            raise ValueError(f"labels must have shape [L, S] = {tab.terminal.shape}, got {labels.shape}")
-        total = float(jnp.where(labels >= 0, weights, 0.0).sum())
+        labels = np.asarray(labels, np.int32)
+        if labels.shape != weights.shape:
+            raise ValueError(f"labels must have shape [L, S] = {weights.shape}, got {labels.shape}")
+        total = float(np.where(labels >= 0, weights, 0.0).sum(dtype=np.float64))
         parts = []
         for c in range(len(label_names)):
-            part = jnp.where(labels == c, weights, 0.0)
-            share = float(part.sum()) / total if total > 0 else 0.0
+            part = np.where(labels == c, weights, np.float32(0.0))
+            share = float(part.sum(dtype=np.float64)) / total if total > 0 else 0.0
             if share < min_share or share == 0.0:
                 parts.append((share, None))
             else:
                 parts.append((share, len(wanted)))
                 wanted.append(part)
         plan.append(parts)
-    fits = (posteriors_from_q(q, tab.terminal, probs, jnp.stack(wanted), names=names, betas=betas, threshold=threshold,
+    fits = (posteriors_from_q(q, tab.terminal, probs, np.stack(wanted), names=names, betas=betas, threshold=threshold,
                               lapses=lapses) if wanted else [])
     if overall is None:
         overall = fits[0]
