@@ -451,24 +451,32 @@ def steer_command(
     coef: float = typer.Option(-1.0, "--coef", help="The vector's coefficient (-1 subtracts the object's mean effect)."),
     levels: int = typer.Option(256, "--levels", help="The audit's deploy levels the effect is measured on, exactly."),
     vector_levels: int = typer.Option(64, "--vector-levels", help="Other deploy levels the vector is built on."),
+    square: str = typer.Option(None, "--square", help="R,C: retarget to this grid square (the object's vector there)."),
 ) -> None:
     """Add COEF x a goal vector (activations with the object minus without, at LAYER) to every seed's
     network and measure the effect exactly on deploy levels (RUN_DIR/inside/steer-*.json)."""
-    from mesascope.experiments.inside import check_probe_run, steer_run, steer_table
+    from mesascope.experiments.inside import check_probe_run, steer_file, steer_run, steer_table
 
+    target = None
+    if square is not None:
+        parts = square.split(",")
+        if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise MesascopeError(f"--square takes ROW,COL (two integers, e.g. 1,5); got {square!r}")
+        target = (int(parts[0]), int(parts[1]))
     check_probe_run(run_dir, n_levels=2, folds=2, ridge=1.0)  # before any progress bar
     with _stage_progress() as progress:
         result = steer_run(run_dir, layer=layer, kind=kind, coef=coef, n_levels=levels, vector_levels=vector_levels,
-                           progress=progress)
+                           square=target, progress=progress)
     cols, rows = steer_table(result)
-    table = Table(title=f"steering: {coef:g} x the {kind} vector at {layer} · unedited -> steered · {levels} deploy levels",
+    what = f"the {kind} vector" if target is None else f"the {kind}-at-({target[0]},{target[1]}) vector"
+    table = Table(title=f"steering: {coef:g} x {what} at {layer} · unedited -> steered · {levels} deploy levels",
                   show_lines=True)
     for name in cols:
         table.add_column(name)
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"[dim]written to[/] {run_dir / 'inside' / f'steer-{kind}-{layer}-{coef:g}.json'}")
+    console.print(f"[dim]written to[/] {run_dir / 'inside' / steer_file(kind, layer, coef, target)}")
 
 
 @app.command("explain")

@@ -150,3 +150,26 @@ def test_steering_with_a_zero_coefficient_changes_nothing_and_matches_the_audit(
 def test_bad_steering_options_are_one_error_line(tiny_run, argv, needle, capsys):
     assert main(["steer", str(tiny_run), *argv, "--levels", "4"]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_retargeting_to_the_corner_square_measures_the_corner_first(tiny_run, capsys):
+    # On 5x5 mazes the corner is square (1, 3): entering it *is* reaching the corner, so the square comes
+    # first exactly when the corner does (ties count for both), level by level.
+    assert main(["steer", str(tiny_run), "--layer", "dense2", "--object", "cheese", "--coef", "0", "--square", "1,3",
+                 "--levels", "8", "--vector-levels", "4"]) == 0
+    assert "written to" in capsys.readouterr().out
+    result = json.loads((tiny_run / "inside" / "steer-cheese-dense2-0-at-1-3.json").read_text())
+    assert result["square"] == [1, 3] and result["square_levels"] == 8
+    audit = json.loads((tiny_run / "audit.json").read_text())
+    for seed, entry in zip(("0", "1"), audit["systems"], strict=True):
+        r = result["seeds"][seed]
+        assert r["unedited"] == r["steered"]
+        assert r["unedited"]["square_first"] == pytest.approx(entry["first_reached"]["deploy"]["corner"], abs=1e-5)
+
+
+@pytest.mark.parametrize("square,needle", [("0,0", "is a wall or the start on every level"), ("9,1", "outside the 5x5 grid"),
+                                           ("1;3", "--square takes ROW,COL")])
+def test_bad_squares_are_one_error_line(tiny_run, square, needle, capsys):
+    assert main(["steer", str(tiny_run), "--layer", "dense1", "--object", "cheese", "--square", square, "--levels", "4",
+                 "--vector-levels", "4"]) == 2
+    assert needle in capsys.readouterr().err

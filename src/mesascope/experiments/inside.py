@@ -18,6 +18,13 @@ times that vector to the layer and measures the effect exactly, on every state o
 levels: each candidate goal's first-reached probability and `J` of every objective (on informative levels),
 unedited and steered. The vector is built on other deploy levels than those it is measured on.
 
+With `--square R,C` it retargets instead: the vector is the mean difference the object makes when it is
+moved to that square (levels with the object at the square minus the same levels without it), and the
+measure is how often the square becomes the first goal reached: on every deploy level where the square is
+a free square other than the start and the object, the exact probability that the agent enters the
+square before reaching any candidate goal, unedited and steered, and the share of those levels where it
+is above one half.
+
 Only networks trained by mesascope's PPO have layers to read; other runs are refused with the reason.
 """
 
@@ -38,16 +45,22 @@ from mesascope.experiments.outside import audited_levels
 from mesascope.experiments.run import load_run
 from mesascope.experiments.train import get_trainer, load_networks
 from mesascope.levels.grid import KIND_INDEX, OBJECT_KINDS, Level
-from mesascope.levels.tabular import observe_all
+from mesascope.levels.tabular import decode, observe_all
 from mesascope.measures.distances import reachable_states
 from mesascope.measures.goal_posterior import candidate_q_values
 from mesascope.measures.probes import cross_validated_probe
-from mesascope.measures.scores import first_reach_probabilities, informative_levels, score_levels, tabularize_levels
+from mesascope.measures.scores import (
+    first_event_probabilities,
+    first_reach_probabilities,
+    informative_levels,
+    score_levels,
+    tabularize_levels,
+)
 from mesascope.systems.policy import layer_activations, layer_names, steered_action_probs
 from mesascope.types import MesascopeError
 
 __all__ = ["PROBE_SEED", "STEER_SEED", "check_probe_run", "goal_vector", "probe_run", "probe_targets", "probes_table",
-           "steer_run", "steer_table"]
+           "retarget_vector", "steer_file", "steer_run", "steer_table"]
 
 PROBE_SEED = 15
 """Seeds the shuffled-target baseline (the level sample is the audit's, `AUDIT_SEED`)."""
@@ -222,13 +235,64 @@ def goal_vector(activations: Callable[[np.ndarray], dict[str, np.ndarray]], scen
         Mean over the live (reachable, non-terminal) states of every level of
         `act(level, state) - act(level without the object, state)`.
     """
+    return _difference(activations, scenario, levels, _without(levels, kind), layer)
+
+
+def _without(levels: Level, kind: str) -> Level:
     k = KIND_INDEX[kind]
-    without = levels._replace(obj_kind=jnp.where(levels.obj_kind == k, 0, levels.obj_kind))  # kind 0: an empty slot
+    return levels._replace(obj_kind=jnp.where(levels.obj_kind == k, 0, levels.obj_kind))  # kind 0: an empty slot
+
+
+def _difference(activations: Callable[[np.ndarray], dict[str, np.ndarray]], scenario: Any, levels: Level,
+                without: Level, layer: str) -> np.ndarray:
+    """Mean over the live states of `levels` of the layer's activations on `levels` minus on `without`."""
     tab = tabularize_levels(scenario.spec, levels)
     live = np.asarray(jax.vmap(reachable_states)(tab)) & ~np.asarray(tab.terminal)
     with_obj = activations(_observations(scenario, levels)[live])[layer]
     no_obj = activations(_observations(scenario, without)[live])[layer]
     return np.asarray(with_obj, np.float64).mean(0) - np.asarray(no_obj, np.float64).mean(0)
+
+
+def _square_ok(levels: Level, kind: str, square: tuple[int, int]) -> np.ndarray:
+    """bool `[L]`: levels on which `square` is free, not the start and not under an object of another kind."""
+    r, c = square
+    walls = np.asarray(levels.walls)
+    start = np.asarray(levels.start)
+    kinds, pos = np.asarray(levels.obj_kind), np.asarray(levels.obj_pos)
+    taken = ((pos == np.array(square)).all(-1) & (kinds != KIND_INDEX[kind]) & (kinds > 0)).any(-1)
+    return ~walls[:, r, c] & ~(start == np.array(square)).all(-1) & ~taken
+
+
+def retarget_vector(activations: Callable[[np.ndarray], dict[str, np.ndarray]], scenario: Any, levels: Level,
+                    layer: str, kind: str, square: tuple[int, int]) -> np.ndarray:
+    """The mean activation difference an object makes at one square: float `[D_layer]`.
+
+    Over the levels of `levels` where `square` can hold it (`_square_ok`): each level with every object of
+    `kind` moved to `square`, minus the same level without it.
+
+    Raises:
+        MesascopeError: if no level can hold the object at `square`.
+    """
+    ok = _square_ok(levels, kind, square)
+    if not ok.any():
+        raise MesascopeError(f"--square {square[0]},{square[1]} is a wall or the start on every level the vector is built on")
+    chosen = jax.tree_util.tree_map(lambda x: x[np.flatnonzero(ok)], levels)
+    k = KIND_INDEX[kind]
+    moved = chosen._replace(obj_pos=jnp.where((chosen.obj_kind == k)[..., None], jnp.asarray(square, jnp.int32), chosen.obj_pos))
+    return _difference(activations, scenario, moved, _without(moved, kind), layer)
+
+
+def _square_first(scenario: Any, tab: Any, probs: jax.Array, square: tuple[int, int]) -> np.ndarray:
+    """float `[L]`: the exact probability of entering `square` before any candidate goal is reached."""
+    spec = scenario.spec
+    states = jax.vmap(lambda i: decode(spec, i))(jnp.arange(spec.n_states, dtype=jnp.int32))
+    at_square = (states.pos == jnp.asarray(square)).all(-1) & ~states.done  # [S]
+    names, weights = scenario.weight_matrix()
+    goal_w = np.stack([weights[names.index(g.name)] for g in scenario.candidate_goals])
+    goal_events = jnp.einsum("lsak,gk->lsag", tab.features, jnp.asarray(goal_w)) > 0
+    square_event = at_square[tab.next_state][..., None]  # entering the square: [L, S, A, 1]
+    events = jnp.concatenate([square_event, goal_events], axis=-1)
+    return np.asarray(first_event_probabilities(tab.next_state, tab.start, probs, events, horizon=spec.max_steps))[:, 0]
 
 
 def _effects(scenario: Any, tab: Any, probs: jax.Array) -> dict[str, Any]:
@@ -257,6 +321,7 @@ def steer_run(
     coef: float,
     n_levels: int = 256,
     vector_levels: int = 64,
+    square: tuple[int, int] | None = None,
     progress: Callable[[str, float], None] = lambda stage, frac: None,
 ) -> dict[str, Any]:
     """Steer every seed's network with a goal vector and measure the effect exactly on deploy levels.
@@ -268,10 +333,12 @@ def steer_run(
         coef: The vector's coefficient (negative subtracts it: -1 removes the object's mean effect).
         n_levels: The audit's deploy levels the effect is measured on.
         vector_levels: Other deploy levels the vector is built on (key `STEER_SEED`).
+        square: `(row, col)` to retarget to (`retarget_vector`); None for the object's own vector.
         progress: `progress(stage, fraction)`.
 
     Returns:
-        The contents of `inside/steer-<kind>-<layer>-<coef>.json` (also written there).
+        The contents of `inside/steer-<kind>-<layer>-<coef>.json` (`...-at-<row>-<col>.json` when
+        retargeting; also written there).
 
     Raises:
         MesascopeError: for a run without networks, an unknown layer or object, or counts out of range.
@@ -281,6 +348,8 @@ def steer_run(
         raise MesascopeError(f"--object {kind!r}: {meta['scenario']} has objects {', '.join(scenario.spec.kinds)}")
     if n_levels < 1 or vector_levels < 1:
         raise MesascopeError(f"--levels and --vector-levels must be at least 1; got {n_levels} and {vector_levels}")
+    if square is not None and not (0 <= square[0] < scenario.spec.height and 0 <= square[1] < scenario.spec.width):
+        raise MesascopeError(f"--square {square[0]},{square[1]} is outside the {scenario.spec.height}x{scenario.spec.width} grid")
     config = get_trainer("ppo").from_json(meta["config"])
     seeds = list(meta["seeds"])
     networks = load_networks(scenario, config, seeds, Path(run_dir))
@@ -298,19 +367,36 @@ def steer_run(
     shape = obs.shape[:2] + (scenario.spec.n_actions,)
     result: dict[str, Any] = {"layer": layer, "object": kind, "coef": coef, "levels": n_levels,
                               "vector_levels": vector_levels, "vector_seed": STEER_SEED, "seeds": {}}
+    if square is not None:
+        target_ok = _square_ok(levels, kind, square)
+        result["square"] = list(square)
+        result["square_levels"] = int(target_ok.sum())
     for i, (seed, network) in enumerate(zip(seeds, networks, strict=True)):
         params = eqx.partition(network, eqx.is_array)[0]
-        vector = goal_vector(lambda o, params=params: acts(params, jnp.asarray(o)), scenario, vector_lv, layer, kind)
+        read = lambda o, params=params: acts(params, jnp.asarray(o))  # noqa: E731
+        vector = (goal_vector(read, scenario, vector_lv, layer, kind) if square is None
+                  else retarget_vector(read, scenario, vector_lv, layer, kind, square))
         delta = jnp.asarray(coef * vector, jnp.float32)
         before = steered(params, flat, jnp.zeros_like(delta)).reshape(shape)
         after = steered(params, flat, delta).reshape(shape)
-        result["seeds"][str(seed)] = {"vector_norm": float(np.linalg.norm(vector)),
-                                      "unedited": _effects(scenario, tab, before), "steered": _effects(scenario, tab, after)}
+        entry = {"vector_norm": float(np.linalg.norm(vector)),
+                 "unedited": _effects(scenario, tab, before), "steered": _effects(scenario, tab, after)}
+        if square is not None:
+            for name, probs in (("unedited", before), ("steered", after)):
+                p = _square_first(scenario, tab, probs, square)[target_ok]
+                entry[name]["square_first"] = float(p.mean()) if p.size else None
+                entry[name]["square_first_share"] = float((p > 0.5).mean()) if p.size else None
+        result["seeds"][str(seed)] = entry
         progress("steer", (i + 1) / len(seeds))
     out = Path(run_dir) / "inside"
     out.mkdir(exist_ok=True)
-    (out / f"steer-{kind}-{layer}-{coef:g}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / steer_file(kind, layer, coef, square)).write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def steer_file(kind: str, layer: str, coef: float, square: tuple[int, int] | None) -> str:
+    """The file name `steer_run` writes under `inside/`."""
+    return f"steer-{kind}-{layer}-{coef:g}" + (f"-at-{square[0]}-{square[1]}" if square is not None else "") + ".json"
 
 
 def steer_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -320,6 +406,9 @@ def steer_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     goals = list(first["unedited"]["first_reached"])
     objectives = list(first["unedited"]["j"])
     cols = ["seed", *(f"first: {g}" for g in goals), *(f"J_{o}" for o in objectives)]
+    square = result.get("square")
+    if square is not None:
+        cols += [f"({square[0]},{square[1]}) first", f"levels with it > 0.5 (of {result['square_levels']})"]
 
     def fmt(a: float | None, b: float | None) -> str:
         return "n/a" if a is None or b is None else f"{a:.3f} -> {b:.3f}"
@@ -327,7 +416,10 @@ def steer_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for seed, r in result["seeds"].items():
         u, s = r["unedited"], r["steered"]
-        rows.append([seed, *(fmt(u["first_reached"][g], s["first_reached"][g]) for g in goals),
-                     *(fmt(u["j"][o], s["j"][o]) for o in objectives)])
+        row = [seed, *(fmt(u["first_reached"][g], s["first_reached"][g]) for g in goals),
+               *(fmt(u["j"][o], s["j"][o]) for o in objectives)]
+        if square is not None:
+            row += [fmt(u["square_first"], s["square_first"]), fmt(u["square_first_share"], s["square_first_share"])]
+        rows.append(row)
     return cols, rows
 
