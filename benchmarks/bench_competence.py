@@ -15,7 +15,8 @@ checks only, without compilation or level pools); one check's warm time and the 
 40 s for `cheese-corner-v0` (7x7); the second scenario (`red-door-v0`) has no goal, it shows the option
 on another task.
 
-Run alone: `.venv/bin/python benchmarks/bench_competence.py`.
+Run alone: `.venv/bin/python benchmarks/bench_competence.py`; with `--choices`, cheese-corner-v0 for
+each observation (egocentric, full) and network width (64, 128, 256), one after the other.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def _load() -> float | None:
         return None
 
 
-def measure(scenario_id: str, seeds: int = SEEDS, target: float = TARGET, **settings: Any) -> dict[str, Any]:
+def measure(scenario_id: str, seeds: int = SEEDS, target: float = TARGET, scenario_params: dict[str, Any] | None = None,
+            **settings: Any) -> dict[str, Any]:
     """Train `seeds` seeds of one scenario until all reach `J_base >= target`; times and steps."""
-    scenario = get_scenario(scenario_id)
+    scenario = get_scenario(scenario_id, **(scenario_params or {}))
     config = ppo_config("fast", stop_at_j_base=target, **settings)
     ticks: list[tuple[float, float]] = []  # (fraction of the budget done, time)
     timer = StageTimer()
@@ -142,6 +144,29 @@ def report(res: dict[str, Any]) -> None:
               f"updates); load average {load} on {res['cpus']} CPUs")
 
 
+CHOICES = ({"view": "egocentric"}, {"view": "full"})
+WIDTHS = (64, 128, 256)
+
+
+def choices() -> list[dict[str, Any]]:
+    """Time to competence on cheese-corner-v0 for each observation (`view`) and network width, one after
+    the other in one process (issue 17: which reaches competence soonest)."""
+    rows = []
+    for params in CHOICES:
+        for hidden in WIDTHS:
+            r = measure("cheese-corner-v0", scenario_params=params, hidden=hidden)
+            rows.append(r | {"view": params["view"], "hidden": hidden})
+            steps = f"{r['steps_to_competence'] / 1e3:.0f}k" if r["competent"] else "not reached"
+            print(f"  view {params['view']:<10} hidden {hidden:>4}: {r['wall_s']:6.1f} s, {steps} steps per seed, "
+                  f"J_base at the end {', '.join(f'{j:.2f}' for j in r['j_base_at_end'])}", flush=True)
+    return rows
+
+
 if __name__ == "__main__":
-    out = run()
-    report(out)
+    import sys
+
+    if "--choices" in sys.argv:
+        choices()
+    else:
+        out = run()
+        report(out)

@@ -1,4 +1,4 @@
-"""`alpha`: a share of training levels drawn from the deployment distribution (domain randomisation).
+"""`alpha` (a share of training levels drawn from the deployment distribution) and cheese-corner's `view`.
 
 The draw is folded into each level's key apart from its other draws, so at alpha 0 the scenario is
 exactly the one without the parameter, and at any alpha a level that stays a training level is the very
@@ -74,4 +74,11 @@ def test_keys_chests_alpha_lays_out_a_share_of_training_levels_as_deploy():
 @pytest.mark.parametrize("sid", ["cheese-corner-v0", "keys-chests-v0"])
 def test_mixed_training_levels_conform(sid):
     report = check_scenario(get_scenario(sid, alpha=0.5))
+    assert report.passed, str(report)
+
+
+def test_cheese_corner_full_view_conforms():
+    scenario = get_scenario("cheese-corner-v0", view="full")
+    assert scenario.spec.obs_shape == (7, 7, 3)
+    report = check_scenario(scenario)
     assert report.passed, str(report)

@@ -109,11 +109,14 @@ PARAMS = (
     Param("region", "int", 1, "side of the top-right training region the cheese is drawn from (1 = the corner square)",
           low=1, high=19),
     ALPHA_PARAM,
+    Param("view", "str", "egocentric", "what the agent observes: the grid re-centred on it (egocentric, "
+          "[2H-1, 2W-1, 2]) or the grid as it is with an agent channel (full, [H, W, 3])",
+          choices=("egocentric", "full")),
 )
 
 
 def make_cheese_corner(*, grid_size: int, maze_sizes: tuple[int, ...], region: int, alpha: float = 0.0,
-                       optimizer: str = "ppo") -> Scenario:
+                       view: str = "egocentric", optimizer: str = "ppo") -> Scenario:
     """Build the cheese-corner scenario from checked parameter values (`PARAMS`).
 
     Args:
@@ -123,6 +126,8 @@ def make_cheese_corner(*, grid_size: int, maze_sizes: tuple[int, ...], region: i
             `max(maze_sizes) - 2` = the whole maze).
         alpha: Share of training levels whose cheese is drawn as on deploy levels (anywhere but the start
             and the corner square); 0 reproduces the scenario of Langosco et al.'s finding.
+        view: The observation (`GridSpec.view`): "egocentric" (the default every finding was measured
+            with) or "full".
         optimizer: "ppo" trains neural policies; "mesa-gradient" trains an explicit mesa-optimizer
             (`cheese-corner-mesa-v0`) whose learned objective can be read off.
 
@@ -144,6 +149,7 @@ def make_cheese_corner(*, grid_size: int, maze_sizes: tuple[int, ...], region: i
         kinds=("cheese",),
         gamma=0.99,
         max_steps=4 * grid_size * grid_size,
+        view=view,
     )
     mesa = optimizer.startswith("mesa")
     if mesa:
