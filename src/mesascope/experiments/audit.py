@@ -322,7 +322,7 @@ def _system_split(
     start_next: Callable[[], IRLResult] | None = None,
 ) -> tuple[SystemSplit, dict[str, Any], IRLResult | None]:
     """One system on one split: its `SystemSplit`, its audit.json blocks (`tick()` after each stage), and
-    `start_next()` (the next system's MCE IRL, dispatched before this system's host-only work).
+    the next system's MCE IRL fit (`start_next()`, dispatched while this system's work goes on), if any.
 
     `irl` is this system's MCE IRL fit if already dispatched (`_start_irl`); otherwise it is dispatched here.
     """
@@ -334,10 +334,14 @@ def _system_split(
     with timer.stage("goal posterior and shards"):
         # On the host: the shard tables select their evidence there, with no device op queued behind the IRL fit.
         evidence = np.asarray(system_state_weights(tab, probs, gamma))
+    next_irl = None
     if irl is None:
         with timer.stage("MCE IRL"):
-            # Dispatched now, it computes while the shard fits below are prepared, traced and queued.
+            # Dispatched now, it computes while the shard fits below are prepared, traced and queued; so does the
+            # next system's fit, queued now too, since the first system of a split has the most programs to trace.
             irl = _start_irl(sp, probs, gamma)
+            if start_next is not None:
+                next_irl, start_next = start_next(), None
     with timer.stage("goal posterior and shards"):
         # The whole-level posterior and every part of every context in one batched fit.
         shards = scenario_shards(scenario, sp.levels, tab, probs, q=sp.exact.goal_q, state_weights=evidence,
@@ -366,7 +370,6 @@ def _system_split(
         split = measure_system(tab, exact, sp.objectives, probs, gamma, posterior=behavioral["goal_posterior"],
                                irl=irl_block, extra_rewards=extra, mesa="mesa" if "mesa" in extra else None)
     tick()
-    next_irl = None
     if start_next is not None:
         with timer.stage("MCE IRL"):
             # The rest of this system's work is on the host (intervals, JSON): the next fit computes meanwhile.
