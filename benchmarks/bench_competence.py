@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from mesascope.experiments.profiling import StageTimer
 from mesascope.experiments.train import competence_sample, j_base_of, make_competence_check, train_systems
 from mesascope.optimizers.ppo import make_train, ppo_config
+from mesascope.systems.policy import NetworkConfig
 from mesascope.scenarios import get_scenario
 
 from _common import fmt_rate, median, timed
@@ -154,7 +155,7 @@ def choices() -> list[dict[str, Any]]:
     rows = []
     for params in CHOICES:
         for hidden in WIDTHS:
-            r = measure("cheese-corner-v0", scenario_params=params, hidden=hidden)
+            r = measure("cheese-corner-v0", scenario_params=params, network=NetworkConfig(hidden=hidden))
             rows.append(r | {"view": params["view"], "hidden": hidden})
             steps = f"{r['steps_to_competence'] / 1e3:.0f}k" if r["competent"] else "not reached"
             print(f"  view {params['view']:<10} hidden {hidden:>4}: {r['wall_s']:6.1f} s, {steps} steps per seed, "
