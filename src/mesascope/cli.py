@@ -428,7 +428,8 @@ def probe_command(
 ) -> None:
     """Linear probes on every layer of every seed's network: which layers encode the objects' cells and
     each candidate goal's next optimal action, on train and deploy levels (RUN_DIR/inside/probes.json)."""
-    from mesascope.experiments.inside import check_probe_run, probe_run, probes_table
+    from mesascope.experiments.inside import check_probe_run, probe_run
+    from mesascope.report.inside_tables import probes_table
 
     check_probe_run(run_dir, n_levels=levels, folds=folds, ridge=ridge)  # before any progress bar
     with _stage_progress() as progress:
@@ -455,7 +456,8 @@ def steer_command(
 ) -> None:
     """Add COEF x a goal vector (activations with the object minus without, at LAYER) to every seed's
     network and measure the effect exactly on deploy levels (RUN_DIR/inside/steer-*.json)."""
-    from mesascope.experiments.inside import check_probe_run, steer_file, steer_run, steer_table
+    from mesascope.experiments.inside import check_probe_run, steer_file, steer_run
+    from mesascope.report.inside_tables import steer_table
 
     target = None
     if square is not None:

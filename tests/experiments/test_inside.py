@@ -173,3 +173,20 @@ def test_bad_squares_are_one_error_line(tiny_run, square, needle, capsys):
     assert main(["steer", str(tiny_run), "--layer", "dense1", "--object", "cheese", "--square", square, "--levels", "4",
                  "--vector-levels", "4"]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_the_report_shows_what_probe_and_steer_wrote(tiny_run, capsys):
+    from mesascope.report.run_report import build_run_report
+
+    assert main(["probe", str(tiny_run), "--levels", "8", "--folds", "2"]) == 0
+    assert main(["steer", str(tiny_run), "--layer", "dense1", "--object", "cheese", "--coef", "-1", "--levels", "8",
+                 "--vector-levels", "4"]) == 0
+    html = build_run_report(tiny_run)
+    assert '<section id="inside">' in html and '<a href="#inside">' in html
+    assert "Linear probes (8 levels per split, 2 folds over levels)" in html
+    assert "Steering: -1.0 x the cheese vector at dense1" in html
+    # A damaged file costs the section its tables, never the report.
+    (tiny_run / "inside" / "probes.json").write_text("{not json")
+    html = build_run_report(tiny_run)
+    assert "inside/ could not be read" in html and '<section id="verdicts">' in html
+    (tiny_run / "inside" / "probes.json").unlink()

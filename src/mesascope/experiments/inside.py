@@ -59,8 +59,8 @@ from mesascope.measures.scores import (
 from mesascope.systems.policy import layer_activations, layer_names, steered_action_probs
 from mesascope.types import MesascopeError
 
-__all__ = ["PROBE_SEED", "STEER_SEED", "check_probe_run", "goal_vector", "probe_run", "probe_targets", "probes_table",
-           "retarget_vector", "steer_file", "steer_run", "steer_table"]
+__all__ = ["PROBE_SEED", "STEER_SEED", "check_probe_run", "goal_vector", "probe_run", "probe_targets",
+           "retarget_vector", "steer_file", "steer_run"]
 
 PROBE_SEED = 15
 """Seeds the shuffled-target baseline (the level sample is the audit's, `AUDIT_SEED`)."""
@@ -196,23 +196,6 @@ def probe_run(
     out.mkdir(exist_ok=True)
     (out / "probes.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def probes_table(result: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
-    """Rows `(split, target, {layer: "acc (shuffled)"})`, means over seeds, for the terminal table."""
-    rows = []
-    for split, block in result["splits"].items():
-        for target in block["targets"]:
-            cells = {}
-            for layer in result["layers"]:
-                scores = [s[target][layer] for s in block["seeds"].values()]
-                acc = np.mean([s["accuracy"] for s in scores])
-                shuffled = np.mean([s["shuffled"] for s in scores])
-                cells[layer] = f"{acc:.2f} ({shuffled:.2f})"
-            majority = np.mean([s[target][result["layers"][0]]["majority"] for s in block["seeds"].values()])
-            cells["majority"] = f"{majority:.2f}"
-            rows.append((split, target, cells))
-    return rows
 
 
 def _observations(scenario: Any, levels: Level) -> np.ndarray:
@@ -397,29 +380,3 @@ def steer_run(
 def steer_file(kind: str, layer: str, coef: float, square: tuple[int, int] | None) -> str:
     """The file name `steer_run` writes under `inside/`."""
     return f"steer-{kind}-{layer}-{coef:g}" + (f"-at-{square[0]}-{square[1]}" if square is not None else "") + ".json"
-
-
-def steer_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Columns and rows (one per seed) of the terminal table: each goal's first-reached probability and
-    each objective's `J`, unedited -> steered."""
-    first = next(iter(result["seeds"].values()))
-    goals = list(first["unedited"]["first_reached"])
-    objectives = list(first["unedited"]["j"])
-    cols = ["seed", *(f"first: {g}" for g in goals), *(f"J_{o}" for o in objectives)]
-    square = result.get("square")
-    if square is not None:
-        cols += [f"({square[0]},{square[1]}) first", f"levels with it > 0.5 (of {result['square_levels']})"]
-
-    def fmt(a: float | None, b: float | None) -> str:
-        return "n/a" if a is None or b is None else f"{a:.3f} -> {b:.3f}"
-
-    rows = []
-    for seed, r in result["seeds"].items():
-        u, s = r["unedited"], r["steered"]
-        row = [seed, *(fmt(u["first_reached"][g], s["first_reached"][g]) for g in goals),
-               *(fmt(u["j"][o], s["j"][o]) for o in objectives)]
-        if square is not None:
-            row += [fmt(u["square_first"], s["square_first"]), fmt(u["square_first_share"], s["square_first_share"])]
-        rows.append(row)
-    return cols, rows
-

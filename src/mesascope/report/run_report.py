@@ -23,6 +23,7 @@ import numpy as np
 
 from mesascope.report.graph_figures import graph_figures
 from mesascope.report.html import CSS, Safe, badge, esc, fmt, marginal_badge, section, table
+from mesascope.report.inside_tables import probes_table, steer_table
 from mesascope.report.plots import first_reached_svg, learning_curves_svg, score_distributions_svg
 from mesascope.types import MesascopeError, read_json_object
 
@@ -654,6 +655,37 @@ def _findings(run_dir: Path, audit: Mapping[str, Any]) -> Safe | None:
                    lead="The expected finding checked on this run, and what this scenario measures beyond the common audit.")
 
 
+def _inside(run_dir: Path) -> Safe | None:
+    """What `mesascope probe` and `steer` wrote into `inside/`, or None when neither ran."""
+    folder = run_dir / "inside"
+    probes = folder / "probes.json"
+    steers = sorted(folder.glob("steer-*.json")) if folder.is_dir() else []
+    if not probes.exists() and not steers:
+        return None
+    body: list[str] = []
+    try:
+        if probes.exists():
+            result = read_json_object(probes)
+            layers = list(result["layers"])
+            body.append(f"<h3>Linear probes ({esc(result['levels'])} levels per split, {esc(result['folds'])} folds over levels)</h3>")
+            rows = [[split, target, *(cells[layer] for layer in layers), cells["majority"]]
+                    for split, target, cells in probes_table(result)]
+            body.append(table(["split", "target", *layers, "best constant"], rows,
+                              caption="Held-out accuracy, mean over seeds (in brackets: the same probe on shuffled targets)."))
+        for path in steers:
+            result = read_json_object(path)
+            cols, rows = steer_table(result)
+            where = "" if result.get("square") is None else f" at square ({result['square'][0]}, {result['square'][1]})"
+            body.append(f"<h3>Steering: {esc(result['coef'])} x the {esc(result['object'])} vector{esc(where)} "
+                        f"at {esc(result['layer'])}</h3>")
+            body.append(table(cols, rows, caption=f"Exact, on {result['levels']} deploy levels: unedited -> steered."))
+    except (KeyError, TypeError, ValueError, MesascopeError) as err:  # a damaged file costs this section only
+        body.append(f'<p class="note">inside/ could not be read ({esc(type(err).__name__)}: {esc(err)}).</p>')
+    return section("inside", "Inside the network", body,
+                   lead="Written by `mesascope probe` and `mesascope steer` (inside/*.json): what the layers encode, "
+                        "and what editing them does.")
+
+
 def build_run_report(run_dir: str | Path) -> str:
     """The report of a run folder as one self-contained HTML string.
 
@@ -692,6 +724,10 @@ def build_run_report(run_dir: str | Path) -> str:
     if extra is not None:
         sections.insert(1, extra)
         toc.insert(1, ("findings", "Findings"))
+    inside = _inside(run_dir)
+    if inside is not None:
+        sections.append(inside)
+        toc.append(("inside", "Inside the network"))
     title = f"{audit.get('scenario', 'run')} · mesascope report"
     nav = "".join(f'<li><a href="#{esc(i)}">{esc(t)}</a></li>' for i, t in toc)
     n = len(audit.get("systems") or [])
