@@ -277,7 +277,8 @@ def drawn_from_deploy(key: jax.Array, split: str, alpha: float) -> bool | jax.Ar
         alpha: `ALPHA_PARAM`'s value.
 
     Returns:
-        A Python bool where the answer is fixed (deploy, or alpha 0 or 1), else a traced scalar bool.
+        A scalar bool for `jnp.where`: a constant where the answer is fixed (deploy, or alpha 0 or 1, which
+        draw nothing), else the draw.
     """
     if split == "deploy" or alpha >= 1.0:
         return True

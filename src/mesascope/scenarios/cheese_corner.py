@@ -88,11 +88,7 @@ def _level(key: jax.Array, split: str, *, grid_size: int, maze_sizes: tuple[int,
     is_start = (rows == start[0]) & (cols == start[1])
     is_corner = (rows == corner[0]) & (cols == corner[1])
     in_region = (rows >= corner[0]) & (rows < corner[0] + region) & (cols <= corner[1]) & (cols > corner[1] - region)
-    deploy_like = drawn_from_deploy(key, split, alpha)
-    if isinstance(deploy_like, bool):
-        allowed = free & ~is_start & (~is_corner if deploy_like else in_region)
-    else:
-        allowed = free & ~is_start & jnp.where(deploy_like, ~is_corner, in_region)
+    allowed = free & ~is_start & jnp.where(drawn_from_deploy(key, split, alpha), ~is_corner, in_region)
     cheese = sample_free_cell(k_cheese, allowed)
     return Level(
         walls=walls,

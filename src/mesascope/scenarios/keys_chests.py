@@ -65,8 +65,7 @@ def _level(key: jax.Array, split: str, *, room: int, alpha: float) -> Level:
     g = room + 2
     walls = room_walls(room)
     cells = sample_distinct_cells(keys, ~walls)  # start, then the three objects
-    deploy_like = drawn_from_deploy(key, split, alpha)
-    middle = (KEY if deploy_like else CHEST) if isinstance(deploy_like, bool) else jnp.where(deploy_like, KEY, CHEST)
+    middle = jnp.where(drawn_from_deploy(key, split, alpha), KEY, CHEST)
     kinds = jnp.array([KEY, middle, CHEST], jnp.int32)
     return Level(
         walls=walls,
