@@ -456,7 +456,7 @@ def steer_command(
 ) -> None:
     """Add COEF x a goal vector (activations with the object minus without, at LAYER) to every seed's
     network and measure the effect exactly on deploy levels (RUN_DIR/inside/steer-*.json)."""
-    from mesascope.experiments.inside import check_probe_run, steer_file, steer_run
+    from mesascope.experiments.inside import check_network_run, steer_file, steer_run
     from mesascope.report.inside_tables import steer_table
 
     target = None
@@ -465,7 +465,7 @@ def steer_command(
         if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
             raise MesascopeError(f"--square takes ROW,COL (two integers, e.g. 1,5); got {square!r}")
         target = (int(parts[0]), int(parts[1]))
-    check_probe_run(run_dir, n_levels=2, folds=2, ridge=1.0)  # before any progress bar
+    check_network_run(run_dir)  # before any progress bar
     with _stage_progress() as progress:
         result = steer_run(run_dir, layer=layer, kind=kind, coef=coef, n_levels=levels, vector_levels=vector_levels,
                            square=target, progress=progress)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -59,7 +59,7 @@ from mesascope.measures.scores import (
 from mesascope.systems.policy import layer_activations, layer_names, steered_action_probs
 from mesascope.types import MesascopeError
 
-__all__ = ["PROBE_SEED", "STEER_SEED", "check_probe_run", "goal_vector", "probe_run", "probe_targets",
+__all__ = ["PROBE_SEED", "STEER_SEED", "check_network_run", "check_probe_run", "goal_vector", "probe_run", "probe_targets",
            "retarget_vector", "steer_file", "steer_run"]
 
 PROBE_SEED = 15
@@ -69,6 +69,16 @@ STEER_SEED = 2023
 """Key of the deploy levels a goal vector is built on (not the audit's levels, which measure its effect)."""
 
 TIE_TOL = 1e-6
+
+
+def _goal_weights(scenario: Any) -> np.ndarray:
+    """float `[G, K]`: each candidate goal's feature weights, in `candidate_goals` order."""
+    return np.stack([goal.vector(scenario.feature_names) for goal in scenario.candidate_goals])
+
+
+def _live(tab: Any) -> np.ndarray:
+    """bool `[L, S]`: the probed states, reachable from the start and not terminal."""
+    return np.asarray(jax.vmap(reachable_states)(tab)) & ~np.asarray(tab.terminal)
 
 
 def probe_targets(scenario: Any, levels: Any, tab: Any, live: np.ndarray) -> dict[str, tuple[np.ndarray, bool]]:
@@ -106,9 +116,7 @@ def probe_targets(scenario: Any, levels: Any, tab: Any, live: np.ndarray) -> dic
         if (mask.sum(1) == 1).all():
             out[f"cell of {name}"] = (cells(mask.argmax(1)), True)
     goals = scenario.candidate_goals
-    names, weights = scenario.weight_matrix()
-    goal_w = np.stack([weights[names.index(goal.name)] for goal in goals])
-    q = np.asarray(candidate_q_values(tab, goal_w, spec.gamma, reach=[goal.reach for goal in goals]))
+    q = np.asarray(candidate_q_values(tab, _goal_weights(scenario), spec.gamma, reach=[goal.reach for goal in goals]))
     for g, goal in enumerate(goals):
         qs = q[g][live]  # [N, A]
         best = qs.max(1, keepdims=True)
@@ -116,22 +124,60 @@ def probe_targets(scenario: Any, levels: Any, tab: Any, live: np.ndarray) -> dic
     return out
 
 
-def check_probe_run(run_dir: Path, *, n_levels: int, folds: int, ridge: float) -> tuple[dict[str, Any], Any]:
-    """The run's metadata and scenario, once the run and the options are known to be probeable.
+def check_network_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
+    """The run's metadata and scenario, once the run is known to hold networks trained by mesascope's PPO.
 
     Raises:
-        MesascopeError: if the run has no networks to read, or the options are out of range.
+        MesascopeError: if the folder is not a run, or its systems are not such networks.
     """
     meta, scenario = load_run(run_dir)
     if scenario.kind != "gridworld" or meta.get("optimizer", "ppo") != "ppo":
         what = f"a {scenario.kind} run" if scenario.kind != "gridworld" else f"trained by {meta.get('optimizer')!r}"
         raise MesascopeError(f"{run_dir} is {what}: probes read the layers of networks trained by mesascope's PPO "
                              "(a mesa-optimizer's objective is read off directly in its audit)")
+    return meta, scenario
+
+
+def check_probe_run(run_dir: Path, *, n_levels: int, folds: int, ridge: float) -> tuple[dict[str, Any], Any]:
+    """`check_network_run`, and the probe options in range.
+
+    Raises:
+        MesascopeError: if the run has no networks to read, or the options are out of range.
+    """
+    meta, scenario = check_network_run(run_dir)
     if n_levels < 2 or not 2 <= folds <= n_levels:
         raise MesascopeError(f"--levels must be at least 2 and --folds in [2, levels]; got levels {n_levels}, folds {folds}")
     if not ridge > 0:
         raise MesascopeError(f"--ridge must be positive; got {ridge}")
     return meta, scenario
+
+
+class _Networks(NamedTuple):
+    seeds: list[int]
+    params: list[Any]  # each seed's network arrays (`eqx.partition`)
+    names: tuple[str, ...]  # `layer_names`
+    static: Any  # the networks' shared non-array part
+    acts: Callable[[Any, jax.Array], dict[str, jax.Array]]  # jitted `(params, obs [N, ...]) -> {layer: [N, D]}`
+
+
+def _networks(run_dir: Path, meta: dict[str, Any], scenario: Any) -> _Networks:
+    """Every seed's trained network of a PPO run, ready to read layer by layer.
+
+    Raises:
+        MesascopeError: if a seed's network file is missing.
+    """
+    trainer = get_trainer("ppo")
+    config = trainer.from_json(meta["config"])
+    seeds = list(meta["seeds"])
+    missing = [p for p in trainer.system_paths(Path(run_dir), seeds) if not p.exists()]
+    if missing:
+        raise MesascopeError(f"{missing[0]} is missing: the run's training did not finish; rerun `mesascope run`")
+    networks = load_networks(scenario, config, seeds, Path(run_dir))
+    _, static = eqx.partition(networks[0], eqx.is_array)
+    params = [eqx.partition(network, eqx.is_array)[0] for network in networks]
+    # One compiled program serves every seed: the parameters are an argument, not a constant.
+    acts = jax.jit(lambda p, obs: layer_activations(eqx.combine(p, static), obs))
+    return _Networks(seeds, params, layer_names(networks[0]), static, acts)
 
 
 def probe_run(
@@ -158,15 +204,8 @@ def probe_run(
         MesascopeError: if the run has no networks to read, or the options are out of range.
     """
     meta, scenario = check_probe_run(run_dir, n_levels=n_levels, folds=folds, ridge=ridge)
-    config = get_trainer("ppo").from_json(meta["config"])
-    seeds = list(meta["seeds"])
-    missing = [s for s in seeds if not (Path(run_dir) / "systems" / f"seed-{s}.eqx").exists()]
-    if missing:
-        raise MesascopeError(f"{run_dir}/systems/seed-{missing[0]}.eqx is missing: the run's training did not finish")
-    networks = load_networks(scenario, config, seeds, Path(run_dir))
-    names = layer_names(networks[0])
-    _, static = eqx.partition(networks[0], eqx.is_array)
-    acts = jax.jit(lambda params, obs: layer_activations(eqx.combine(params, static), obs))
+    nets = _networks(run_dir, meta, scenario)
+    seeds, names, acts = nets.seeds, nets.names, nets.acts
     levels = audited_levels(scenario, AuditConfig(n_train=n_levels, n_deploy=n_levels))
     result: dict[str, Any] = {"levels": n_levels, "folds": folds, "ridge": ridge, "layers": list(names),
                               "shuffle_seed": PROBE_SEED, "splits": {}}
@@ -174,13 +213,12 @@ def probe_run(
     done = 0
     for split, lv in levels.items():
         tab = tabularize_levels(scenario.spec, lv)
-        live = np.asarray(jax.vmap(reachable_states)(tab)) & ~np.asarray(tab.terminal)
+        live = _live(tab)
         targets = probe_targets(scenario, lv, tab, live)
         level_of = np.nonzero(live)[0]
-        obs = np.asarray(jax.vmap(lambda one: observe_all(scenario.spec, one))(lv))[live]  # [N, H, W, C]
+        obs = _observations(scenario, lv)[live]  # [N, H, W, C]
         per_seed = []
-        for seed, network in zip(seeds, networks, strict=True):
-            params = eqx.partition(network, eqx.is_array)[0]
+        for seed, params in zip(seeds, nets.params, strict=True):
             layers = {k: np.asarray(v) for k, v in acts(params, jnp.asarray(obs)).items()}
             rng = np.random.default_rng([PROBE_SEED, seed])
             per_seed.append({
@@ -229,8 +267,7 @@ def _without(levels: Level, kind: str) -> Level:
 def _difference(activations: Callable[[np.ndarray], dict[str, np.ndarray]], scenario: Any, levels: Level,
                 without: Level, layer: str) -> np.ndarray:
     """Mean over the live states of `levels` of the layer's activations on `levels` minus on `without`."""
-    tab = tabularize_levels(scenario.spec, levels)
-    live = np.asarray(jax.vmap(reachable_states)(tab)) & ~np.asarray(tab.terminal)
+    live = _live(tabularize_levels(scenario.spec, levels))
     with_obj = activations(_observations(scenario, levels)[live])[layer]
     no_obj = activations(_observations(scenario, without)[live])[layer]
     return np.asarray(with_obj, np.float64).mean(0) - np.asarray(no_obj, np.float64).mean(0)
@@ -270,9 +307,7 @@ def _square_first(scenario: Any, tab: Any, probs: jax.Array, square: tuple[int, 
     spec = scenario.spec
     states = jax.vmap(lambda i: decode(spec, i))(jnp.arange(spec.n_states, dtype=jnp.int32))
     at_square = (states.pos == jnp.asarray(square)).all(-1) & ~states.done  # [S]
-    names, weights = scenario.weight_matrix()
-    goal_w = np.stack([weights[names.index(g.name)] for g in scenario.candidate_goals])
-    goal_events = jnp.einsum("lsak,gk->lsag", tab.features, jnp.asarray(goal_w)) > 0
+    goal_events = jnp.einsum("lsak,gk->lsag", tab.features, jnp.asarray(_goal_weights(scenario))) > 0
     square_event = at_square[tab.next_state][..., None]  # entering the square: [L, S, A, 1]
     events = jnp.concatenate([square_event, goal_events], axis=-1)
     return np.asarray(first_event_probabilities(tab.next_state, tab.start, probs, events, horizon=spec.max_steps))[:, 0]
@@ -281,12 +316,10 @@ def _square_first(scenario: Any, tab: Any, probs: jax.Array, square: tuple[int, 
 def _effects(scenario: Any, tab: Any, probs: jax.Array) -> dict[str, Any]:
     """First-reached probabilities per goal and `J` per objective (informative levels) of `probs [L, S, A]`."""
     names, weights = scenario.weight_matrix()
-    objectives = scenario.objectives()
-    reach = np.array([objectives[n].reach for n in names], bool)
     goals = [g.name for g in scenario.candidate_goals]
-    goal_w = np.stack([weights[names.index(g)] for g in goals])
-    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(goal_w), horizon=scenario.spec.max_steps)).mean(0)
-    scores = score_levels(tab, probs, jnp.asarray(weights), scenario.spec.gamma, reach=reach)
+    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(_goal_weights(scenario)),
+                                                 horizon=scenario.spec.max_steps)).mean(0)
+    scores = score_levels(tab, probs, jnp.asarray(weights), scenario.spec.gamma, reach=scenario.reach_mask())
     informative = informative_levels(scores.v_optimal, scores.v_uniform)
     j = np.asarray(scores.j)
     return {
@@ -326,22 +359,17 @@ def steer_run(
     Raises:
         MesascopeError: for a run without networks, an unknown layer or object, or counts out of range.
     """
-    meta, scenario = check_probe_run(run_dir, n_levels=max(n_levels, 2), folds=2, ridge=1.0)
+    meta, scenario = check_network_run(run_dir)
     if kind not in scenario.spec.kinds:
         raise MesascopeError(f"--object {kind!r}: {meta['scenario']} has objects {', '.join(scenario.spec.kinds)}")
     if n_levels < 1 or vector_levels < 1:
         raise MesascopeError(f"--levels and --vector-levels must be at least 1; got {n_levels} and {vector_levels}")
     if square is not None and not (0 <= square[0] < scenario.spec.height and 0 <= square[1] < scenario.spec.width):
         raise MesascopeError(f"--square {square[0]},{square[1]} is outside the {scenario.spec.height}x{scenario.spec.width} grid")
-    config = get_trainer("ppo").from_json(meta["config"])
-    seeds = list(meta["seeds"])
-    networks = load_networks(scenario, config, seeds, Path(run_dir))
-    names = layer_names(networks[0])
-    if layer not in names:
-        raise MesascopeError(f"--layer {layer!r}: this network's layers are {', '.join(names)}")
-    _, static = eqx.partition(networks[0], eqx.is_array)
-    acts = jax.jit(lambda params, obs: layer_activations(eqx.combine(params, static), obs))
-    steered = jax.jit(lambda params, obs, delta: steered_action_probs(eqx.combine(params, static), obs, layer, delta))
+    nets = _networks(run_dir, meta, scenario)
+    if layer not in nets.names:
+        raise MesascopeError(f"--layer {layer!r}: this network's layers are {', '.join(nets.names)}")
+    steered = jax.jit(lambda params, obs, delta: steered_action_probs(eqx.combine(params, nets.static), obs, layer, delta))
     vector_lv = scenario.sample_levels(jax.random.key(STEER_SEED), vector_levels, "deploy")
     levels = audited_levels(scenario, AuditConfig(n_train=1, n_deploy=n_levels))["deploy"]
     tab = tabularize_levels(scenario.spec, levels)
@@ -354,9 +382,8 @@ def steer_run(
         target_ok = _square_ok(levels, kind, square)
         result["square"] = list(square)
         result["square_levels"] = int(target_ok.sum())
-    for i, (seed, network) in enumerate(zip(seeds, networks, strict=True)):
-        params = eqx.partition(network, eqx.is_array)[0]
-        read = lambda o, params=params: acts(params, jnp.asarray(o))  # noqa: E731
+    for i, (seed, params) in enumerate(zip(nets.seeds, nets.params, strict=True)):
+        read = lambda o, params=params: nets.acts(params, jnp.asarray(o))  # noqa: E731
         vector = (goal_vector(read, scenario, vector_lv, layer, kind) if square is None
                   else retarget_vector(read, scenario, vector_lv, layer, kind, square))
         delta = jnp.asarray(coef * vector, jnp.float32)
@@ -370,7 +397,7 @@ def steer_run(
                 entry[name]["square_first"] = float(p.mean()) if p.size else None
                 entry[name]["square_first_share"] = float((p > 0.5).mean()) if p.size else None
         result["seeds"][str(seed)] = entry
-        progress("steer", (i + 1) / len(seeds))
+        progress("steer", (i + 1) / len(nets.seeds))
     out = Path(run_dir) / "inside"
     out.mkdir(exist_ok=True)
     (out / steer_file(kind, layer, coef, square)).write_text(json.dumps(result, indent=2) + "\n")
