@@ -97,3 +97,41 @@ def test_a_curve_built_by_the_sweep_module_is_read(tmp_path, structure_of):
     assert rows[1][:3] == ["1", "J_intended on deploy", f"{sum(j) / len(j):.3f}".replace("-", "−")]
     assert rows[2][1] == f"P({summary['goal']} reached first), deploy"
     assert rows[2][7] == f"{audit['baselines']['uniform']['first_reached']['deploy'][summary['goal']]:.3f}"
+
+
+def _grid_point(index, alpha, curriculum, j):
+    return {"index": index, "dir": f"point-{index:03d}", "params": {"alpha": alpha}, "settings": {"curriculum": curriculum},
+            "status": "complete", "n_seeds": len(j), "goal": "corner", "j_intended_deploy": _stats(j),
+            "shown_separating": _stats([alpha, alpha])}
+
+
+def test_a_two_axis_sweep_draws_a_line_per_value_of_the_second_axis(tmp_path, structure_of):
+    points = [_grid_point(i, a, c, [a + k, a + k + 0.1]) for i, (a, (k, c)) in
+              enumerate((a, kc) for a in (0, 0.01, 0.1) for kc in enumerate(("dr", "plr")))]
+    curve = {"scenario": "cheese-corner-v0", "goal": "corner", "swept": ["alpha", "curriculum"], "points": points}
+    (tmp_path / "curve.json").write_text(json.dumps(curve))
+    html = build_sweep_report(tmp_path)
+    assert html.count("<svg") == 1 and 'id="plot-sweep-grid' in html
+    # One line per curriculum, one panel per metric (the legend names the lines).
+    assert html.count("curriculum=dr") >= 1 and html.count("curriculum=plr") >= 1
+    assert "training episodes on separating levels" in html
+    rows = structure_of(html).tables["curve-table"]
+    assert rows[1][:3] == ["alpha=0, curriculum=\"dr\"", "J_intended on deploy", "0.050"]
+
+
+def test_point_summary_reads_the_training_record(tmp_path):
+    import numpy as np
+
+    from mesascope.experiments.sweep import point_summary
+
+    audit = {"seeds": [0, 1], "config": {"total_timesteps": 1000},
+             "systems": [{"seed": k, "scores": {"deploy": {"intended": 0.5}}, "regret": {"deploy": {"intended": r}}}
+                         for k, r in enumerate((0.2, 0.4))]}
+    np.savez(tmp_path / "training.npz", shown_separating=np.array([0.1, 0.3]), train_seconds=np.float64(4.0))
+    s = point_summary(audit, "corner", tmp_path)
+    assert s["regret_intended_deploy"]["mean"] == pytest.approx(0.3)
+    assert s["shown_separating"]["values"] == [0.1, 0.3]
+    assert s["train_steps_per_second"]["mean"] == pytest.approx(500.0)
+    # An older run without these records: the curve still has its other numbers.
+    (tmp_path / "training.npz").unlink()
+    assert "shown_separating" not in point_summary(audit, "corner", tmp_path)

@@ -282,13 +282,18 @@ def _ser(values: np.ndarray, names: Sequence[str]) -> dict[str, float]:
 
 
 def _scores_json(split: SystemSplit, exact: SplitExact) -> dict[str, Any]:
-    """Scores over informative levels (with intervals), over all levels, and raw values."""
+    """Scores over informative levels (with intervals), over all levels, raw values and exact regret.
+
+    `regret` is the mean over all levels of `V^* - V^pi` at the start state, per objective (in reward
+    units, not normalised: the quantity minimax-regret curricula target, Sadek et al. 2025).
+    """
     ests = [exact.estimate(split.j[:, i], name) for i, name in enumerate(exact.names)]
     return {
         "scores": {n: e.mean for n, e in zip(exact.names, ests)},
         "scores_all_levels": {n: e.mean_all for n, e in zip(exact.names, ests)},
         "intervals": {n: ([e.lo, e.hi] if e.has_interval else None) for n, e in zip(exact.names, ests)},
         "values": _ser(split.v.mean(0), exact.names),
+        "regret": _ser((np.asarray(exact.v_optimal, np.float64) - np.asarray(split.v, np.float64)).mean(0), exact.names),
     }
 
 
@@ -477,7 +482,7 @@ def audit_systems(
     for i, system in enumerate(systems):
         (train, tb), (deploy, db) = per_system[i]["train"], per_system[i]["deploy"]
         entry: dict[str, Any] = {"seed": system.seed}
-        for key in ("scores", "scores_all_levels", "intervals", "values", "first_reached", "behavioral", "distances", "shards"):
+        for key in ("scores", "scores_all_levels", "intervals", "values", "regret", "first_reached", "behavioral", "distances", "shards"):
             entry[key] = {"train": tb[key], "deploy": db[key]}
         if scenario.measures:
             entry["scenario_measures"], entry["scenario_measure_intervals"] = _measures_by_split(

@@ -822,7 +822,7 @@ def ingest_tree(store: Store, root: Path) -> list[tuple[Path, str, str]]:
             pdir = sdir / p["dir"]
             audit = try_read_json_object(pdir / "audit.json")
             row = {**p, "path": str(pdir), "run_id": run_id_for(pdir)}
-            row.update(point_summary(audit, desc.get("goal")) if audit else {"status": "incomplete", "goal": desc.get("goal")})
+            row.update(point_summary(audit, desc.get("goal"), pdir) if audit else {"status": "incomplete", "goal": desc.get("goal")})
             row.setdefault("status", "complete")
             statuses.append(row["status"])
             store.record_sweep_point(sid, row)

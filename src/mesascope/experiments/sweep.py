@@ -86,12 +86,16 @@ def _stats(xs: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "sd": sd, "min": min(xs), "max": max(xs), "values": xs}
 
 
-def point_summary(audit: dict[str, Any], goal: str | None = None) -> dict[str, Any]:
-    """The curve numbers of one finished point from its audit.
+def point_summary(audit: dict[str, Any], goal: str | None = None, run_dir: Path | None = None) -> dict[str, Any]:
+    """The curve numbers of one finished point from its audit (and its training record, when given).
 
     Returns:
         `{"n_seeds", "goal", "j_intended_deploy": stats, "goal_first_deploy": stats,
-        "uniform_goal_first_deploy"}` where stats are mean, sample sd, min, max and the per-seed values.
+        "uniform_goal_first_deploy"}` where stats are mean, sample sd, min, max and the per-seed values;
+        also `regret_intended_deploy` (the exact mean `V* - V^pi` of the intended objective on deploy
+        levels) when the audit has it, and with `run_dir`, from its `training.npz`, `shown_separating`
+        (the share of training episodes on levels that separate the intended goal from a proxy) and
+        `train_steps_per_second` (environment steps of all seeds over the training wall time).
     """
     if goal is None:
         proxies = proxy_goals(audit)
@@ -100,13 +104,37 @@ def point_summary(audit: dict[str, Any], goal: str | None = None) -> dict[str, A
     j = [((s.get("scores") or {}).get("deploy") or {}).get("intended") for s in systems]
     first = [((s.get("first_reached") or {}).get("deploy") or {}).get(goal) for s in systems] if goal else []
     uniform = ((((audit.get("baselines") or {}).get("uniform") or {}).get("first_reached") or {}).get("deploy") or {})
-    return {
+    out = {
         "n_seeds": len(systems),
         "goal": goal,
         "j_intended_deploy": _stats([x for x in j if x is not None]),
         "goal_first_deploy": _stats([x for x in first if x is not None]),
         "uniform_goal_first_deploy": uniform.get(goal) if goal else None,
     }
+    regret = [((s.get("regret") or {}).get("deploy") or {}).get("intended") for s in systems]
+    if any(x is not None for x in regret):
+        out["regret_intended_deploy"] = _stats([x for x in regret if x is not None])
+    out |= _training_summary(run_dir, audit) if run_dir is not None else {}
+    return out
+
+
+def _training_summary(run_dir: Path, audit: dict[str, Any]) -> dict[str, Any]:
+    """`shown_separating` and `train_steps_per_second` from a point's training.npz (empty when absent)."""
+    import numpy as np
+
+    try:
+        with np.load(Path(run_dir) / "training.npz") as data:
+            shown = np.asarray(data["shown_separating"], float) if "shown_separating" in data.files else None
+            seconds = float(data["train_seconds"]) if "train_seconds" in data.files else None
+    except (OSError, ValueError, KeyError):
+        return {}
+    out: dict[str, Any] = {}
+    if shown is not None:
+        out["shown_separating"] = _stats(shown.tolist())
+    steps = (audit.get("config") or {}).get("total_timesteps")
+    if seconds and isinstance(steps, (int, float)):
+        out["train_steps_per_second"] = _stats([len(audit.get("seeds") or []) * steps / seconds])
+    return out
 
 
 def _trained(run_dir: Path) -> bool:
@@ -222,6 +250,11 @@ def _points(params: dict[str, list[Any]], settings: dict[str, list[Any]]) -> lis
     return out
 
 
+CURVE_METRICS = ("j_intended_deploy", "goal_first_deploy", "regret_intended_deploy", "shown_separating",
+                 "train_steps_per_second")
+"""Every metric a point can carry (`point_summary`), in the order of curve.csv's columns."""
+
+
 def _write_curve(sweep_dir: Path, desc: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     grid = {**desc["params"], **desc["settings"]}
     # Names given a single value are constants of the sweep, not axes of the curve.
@@ -232,7 +265,8 @@ def _write_curve(sweep_dir: Path, desc: dict[str, Any], rows: list[dict[str, Any
     tmp.write_text(json.dumps(curve, indent=2) + "\n")
     tmp.replace(sweep_dir / "curve.json")
     cols = ["point", *swept, "status", "n_seeds", "goal"]
-    for key in ("j_intended_deploy", "goal_first_deploy"):
+    metrics = [k for k in CURVE_METRICS if k in ("j_intended_deploy", "goal_first_deploy") or any(k in r for r in rows)]
+    for key in metrics:
         cols += [f"{key}_{s}" for s in ("mean", "sd", "min", "max")]
     cols.append("uniform_goal_first_deploy")
     with (sweep_dir / "curve.csv").open("w", newline="") as fh:
@@ -242,7 +276,7 @@ def _write_curve(sweep_dir: Path, desc: dict[str, Any], rows: list[dict[str, Any
             values = {**r["params"], **r["settings"]}
             line = [r["index"], *(json.dumps(values[k]) if not isinstance(values[k], str) else values[k] for k in swept)]
             line += [r["status"], r.get("n_seeds"), r.get("goal")]
-            for key in ("j_intended_deploy", "goal_first_deploy"):
+            for key in metrics:
                 stats = r.get(key) or {}
                 line += [stats.get(s) for s in ("mean", "sd", "min", "max")]
             line.append(r.get("uniform_goal_first_deploy"))
@@ -374,7 +408,7 @@ def sweep(
             row["profile"] = prof
         audit = try_read_json_object(run_dir / "audit.json") if status == "complete" else None
         if audit is not None:
-            row.update(point_summary(audit, goal))
+            row.update(point_summary(audit, goal, run_dir))
         else:
             row.update({"status": "failed" if status == "complete" else status, "goal": goal})
         rows[point["index"]] = row

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -46,6 +47,8 @@ from mesascope.measures.scores import (
     system_action_probs,
     tabularize_levels,
 )
+from mesascope.measures.separation import proxy_objectives, separating_levels
+from mesascope.optimizers.curricula import CURRICULA, PLR_SCORES
 from mesascope.optimizers.ppo import PPOConfig, PRESETS as PPO_PRESETS, make_train
 from mesascope.params import Param, ParamError, parse_values
 from mesascope.scenarios import Scenario
@@ -138,6 +141,16 @@ PPO_SETTINGS = (
     Param("competence_every", "int", 16, "updates between checks of J_base (with stop_at_j_base)", low=1, high=10**9),
     Param("competence_levels", "int", 256, "training levels the J_base check is exact on (with stop_at_j_base)",
           low=1, high=16_384),
+    Param("curriculum", "str", "dr", "how episodes' levels are chosen: dr (uniform over the pool), plr "
+          "(prioritised level replay on plr_score), exact-plr (on exact regret)", choices=CURRICULA),
+    Param("plr_score", "str", "pvl", "plr's level score: pvl (positive value loss) or maxmc", choices=PLR_SCORES),
+    Param("replay_prob", "float", 0.5, "probability an episode starts on a buffer level (plr, exact-plr)",
+          low=0.0, high=1.0),
+    Param("buffer_size", "int", 1024, "levels the PLR buffer holds", low=1, high=1_000_000),
+    Param("rank_temperature", "float", 0.3, "temperature of PLR's rank prioritisation", low=1e-3, high=100.0),
+    Param("staleness_coef", "float", 0.3, "weight of staleness in PLR's replay distribution", low=0.0, high=1.0),
+    Param("min_fill", "float", 0.5, "share of the PLR buffer filled before levels are replayed", low=0.0, high=1.0),
+    Param("robust", "bool", True, "robust PLR: gradients only on replayed levels"),
 )
 """PPO's training settings (`--set`); `network_kind`, `hidden`, `depth`, `channels` set `PPOConfig.network`."""
 
@@ -286,6 +299,48 @@ def _check_chunk(n_updates: int, every: int) -> int:
     return math.gcd(n_updates, min(every, n_updates))
 
 
+SEPARATION_SEED = 23_000_023
+"""Seeds the sample of played training levels on which `shown_separating` is solved exactly."""
+
+SEPARATION_SAMPLE = 256
+"""Training episodes per seed whose levels `shown_separating` solves (a share's standard error is at most
+0.03 at this size)."""
+
+
+def shown_separating(scenario: Scenario, state: Any, n: int = SEPARATION_SAMPLE) -> np.ndarray | None:
+    """The share of training episodes whose level separates the intended objective from a proxy goal.
+
+    Under a PLR curriculum the episodes are those actually played (the pool levels' episode counts in
+    the curriculum state); under `dr` every pool level is equally likely, so the pool itself is sampled.
+    `n` episodes per seed are drawn (seeded by `SEPARATION_SEED`) and their levels solved exactly
+    (`mesascope.measures.separation.separating_levels`, any proxy).
+
+    Args:
+        scenario: The training scenario.
+        state: The final `TrainState`, batched over seeds.
+        n: Episodes sampled per seed.
+
+    Returns:
+        float64 `[n_seeds]`, or None when the scenario has no proxy goal.
+    """
+    if not proxy_objectives(scenario):
+        return None
+    pool = np.asarray(state.levels.walls).shape[1]
+    n_seeds = np.asarray(state.levels.walls).shape[0]
+    rng = np.random.default_rng(SEPARATION_SEED)
+    out = []
+    for i in range(n_seeds):
+        if state.curriculum is not None:
+            visits = np.asarray(state.curriculum.visits[i], np.float64)
+            idx = rng.choice(pool, size=n, p=visits / visits.sum())
+        else:
+            idx = rng.choice(pool, size=n)
+        levels = jax.tree_util.tree_map(lambda x: x[i][jnp.asarray(idx)], state.levels)
+        sep = separating_levels(scenario, tabularize_levels(scenario.spec, levels))
+        out.append(float(sep.any(-1).mean()))
+    return np.asarray(out, np.float64)
+
+
 def train_systems(
     scenario: Scenario, config: PPOConfig, seeds: Sequence[int], progress: ProgressFn = _noop
 ) -> tuple[Any, Any, dict[str, np.ndarray]]:
@@ -304,7 +359,9 @@ def train_systems(
         count at each check), `competence_j_base` (float32 `[n_seeds, n_updates]`, the `J_base` of the
         latest check at or before each update, NaN before the first check and after the seed passed),
         and `competent_at_update`, `competent_at_step` (int64 `[n_seeds]`, the update count and
-        environment steps per seed at which it passed, or -1).
+        environment steps per seed at which it passed, or -1). When the scenario has proxy goals,
+        `shown_separating` (float64 `[n_seeds]`) is the share of training episodes whose level separates
+        the intended objective from a proxy (`shown_separating`).
     """
     trainer = make_train(scenario, config)
     keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
@@ -341,11 +398,13 @@ def train_systems(
             progress("train", 1.0)
             break
     merged = {k: np.concatenate([np.asarray(c[k]) for c in curves], axis=1) for k in curves[0]}
+    shown = shown_separating(scenario, state)
+    extra = {} if shown is None else {"shown_separating": shown}
     if check is None:
-        return state.params, trainer.static, merged
+        return state.params, trainer.static, merged | extra
     passed = passed_at >= 0
     params = jax.tree_util.tree_map(lambda s, p: jnp.where(_along_seeds(passed, p), s, p), saved, state.params)
-    return params, trainer.static, _with_competence(merged, checks, j_checks, passed_at, config)
+    return params, trainer.static, _with_competence(merged, checks, j_checks, passed_at, config) | extra
 
 
 def _along_seeds(mask: np.ndarray, like: jax.Array) -> jax.Array:
@@ -480,7 +539,10 @@ def _ppo_from_json(data: Mapping[str, Any]) -> PPOConfig:
 
 
 def _ppo_fit(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path, progress: ProgressFn) -> None:
+    started = time.perf_counter()
     params, _, metrics = train_systems(scenario, config, seeds, progress)
+    # Wall time of the whole vmapped program (compilation included): steps per second per curriculum.
+    metrics["train_seconds"] = np.float64(time.perf_counter() - started)
     (run_dir / "systems").mkdir(parents=True, exist_ok=True)
     for i, seed in enumerate(seeds):
         one = jax.tree_util.tree_map(lambda x: x[i], params)

@@ -21,7 +21,10 @@ import jax.numpy as jnp
 import optax
 
 from mesascope.levels.grid import Level, State, observe, reset, step
+from mesascope.levels.tabular import observe_all, tabularize
+from mesascope.optimizers.curricula import CURRICULA, PLR_SCORES, LevelBuffer, empty_buffer, insert_levels, replay_weights, score_kind
 from mesascope.scenarios.base import Scenario
+from mesascope.solve.dp import policy_evaluation, stop_on_arrival, value_iteration
 from mesascope.systems.policy import NetworkConfig, make_actor_critic
 
 __all__ = ["PPOConfig", "PRESETS", "make_train", "ppo_config"]
@@ -50,6 +53,16 @@ class PPOConfig:
             this target (`mesascope.experiments.train.train_systems`); 0 (the default) never checks.
         competence_every: Updates between two checks of `J_base` (only when `stop_at_j_base > 0`).
         competence_levels: Training levels in the fixed sample the check is exact on.
+        curriculum: How episodes' levels are chosen (`mesascope.optimizers.curricula`): `dr` (uniform
+            over the pool), `plr` (prioritised level replay on an estimated score) or `exact-plr` (on
+            exact regret under the base objective).
+        plr_score: The estimated score of `plr`: `pvl` (positive value loss) or `maxmc`.
+        replay_prob: Probability that an episode starts on a buffer level (PLR curricula).
+        buffer_size: Levels the PLR buffer holds.
+        rank_temperature: Temperature of rank prioritisation (smaller: sharper).
+        staleness_coef: Weight of staleness in the replay distribution.
+        min_fill: Share of the buffer that must be filled before levels are replayed.
+        robust: Robust PLR: gradients only on replayed levels (fresh levels are only scored).
     """
 
     total_timesteps: int = 1_000_000
@@ -70,6 +83,14 @@ class PPOConfig:
     stop_at_j_base: float = 0.0
     competence_every: int = 16
     competence_levels: int = 256
+    curriculum: str = "dr"
+    plr_score: str = "pvl"
+    replay_prob: float = 0.5
+    buffer_size: int = 1024
+    rank_temperature: float = 0.3
+    staleness_coef: float = 0.3
+    min_fill: float = 0.5
+    robust: bool = True
 
     @property
     def num_updates(self) -> int:
@@ -111,7 +132,9 @@ def ppo_config(preset: str, **overrides: Any) -> PPOConfig:
 
 
 class EnvState(NamedTuple):
-    level_index: jax.Array  # int32 scalar
+    level: Level  # the level being played
+    level_key: jax.Array  # int32 scalar, its index in the training pool
+    replayed: jax.Array  # bool scalar, drawn from the PLR buffer
     state: State
     t: jax.Array  # int32 scalar, steps since reset
 
@@ -126,6 +149,23 @@ class TrainState(NamedTuple):
     ep_len: jax.Array
     key: jax.Array
     levels: Level
+    curriculum: CurriculumState | None = None
+
+
+class CurriculumState(NamedTuple):
+    """What a PLR curriculum carries between updates (None under `dr`).
+
+    Attributes:
+        buffer: The level buffer.
+        adv_sum: float32 `[E]`, each environment's running sum of `max(A_t, 0)` over its episode so far.
+        value_sum: float32 `[E]`, its running sum of value predictions.
+        visits: int32 `[P]`, episodes started on each training pool level.
+    """
+
+    buffer: LevelBuffer
+    adv_sum: jax.Array
+    value_sum: jax.Array
+    visits: jax.Array
 
 
 class PPOTrainer(NamedTuple):
@@ -154,6 +194,7 @@ class Transition(NamedTuple):
     value: jax.Array
     reward: jax.Array
     done: jax.Array
+    replayed: jax.Array
 
 
 def _take(levels: Level, i: jax.Array) -> Level:
@@ -166,12 +207,25 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
     Returns:
         A `PPOTrainer`. `trainer.train(key) -> (params, metrics)`: `params` is the array part of the
         trained `ActorCritic` (`eqx.combine(params, trainer.static)` rebuilds it), `metrics` a dict of
-        float32 `[num_updates]` curves (`episode_return`, `episode_length`, `entropy`, `value_loss`).
+        float32 `[num_updates]` curves (`episode_return`, `episode_length`, `entropy`, `value_loss`;
+        under a PLR curriculum also `replay_share`, `buffer_fill` and `buffer_mean_score`).
         Vmap `init`/`advance`/`train` over keys to train several seeds in one program.
+
+    Raises:
+        ValueError: on an unknown curriculum or PLR score.
     """
     spec = scenario.spec
     w_base = jnp.asarray(scenario.base_objective.vector(scenario.feature_names))
+    reach_base = bool(scenario.base_objective.reach)
     cfg = config
+    if cfg.curriculum not in CURRICULA:
+        raise ValueError(f"unknown curriculum {cfg.curriculum!r}; choose one of: {', '.join(CURRICULA)}")
+    if cfg.plr_score not in PLR_SCORES:
+        raise ValueError(f"unknown plr_score {cfg.plr_score!r}; choose one of: {', '.join(PLR_SCORES)}")
+    plr = cfg.curriculum != "dr"
+    scoring = score_kind(cfg.curriculum, cfg.plr_score)
+    # Robust PLR learns only from replayed levels; plain PPO (and PLR without `robust`) from every step.
+    masked = plr and cfg.robust
     template = make_actor_critic(jax.random.key(0), spec.obs_shape, spec.n_actions, cfg.network)
     _, static = eqx.partition(template, eqx.is_array)
 
@@ -185,22 +239,31 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
     def apply(params, obs):
         return jax.vmap(eqx.combine(params, static))(obs)
 
-    def env_reset(key, levels):
+    def env_reset(key, levels, replay=None):
         idx = jax.random.randint(key, (), 0, cfg.level_pool)
-        return EnvState(idx, reset(_take(levels, idx)), jnp.int32(0))
+        level, level_key, replayed = _take(levels, idx), idx, jnp.bool_(False)
+        if replay is not None:
+            buf, cdf, can_replay = replay
+            k_coin, k_pick = jax.random.split(jax.random.fold_in(key, 1))
+            replayed = can_replay & (jax.random.uniform(k_coin) < cfg.replay_prob)
+            # Inverse-CDF draw: one uniform per reset (a categorical would draw one Gumbel per slot).
+            j = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k_pick) * cdf[-1], side="right"), cfg.buffer_size - 1)
+            level = jax.tree_util.tree_map(lambda b, f: jnp.where(replayed, b[j], f), buf.levels, level)
+            level_key = jnp.where(replayed, buf.keys[j], idx)
+        return EnvState(level, level_key, replayed, reset(level), jnp.int32(0))
 
-    def env_step(key, levels, es: EnvState, action):
-        level = _take(levels, es.level_index)
-        state, phi = step(spec, level, es.state, action)
+    def env_step(key, levels, replay, es: EnvState, action):
+        state, phi = step(spec, es.level, es.state, action)
         reward = phi @ w_base
         t = es.t + 1
         done = state.done | (t >= spec.max_steps)
-        fresh = env_reset(key, levels)
-        es = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), fresh, EnvState(es.level_index, state, t))
-        return es, reward, done
+        fresh = env_reset(key, levels, replay)
+        played = es._replace(state=state, t=t)
+        es = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), fresh, played)
+        return es, reward, done, played
 
-    def env_obs(levels, es: EnvState):
-        return observe(spec, _take(levels, es.level_index), es.state)
+    def env_obs(es: EnvState):
+        return observe(spec, es.level, es.state)
 
     def init(key: jax.Array) -> TrainState:
         k_levels, k_init, k_reset, key = jax.random.split(key, 4)
@@ -210,27 +273,87 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
         opt_state = tx.init(params)
         env_states = jax.vmap(lambda k: env_reset(k, levels))(jax.random.split(k_reset, cfg.num_envs))
         zeros = jnp.zeros(cfg.num_envs)
-        return TrainState(params, opt_state, env_states, zeros, zeros.astype(jnp.int32), key, levels)
+        curriculum = None
+        if plr:
+            buffer = empty_buffer(_take(levels, 0), cfg.buffer_size)
+            visits = jnp.zeros((cfg.level_pool,), jnp.int32).at[env_states.level_key].add(1)
+            curriculum = CurriculumState(buffer, zeros, zeros, visits)
+        return TrainState(params, opt_state, env_states, zeros, zeros.astype(jnp.int32), key, levels, curriculum)
+
+    def regret_of(params, levels: Level) -> jax.Array:
+        """float32 `[n]`: each level's exact regret `V* - V^pi` at its start under the base objective.
+
+        The audit's regret (`mesascope.measures.scores`): discounted values solved on the level's tabular
+        view, `V*` by value iteration and `V^pi` by policy evaluation of the current network.
+        """
+        tab = jax.vmap(lambda lv: tabularize(spec, lv))(levels)
+        obs = jax.vmap(lambda lv: observe_all(spec, lv))(levels)  # [n, S, *obs_shape]
+        logits, _ = apply(params, obs.reshape((-1,) + obs.shape[2:]))
+        probs = jax.nn.softmax(logits).reshape(obs.shape[:2] + (spec.n_actions,))
+
+        def one(ns, ft, s0, term, pi):
+            r = ft @ w_base
+            ns = stop_on_arrival(ns, r, term, reach_base)
+            return value_iteration(ns, r, spec.gamma).v[s0] - policy_evaluation(ns, r, pi, spec.gamma)[s0]
+
+        return jax.vmap(one)(tab.next_state, tab.features, tab.start, tab.terminal, probs)
+
+    def score_finished(params, cur: CurriculumState, traj: Transition, advantages, ep_rets, ep_lens, last_played):
+        """Score each environment's last episode that ended in this rollout and record it in the buffer."""
+        # Running sums over each episode, carried across rollouts: an episode's score is its mean over all
+        # of its steps, also those taken before this rollout.
+        def acc(carry, x):
+            adv_sum, value_sum = carry
+            a, v, d = x
+            adv_sum, value_sum = adv_sum + jnp.maximum(a, 0.0), value_sum + v
+            out = (adv_sum, value_sum)
+            return (jnp.where(d, 0.0, adv_sum), jnp.where(d, 0.0, value_sum)), out
+
+        (adv_sum, value_sum), (adv_run, value_run) = jax.lax.scan(
+            acc, (cur.adv_sum, cur.value_sum), (advantages, traj.value, traj.done)
+        )
+        t = jnp.arange(cfg.num_steps)[:, None]
+        last = jnp.where(traj.done, t, -1).max(0)  # [E], the step of the last episode end, -1 if none
+        ended = last >= 0
+        at = jnp.maximum(last, 0)
+        pick = lambda x: jnp.take_along_axis(x, at[None], 0)[0]  # noqa: E731
+        n = jnp.maximum(pick(ep_lens), 1).astype(jnp.float32)
+        ret, mean_value = pick(ep_rets), pick(value_run) / n
+        if scoring == "regret":
+            score = regret_of(params, last_played.level)
+        else:
+            score = pick(adv_run) / n  # pvl (maxmc computes its score from the buffer's record)
+        buf = insert_levels(cur.buffer, last_played.level, last_played.level_key, score, ret, mean_value, ended,
+                            maxmc=scoring == "maxmc")
+        buf = buf._replace(clock=buf.clock + 1)
+        return cur._replace(buffer=buf, adv_sum=adv_sum, value_sum=value_sum)
 
     def advance(ts: TrainState, n_updates: int) -> tuple[TrainState, dict[str, jax.Array]]:
         levels = ts.levels
 
         def rollout_step(carry, _):
-            params, env_states, ep_ret, ep_len, key = carry
+            params, env_states, ep_ret, ep_len, key, replay, visits, last_played = carry
             key, k_act, k_env = jax.random.split(key, 3)
-            obs = jax.vmap(env_obs, in_axes=(None, 0))(levels, env_states)
+            obs = jax.vmap(env_obs)(env_states)
             logits, value = apply(params, obs)
             action = jax.random.categorical(k_act, logits)
             log_prob = jax.nn.log_softmax(logits)[jnp.arange(cfg.num_envs), action]
-            env_states, reward, done = jax.vmap(env_step, in_axes=(0, None, 0, 0))(
-                jax.random.split(k_env, cfg.num_envs), levels, env_states, action
+            replayed = env_states.replayed
+            env_states, reward, done, played = jax.vmap(env_step, in_axes=(0, None, None, 0, 0))(
+                jax.random.split(k_env, cfg.num_envs), levels, replay, env_states, action
             )
             ep_ret = ep_ret + reward
             ep_len = ep_len + 1
             finished = (done, ep_ret, ep_len)
             ep_ret = jnp.where(done, 0.0, ep_ret)
             ep_len = jnp.where(done, 0, ep_len)
-            return (params, env_states, ep_ret, ep_len, key), (Transition(obs, action, log_prob, value, reward, done), finished)
+            if plr:
+                visits = visits.at[env_states.level_key].add(done.astype(jnp.int32))
+                last_played = jax.tree_util.tree_map(
+                    lambda p, q: jnp.where(done.reshape(done.shape + (1,) * (p.ndim - 1)), p, q), played, last_played
+                )
+            transition = Transition(obs, action, log_prob, value, reward, done, replayed)
+            return (params, env_states, ep_ret, ep_len, key, replay, visits, last_played), (transition, finished)
 
         def gae(traj: Transition, last_value):
             def body(carry, t: Transition):
@@ -248,19 +371,35 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
             logp_all = jax.nn.log_softmax(logits)
             logp = jnp.take_along_axis(logp_all, batch.action[:, None], axis=-1)[:, 0]
             ratio = jnp.exp(logp - batch.log_prob)
-            adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            pg = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv).mean()
             v_clipped = batch.value + jnp.clip(value - batch.value, -cfg.clip_eps, cfg.clip_eps)
-            v_loss = 0.5 * jnp.maximum((value - targets) ** 2, (v_clipped - targets) ** 2).mean()
-            entropy = -(jnp.exp(logp_all) * logp_all).sum(-1).mean()
+            entropy_each = -(jnp.exp(logp_all) * logp_all).sum(-1)
+            if masked:
+                # Robust PLR: only transitions on replayed levels carry gradient; means are over those.
+                w = batch.replayed.astype(jnp.float32)
+                n = jnp.maximum(w.sum(), 1.0)
+                mean = lambda x: (w * x).sum() / n  # noqa: E731
+                mu = mean(advantages)
+                adv = (advantages - mu) / (jnp.sqrt(mean((advantages - mu) ** 2)) + 1e-8)
+            else:
+                mean = jnp.mean
+                adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            pg = -mean(jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv))
+            v_loss = 0.5 * mean(jnp.maximum((value - targets) ** 2, (v_clipped - targets) ** 2))
+            entropy = mean(entropy_each)
             return pg + cfg.vf_coef * v_loss - cfg.ent_coef * entropy, (v_loss, entropy)
 
         def update(carry, _):
-            params, opt_state, env_states, ep_ret, ep_len, key = carry
-            (params, env_states, ep_ret, ep_len, key), (traj, finished) = jax.lax.scan(
-                rollout_step, (params, env_states, ep_ret, ep_len, key), None, cfg.num_steps
+            params, opt_state, env_states, ep_ret, ep_len, key, cur = carry
+            replay, visits, last_played = None, None, None
+            if plr:
+                buf = cur.buffer
+                can_replay = buf.size >= max(1, int(cfg.min_fill * cfg.buffer_size))
+                cdf = jnp.cumsum(replay_weights(buf, cfg.rank_temperature, cfg.staleness_coef))
+                replay, visits, last_played = (buf, cdf, can_replay), cur.visits, env_states
+            (params, env_states, ep_ret, ep_len, key, _, visits, last_played), (traj, finished) = jax.lax.scan(
+                rollout_step, (params, env_states, ep_ret, ep_len, key, replay, visits, last_played), None, cfg.num_steps
             )
-            last_obs = jax.vmap(env_obs, in_axes=(None, 0))(levels, env_states)
+            last_obs = jax.vmap(env_obs)(env_states)
             _, last_value = apply(params, last_obs)
             advantages, targets = gae(traj, last_value)
             flat = lambda x: x.reshape((cfg.num_envs * cfg.num_steps,) + x.shape[2:])  # noqa: E731
@@ -295,11 +434,20 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
                 "entropy": ent.mean(),
                 "value_loss": v_loss.mean(),
             }
-            return (params, opt_state, env_states, ep_ret, ep_len, key), metrics
+            if plr:
+                cur = score_finished(params, cur._replace(visits=visits), traj, advantages, rets, lens, last_played)
+                buf = cur.buffer
+                filled = jnp.arange(cfg.buffer_size) < buf.size
+                metrics |= {
+                    "replay_share": traj.replayed.mean(),
+                    "buffer_fill": buf.size / cfg.buffer_size,
+                    "buffer_mean_score": jnp.where(filled, buf.scores, 0.0).sum() / jnp.maximum(buf.size, 1),
+                }
+            return (params, opt_state, env_states, ep_ret, ep_len, key, cur), metrics
 
-        carry = (ts.params, ts.opt_state, ts.env_states, ts.ep_ret, ts.ep_len, ts.key)
+        carry = (ts.params, ts.opt_state, ts.env_states, ts.ep_ret, ts.ep_len, ts.key, ts.curriculum)
         carry, metrics = jax.lax.scan(update, carry, None, n_updates)
-        return TrainState(*carry, levels), metrics
+        return TrainState(*carry[:6], levels, carry[6]), metrics
 
     def train(key: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
         ts, metrics = advance(init(key), cfg.num_updates)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -23,6 +24,7 @@ from mesascope.report.html import prefix_svg_ids  # noqa: E402
 __all__ = [
     "COLOURS",
     "curve_svg",
+    "grid_curve_svg",
     "first_reached_svg",
     "learning_curves_svg",
     "score_distributions_svg",
@@ -181,6 +183,55 @@ def learning_curves_svg(curves: Mapping[str, np.ndarray], seeds: Sequence[int], 
             axes.flat[0].legend(fontsize=7, loc="best")
         fig.subplots_adjust(hspace=0.6, wspace=0.3)  # fixed spacing: tight_layout doubles the drawing time
         return _to_svg(fig, "plot-curves")
+
+
+def grid_curve_svg(param: str, series_param: str, lines: Mapping[str, Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    """A sweep over two axes: one panel per metric, a line per value of the second axis.
+
+    Args:
+        param: The x axis's parameter name.
+        series_param: The parameter whose values are the lines.
+        lines: line label -> `{"x": [...], metric: {"mean": [...], "lo": [...], "hi": [...]}}`, the x
+            values and, per metric, the mean over seeds and the spread band (`None` marks a missing point).
+        metrics: The metrics to draw, in panel order.
+
+    Returns:
+        An `<svg>` string. The x values sit at even steps, labelled (sweeps of a share such as alpha span
+        orders of magnitude and include 0, which no numeric scale shows evenly).
+    """
+    xs = sorted({v for line in lines.values() for v in line["x"]}, key=lambda v: (isinstance(v, str), v))
+    pos = {v: i for i, v in enumerate(xs)}
+    palette = [COLOURS["deploy"], COLOURS["train"], "#5c946e", "#8e6c8a", "#c9a227", "#4a4a4a"]
+
+    def arr(seq: Sequence[float | None]) -> np.ndarray:
+        return np.asarray([np.nan if v is None else v for v in seq], float)
+
+    with plt.rc_context(_RC):
+        n = max(1, len(metrics))
+        cols = min(3, n)
+        rows = math.ceil(n / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 2.9 * rows), squeeze=False)
+        for ax, metric in zip(axes.flat, metrics):
+            for k, (label, line) in enumerate(lines.items()):
+                colour = palette[k % len(palette)]
+                x = np.asarray([pos[v] for v in line["x"]], float)
+                data = line.get(metric) or {}
+                mean = arr(data.get("mean") or [None] * len(x))
+                lo, hi = arr(data.get("lo") or [None] * len(x)), arr(data.get("hi") or [None] * len(x))
+                band = np.isfinite(lo) & np.isfinite(hi)
+                if band.any():
+                    ax.fill_between(x[band], lo[band], hi[band], color=colour, alpha=0.12, linewidth=0)
+                ok = np.isfinite(mean)
+                ax.plot(x[ok], mean[ok], color=colour, marker="o", markersize=4, linewidth=1.6,
+                        label=f"{series_param}={label}", zorder=4)
+            ax.set_title(metric.replace("_", " "), fontsize=9)
+            ax.set_xlabel(param)
+            ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in xs])
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)
+        axes.flat[0].legend(fontsize=7, loc="best")
+        fig.subplots_adjust(wspace=0.3, hspace=0.45)
+        return _to_svg(fig, "plot-sweep-grid")
 
 
 def curve_svg(param: str, values: Sequence[object], series: Mapping[str, Mapping[str, Sequence[float | None]]]) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mesascope.report.html import CSS, esc, section, table
-from mesascope.report.plots import curve_svg
+from mesascope.report.plots import curve_svg, grid_curve_svg
 from mesascope.report.run_report import ReportError
 from mesascope.types import read_json_object
 
@@ -114,7 +114,40 @@ def _title(metric: str, goal: str | None) -> str:
         return f"P({goal} reached first), deploy"
     if metric == "j_intended_deploy":
         return "J_intended on deploy"
+    if metric == "regret_intended_deploy":
+        return "exact regret V* - V^pi (intended), deploy"
+    if metric == "shown_separating":
+        return "training episodes on separating levels"
+    if metric == "train_steps_per_second":
+        return "training steps/s (all seeds)"
     return metric.replace("_", " ")
+
+
+def _two_axes(data: Mapping[str, Any], titled: Mapping[str, Mapping[str, list[Any]]]) -> tuple[str, str, dict[str, Any]] | None:
+    """A two-axis grid as `(x axis, line axis, lines)` for `grid_curve_svg`, or None for one axis.
+
+    The x axis is a swept name whose values are all numbers (the first such); the other one gives the
+    lines, in the order its values first appear.
+    """
+    swept = list(data.get("swept") or [])
+    points = [p for p in data.get("points") or [] if isinstance(p, Mapping)]
+    if len(swept) != 2 or not points:
+        return None
+    values = [{**(p.get("params") or {}), **(p.get("settings") or {})} for p in points]
+    if any(not all(name in v for name in swept) for v in values):
+        return None
+    numeric = [n for n in swept if all(isinstance(v[n], (int, float)) and not isinstance(v[n], bool) for v in values)]
+    x_name = numeric[0] if numeric else swept[0]
+    line_name = next(n for n in swept if n != x_name)
+    lines: dict[str, Any] = {}
+    for i, v in enumerate(values):
+        line = lines.setdefault(str(_label(v[line_name])), {"x": []})
+        line["x"].append(v[x_name])
+        for metric, col in titled.items():
+            entry = line.setdefault(metric, {"mean": [], "lo": [], "hi": []})
+            for key in ("mean", "lo", "hi"):
+                entry[key].append(col[key][i])
+    return x_name, line_name, lines
 
 
 def build_sweep_report(sweep_dir: str | Path) -> str:
@@ -132,7 +165,11 @@ def build_sweep_report(sweep_dir: str | Path) -> str:
     goal = data.get("goal")
     titled = {_title(m, goal): col for m, col in columns.items()}
     numeric_x = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    svg = curve_svg(param, values if numeric_x else [str(v) for v in values], titled)
+    grid = _two_axes(data, titled)
+    if grid is not None:
+        svg = grid_curve_svg(*grid, list(titled))
+    else:
+        svg = curve_svg(param, values if numeric_x else [str(v) for v in values], titled)
     rows = []
     for i, v in enumerate(values):
         for m, col in titled.items():
