@@ -124,13 +124,12 @@ def test_robust_plr_learns_only_from_replayed_levels(tiny):
     for a, b in zip(_leaves(ts.params), _leaves(ts0.params)):
         np.testing.assert_array_equal(a, b)
     assert float(np.asarray(metrics["replay_share"]).max()) == 0.0
-    # The buffer still filled with scored fresh levels, and episode starts were counted per pool level.
+    # The buffer still filled with scored fresh levels, and the reservoir sampled the levels played.
     assert int(ts.curriculum.buffer.size) > 0
-    assert int(ts.curriculum.visits.sum()) > cfg.num_envs
-    assert ts.curriculum.visits.shape == (cfg.level_pool,)
+    assert int(ts.curriculum.seen.count) >= int(ts.curriculum.buffer.size)
 
 
-@pytest.mark.parametrize(("curriculum", "score"), [("plr", "pvl"), ("plr", "maxmc"), ("exact-plr", "pvl")])
+@pytest.mark.parametrize(("curriculum", "score"), [("plr", "pvl"), ("plr", "maxmc"), ("exact-plr", "pvl"), ("accel", "pvl")])
 def test_plr_curricula_replay_and_are_deterministic(tiny, curriculum, score):
     cfg = ppo_config("fast", total_timesteps=30 * 64 * 16, level_pool=256, curriculum=curriculum, plr_score=score,
                      buffer_size=64, min_fill=0.25)
@@ -146,7 +145,7 @@ def test_plr_curricula_replay_and_are_deterministic(tiny, curriculum, score):
 
 
 def test_unknown_curriculum_is_a_clear_error(tiny):
-    with pytest.raises(ValueError, match="unknown curriculum 'ucb'; choose one of: dr, plr, exact-plr"):
+    with pytest.raises(ValueError, match="unknown curriculum 'ucb'; choose one of: dr, plr, exact-plr, accel"):
         make_train(tiny, ppo_config("fast", curriculum="ucb"))
 
 
@@ -220,3 +219,40 @@ def test_exact_plr_scores_levels_by_the_audits_exact_regret(tiny):
     v_star, _ = reference_values(tab, w, tiny.spec.gamma, reach=reach)
     v_pi = policy_values(tab, probs, w, tiny.spec.gamma, reach=reach)
     np.testing.assert_allclose(np.asarray(buf.scores[:n]), np.asarray(v_star - v_pi)[:, 0], atol=2e-5)
+
+
+def test_accel_adds_edited_children_of_replayed_levels(tiny):
+    from mesascope.scenarios.conformance import _check_reachable, _check_valid
+
+    cfg = ppo_config("fast", total_timesteps=30 * 64 * 16, level_pool=256, curriculum="accel", buffer_size=64,
+                     min_fill=0.25)
+    trainer = make_train(tiny, cfg)
+    ts, _ = jax.jit(lambda t: trainer.advance(t, 30))(jax.jit(trainer.init)(jax.random.key(5)))
+    buf = ts.curriculum.buffer
+    n = int(buf.size)
+    children = np.asarray(buf.keys[:n]) >= cfg.level_pool
+    assert children.any()  # edited levels entered the buffer, under keys no pool level has
+    levels = jax.tree_util.tree_map(lambda x: x[:n], buf.levels)
+    assert _check_valid(tiny.spec, levels)[0]
+    assert _check_reachable(tiny, tabularize_levels(tiny.spec, levels))[0]
+
+
+def test_accel_needs_a_scenario_with_edits():
+    sc = get_scenario("red-door-v0")
+    assert sc.mutate is None
+    with pytest.raises(ValueError, match="declares no edits"):
+        make_train(sc, ppo_config("fast", curriculum="accel"))
+
+
+def test_shown_separating_reads_the_reservoir(tiny):
+    from mesascope.experiments.train import shown_separating
+
+    mixed = get_scenario("cheese-corner-v0", alpha=0.5)
+    cfg = ppo_config("fast", total_timesteps=8 * 64 * 16, level_pool=256)
+    trainer = make_train(mixed, cfg)
+    ts, _ = jax.jit(jax.vmap(lambda k: trainer.advance(trainer.init(k), 8)))(jnp.stack([jax.random.key(0), jax.random.key(1)]))
+    share = shown_separating(mixed, ts)
+    assert share.shape == (2,) and (0.05 < share).all() and (share < 0.5).all()
+    plain = make_train(tiny, cfg)
+    ts, _ = jax.jit(jax.vmap(lambda k: plain.advance(plain.init(k), 8)))(jnp.stack([jax.random.key(0)]))
+    assert (shown_separating(tiny, ts) == 0).all()  # alpha 0: the cheese is always in the corner

@@ -206,3 +206,20 @@ def test_randomness_outside_the_key_fails_same_key() -> None:
     report = check_scenario(_toy(leaky), splits=("train",), gymnasium_check=False)
     assert _names(report, False) == {"same_key_same_levels/train"}
     assert "outside its key" in report.check("same_key_same_levels/train").message
+
+
+def test_edits_that_break_levels_fail_the_edit_check() -> None:
+    def good_edit(key: jax.Array, level: Level) -> Level:
+        # Move the cheese (slot 1) to a random free square other than the start.
+        rows, cols = jnp.mgrid[:5, :5]
+        free = ~level.walls & ~((rows == level.start[0]) & (cols == level.start[1]))
+        return level._replace(obj_pos=level.obj_pos.at[1].set(sample_free_cell(key, free)))
+
+    def bad_edit(key: jax.Array, level: Level) -> Level:
+        return level._replace(obj_pos=level.obj_pos.at[1].set(jnp.array([0, 0], jnp.int32)))  # onto the wall
+
+    ok = check_scenario(_toy(mutate=good_edit), gymnasium_check=False, splits=("train",))
+    assert ok.check("edits_keep_levels_valid").passed, str(ok)
+    bad = check_scenario(_toy(mutate=bad_edit), gymnasium_check=False, splits=("train",))
+    assert "after edits" in bad.check("edits_keep_levels_valid").message and "on a wall" in bad.check("edits_keep_levels_valid").message
+    assert "edits_keep_levels_valid" not in {c.name for c in check_scenario(_toy(), gymnasium_check=False, splits=("train",)).checks}

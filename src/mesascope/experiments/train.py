@@ -142,7 +142,8 @@ PPO_SETTINGS = (
     Param("competence_levels", "int", 256, "training levels the J_base check is exact on (with stop_at_j_base)",
           low=1, high=16_384),
     Param("curriculum", "str", "dr", "how episodes' levels are chosen: dr (uniform over the pool), plr "
-          "(prioritised level replay on plr_score), exact-plr (on exact regret)", choices=CURRICULA),
+          "(prioritised level replay on plr_score), exact-plr (on exact regret), accel (exact-plr with edited "
+          "levels)", choices=CURRICULA),
     Param("plr_score", "str", "pvl", "plr's level score: pvl (positive value loss) or maxmc", choices=PLR_SCORES),
     Param("replay_prob", "float", 0.5, "probability an episode starts on a buffer level (plr, exact-plr)",
           low=0.0, high=1.0),
@@ -151,6 +152,7 @@ PPO_SETTINGS = (
     Param("staleness_coef", "float", 0.3, "weight of staleness in PLR's replay distribution", low=0.0, high=1.0),
     Param("min_fill", "float", 0.5, "share of the PLR buffer filled before levels are replayed", low=0.0, high=1.0),
     Param("robust", "bool", True, "robust PLR: gradients only on replayed levels"),
+    Param("accel_edits", "int", 3, "edits from a replayed level to each ACCEL child (accel)", low=1, high=1000),
 )
 """PPO's training settings (`--set`); `network_kind`, `hidden`, `depth`, `channels` set `PPOConfig.network`."""
 
@@ -299,45 +301,30 @@ def _check_chunk(n_updates: int, every: int) -> int:
     return math.gcd(n_updates, min(every, n_updates))
 
 
-SEPARATION_SEED = 23_000_023
-"""Seeds the sample of played training levels on which `shown_separating` is solved exactly."""
-
-SEPARATION_SAMPLE = 256
-"""Training episodes per seed whose levels `shown_separating` solves (a share's standard error is at most
-0.03 at this size)."""
-
-
-def shown_separating(scenario: Scenario, state: Any, n: int = SEPARATION_SAMPLE) -> np.ndarray | None:
+def shown_separating(scenario: Scenario, state: Any) -> np.ndarray | None:
     """The share of training episodes whose level separates the intended objective from a proxy goal.
 
-    Under a PLR curriculum the episodes are those actually played (the pool levels' episode counts in
-    the curriculum state); under `dr` every pool level is equally likely, so the pool itself is sampled.
-    `n` episodes per seed are drawn (seeded by `SEPARATION_SEED`) and their levels solved exactly
-    (`mesascope.measures.separation.separating_levels`, any proxy).
+    The levels are the curriculum's uniform sample of the episodes played (`CurriculumState.seen`, edited
+    ACCEL levels included; each environment's last finished episode of each rollout is offered to it),
+    every curriculum alike. Each level is solved exactly (`mesascope.measures.separation.separating_levels`,
+    any proxy).
 
     Args:
         scenario: The training scenario.
         state: The final `TrainState`, batched over seeds.
-        n: Episodes sampled per seed.
 
     Returns:
         float64 `[n_seeds]`, or None when the scenario has no proxy goal.
     """
     if not proxy_objectives(scenario):
         return None
-    pool = np.asarray(state.levels.walls).shape[1]
-    n_seeds = np.asarray(state.levels.walls).shape[0]
-    rng = np.random.default_rng(SEPARATION_SEED)
+    seen = state.curriculum.seen
     out = []
-    for i in range(n_seeds):
-        if state.curriculum is not None:
-            visits = np.asarray(state.curriculum.visits[i], np.float64)
-            idx = rng.choice(pool, size=n, p=visits / visits.sum())
-        else:
-            idx = rng.choice(pool, size=n)
-        levels = jax.tree_util.tree_map(lambda x: x[i][jnp.asarray(idx)], state.levels)
+    for i in range(int(seen.count.shape[0])):
+        k = min(int(seen.count[i]), int(seen.levels.walls.shape[1]))
+        levels = jax.tree_util.tree_map(lambda x: x[i, :k], seen.levels)
         sep = separating_levels(scenario, tabularize_levels(scenario.spec, levels))
-        out.append(float(sep.any(-1).mean()))
+        out.append(float(sep.any(-1).mean()) if sep.shape[0] else float("nan"))
     return np.asarray(out, np.float64)
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["maze_origin", "random_maze", "room_walls", "sample_distinct_cells", "sample_free_cell"]
+from mesascope.levels.grid import Level
+
+__all__ = ["edit_level", "maze_origin", "random_maze", "reachable_squares", "room_walls", "sample_distinct_cells",
+           "sample_free_cell"]
 
 _DIRS = jnp.array([[-1, 0], [0, 1], [1, 0], [0, -1]], jnp.int32)
 
@@ -99,3 +102,70 @@ def sample_distinct_cells(keys: jax.Array, allowed: jax.Array) -> jax.Array:
         allowed = allowed & ~((rows == cell[0]) & (cols == cell[1]))
     return jnp.stack(cells)
 
+
+
+def reachable_squares(walls: jax.Array, start: jax.Array) -> jax.Array:
+    """bool `[H, W]`: the free squares a 4-connected walk from `start` reaches (a flood fill)."""
+    h, w = walls.shape
+    free = ~walls
+    seen = jnp.zeros((h, w), bool).at[start[0], start[1]].set(True)
+
+    def grow(_, seen):
+        pad = jnp.pad(seen, 1)
+        near = pad[:-2, 1:-1] | pad[2:, 1:-1] | pad[1:-1, :-2] | pad[1:-1, 2:]
+        return seen | (near & free)
+
+    # A path visits each square at most once, so H * W growth steps reach everything reachable.
+    return jax.lax.fori_loop(0, h * w, grow, seen)
+
+
+def edit_level(key: jax.Array, level: Level, keep_free: jax.Array) -> Level:
+    """One ACCEL-style edit of a maze level that keeps it valid and solvable.
+
+    With probability 1/2 a present object moves to a free 4-neighbour square (not the start, not another
+    object; it stays put when there is none). Otherwise one square inside the bounding box of the maze's
+    free squares is toggled: a wall is removed, or a wall is added unless the square is the start, holds
+    an object, is in `keep_free`, or the wall would cut an object or a `keep_free` square off from the
+    start (then the level is left as it was).
+
+    Args:
+        key: PRNG key.
+        level: One unbatched `Level`.
+        keep_free: bool `[H, W]`, squares that must stay free and reachable (e.g. the corner goal).
+
+    Returns:
+        The edited `Level` (same shapes and dtypes).
+    """
+    h, w = level.walls.shape
+    rows, cols = jnp.mgrid[:h, :w]
+    k_which, k_obj, k_dir, k_cell = jax.random.split(key, 4)
+    present = level.obj_kind > 0
+    occupied = jnp.zeros((h, w), bool).at[level.obj_pos[:, 0], level.obj_pos[:, 1]].max(present)
+    is_start = (rows == level.start[0]) & (cols == level.start[1])
+
+    # Move an object: one of the present ones, to one of its free neighbours.
+    i = jax.random.categorical(k_obj, jnp.where(present, 0.0, -jnp.inf))
+    here = level.obj_pos[i]
+    steps = jnp.array([[-1, 0], [1, 0], [0, -1], [0, 1]], jnp.int32)
+    targets = jnp.clip(here[None] + steps, 0, jnp.array([h - 1, w - 1]))
+    open_ = ~level.walls[targets[:, 0], targets[:, 1]] & ~occupied[targets[:, 0], targets[:, 1]] \
+        & ~is_start[targets[:, 0], targets[:, 1]] & (targets != here[None]).any(-1)
+    d = jax.random.categorical(k_dir, jnp.where(open_, 0.0, -jnp.inf))
+    moved_pos = level.obj_pos.at[i].set(jnp.where(open_.any(), targets[d], here))
+    moved = level._replace(obj_pos=moved_pos)
+
+    # Toggle a wall square inside the maze.
+    free = ~level.walls
+    r_any, c_any = free.any(1), free.any(0)
+    r_lo, r_hi = jnp.argmax(r_any), h - 1 - jnp.argmax(r_any[::-1])
+    c_lo, c_hi = jnp.argmax(c_any), w - 1 - jnp.argmax(c_any[::-1])
+    inside = (rows >= r_lo) & (rows <= r_hi) & (cols >= c_lo) & (cols <= c_hi)
+    candidates = inside & ~is_start & ~occupied & ~keep_free
+    cell = sample_free_cell(k_cell, candidates)
+    walls = level.walls.at[cell[0], cell[1]].set(~level.walls[cell[0], cell[1]])
+    must_reach = keep_free | occupied
+    solvable = ~(must_reach & ~reachable_squares(walls, level.start)).any()
+    toggled = level._replace(walls=jnp.where(solvable & candidates.any(), walls, level.walls))
+
+    move = jax.random.bernoulli(k_which)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(move, a, b), moved, toggled)

@@ -17,6 +17,13 @@ A level's score estimates how much there is still to learn on it:
   `mesascope.measures.scores`). The two estimates above approximate this quantity; here it is computed,
   not estimated.
 
+ACCEL (`accel`, Parker-Holder et al. 2022, "Evolving Curricula with Regret-Based Environment Design")
+is robust PLR whose replayed levels are also edited: after each update, every environment whose last
+finished episode was on a replayed level contributes a child of that level, `accel_edits` small edits
+away (`Scenario.mutate`, declared per scenario), which enters the buffer with its own score. Here the
+children are scored by exact regret, which needs no rollout on them; ACCEL's paper scores them by
+rolling them out and estimating.
+
 The buffer here differs from the papers' in one respect, said where it matters: a level's staleness
 clock is reset when its score is refreshed (at the end of an episode on it), not when it is drawn, since
 PPO's environments here reset asynchronously inside a rollout.
@@ -38,13 +45,16 @@ __all__ = [
     "CURRICULA",
     "PLR_SCORES",
     "LevelBuffer",
+    "Reservoir",
     "empty_buffer",
+    "empty_reservoir",
     "insert_levels",
     "replay_weights",
+    "reservoir_add",
     "score_kind",
 ]
 
-CURRICULA = ("dr", "plr", "exact-plr")
+CURRICULA = ("dr", "plr", "exact-plr", "accel")
 """The curricula PPO can train with (`--set curriculum=...`)."""
 
 PLR_SCORES = ("pvl", "maxmc")
@@ -55,7 +65,7 @@ def score_kind(curriculum: str, plr_score: str) -> str:
     """The score a curriculum ranks levels by: `pvl`, `maxmc`, `regret`, or `none` for `dr`."""
     if curriculum == "dr":
         return "none"
-    if curriculum == "exact-plr":
+    if curriculum in ("exact-plr", "accel"):
         return "regret"
     return plr_score
 
@@ -183,3 +193,40 @@ def insert_levels(
              mean_values.astype(jnp.float32), valid)
     buf, _ = jax.lax.scan(body, buf, items)
     return buf
+
+
+class Reservoir(NamedTuple):
+    """A uniform sample of the levels of every training episode so far (reservoir sampling, Vitter's R).
+
+    Attributes:
+        levels: `Level` batched `[R, ...]`; the first `min(count, R)` slots are filled.
+        count: int32 scalar, episodes offered so far.
+    """
+
+    levels: Level
+    count: jax.Array
+
+
+def empty_reservoir(level: Level, capacity: int) -> Reservoir:
+    """An empty reservoir of `capacity` slots shaped like `level` (one unbatched level)."""
+    return Reservoir(jax.tree_util.tree_map(lambda x: jnp.zeros((capacity,) + x.shape, x.dtype), level), jnp.int32(0))
+
+
+def reservoir_add(res: Reservoir, key: jax.Array, levels: Level, valid: jax.Array) -> Reservoir:
+    """Offer `n` episodes' levels (batched `[n, ...]`, `valid` bool `[n]`): after `c` offers in all, each
+    offered episode is in the reservoir with probability `min(1, R / c)`."""
+    capacity = jax.tree_util.tree_leaves(res.levels)[0].shape[0]
+
+    def body(r, item):
+        level, ok, k = item
+        n = r.count + ok.astype(jnp.int32)
+        j = jax.random.randint(k, (), 0, jnp.maximum(n, 1))
+        slot = jnp.where(r.count < capacity, r.count, j)
+        write = ok & (slot < capacity)
+        slot = jnp.minimum(slot, capacity - 1)
+        stored = jax.tree_util.tree_map(lambda a, v: a.at[slot].set(jnp.where(write, v, a[slot])), r.levels, level)
+        return Reservoir(stored, n), None
+
+    keys = jax.random.split(key, valid.shape[0])
+    res, _ = jax.lax.scan(body, res, (levels, valid, keys))
+    return res

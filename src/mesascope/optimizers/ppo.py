@@ -22,7 +22,18 @@ import optax
 
 from mesascope.levels.grid import Level, State, observe, reset, step
 from mesascope.levels.tabular import observe_all, tabularize
-from mesascope.optimizers.curricula import CURRICULA, PLR_SCORES, LevelBuffer, empty_buffer, insert_levels, replay_weights, score_kind
+from mesascope.optimizers.curricula import (
+    CURRICULA,
+    PLR_SCORES,
+    LevelBuffer,
+    Reservoir,
+    empty_buffer,
+    empty_reservoir,
+    insert_levels,
+    replay_weights,
+    reservoir_add,
+    score_kind,
+)
 from mesascope.scenarios.base import Scenario
 from mesascope.solve.dp import policy_evaluation, stop_on_arrival, value_iteration
 from mesascope.systems.policy import NetworkConfig, make_actor_critic
@@ -54,8 +65,9 @@ class PPOConfig:
         competence_every: Updates between two checks of `J_base` (only when `stop_at_j_base > 0`).
         competence_levels: Training levels in the fixed sample the check is exact on.
         curriculum: How episodes' levels are chosen (`mesascope.optimizers.curricula`): `dr` (uniform
-            over the pool), `plr` (prioritised level replay on an estimated score) or `exact-plr` (on
-            exact regret under the base objective).
+            over the pool), `plr` (prioritised level replay on an estimated score), `exact-plr` (on
+            exact regret under the base objective) or `accel` (exact-plr whose replayed levels are also
+            edited, `Scenario.mutate`).
         plr_score: The estimated score of `plr`: `pvl` (positive value loss) or `maxmc`.
         replay_prob: Probability that an episode starts on a buffer level (PLR curricula).
         buffer_size: Levels the PLR buffer holds.
@@ -63,6 +75,7 @@ class PPOConfig:
         staleness_coef: Weight of staleness in the replay distribution.
         min_fill: Share of the buffer that must be filled before levels are replayed.
         robust: Robust PLR: gradients only on replayed levels (fresh levels are only scored).
+        accel_edits: Edits from a replayed level to each of its ACCEL children.
     """
 
     total_timesteps: int = 1_000_000
@@ -91,6 +104,7 @@ class PPOConfig:
     staleness_coef: float = 0.3
     min_fill: float = 0.5
     robust: bool = True
+    accel_edits: int = 3
 
     @property
     def num_updates(self) -> int:
@@ -149,23 +163,29 @@ class TrainState(NamedTuple):
     ep_len: jax.Array
     key: jax.Array
     levels: Level
-    curriculum: CurriculumState | None = None
+    curriculum: CurriculumState
 
 
 class CurriculumState(NamedTuple):
-    """What a PLR curriculum carries between updates (None under `dr`).
+    """What the curriculum carries between updates.
 
     Attributes:
-        buffer: The level buffer.
+        buffer: The PLR level buffer (None under `dr`).
         adv_sum: float32 `[E]`, each environment's running sum of `max(A_t, 0)` over its episode so far.
         value_sum: float32 `[E]`, its running sum of value predictions.
-        visits: int32 `[P]`, episodes started on each training pool level.
+        seen: A uniform sample of the levels of the training episodes so far (`Reservoir`), to measure
+            what the curriculum showed (`mesascope.experiments.train.shown_separating`).
+        key: PRNG key of the curriculum's own draws (ACCEL's edits, the reservoir), apart from the
+            training key so that `dr` draws exactly what it always drew.
+        updates: int32 scalar, updates done.
     """
 
-    buffer: LevelBuffer
+    buffer: LevelBuffer | None
     adv_sum: jax.Array
     value_sum: jax.Array
-    visits: jax.Array
+    seen: Reservoir
+    key: jax.Array
+    updates: jax.Array
 
 
 class PPOTrainer(NamedTuple):
@@ -197,6 +217,10 @@ class Transition(NamedTuple):
     replayed: jax.Array
 
 
+SEEN_LEVELS = 256
+"""Levels of the training episodes a PLR curriculum keeps a uniform sample of (`CurriculumState.seen`)."""
+
+
 def _take(levels: Level, i: jax.Array) -> Level:
     return jax.tree_util.tree_map(lambda x: x[i], levels)
 
@@ -223,6 +247,10 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
     if cfg.plr_score not in PLR_SCORES:
         raise ValueError(f"unknown plr_score {cfg.plr_score!r}; choose one of: {', '.join(PLR_SCORES)}")
     plr = cfg.curriculum != "dr"
+    accel = cfg.curriculum == "accel"
+    if accel and scenario.mutate is None:
+        raise ValueError(f"curriculum accel edits levels, and {scenario.id or 'this scenario'} declares no edits "
+                         "(Scenario.mutate); choose dr, plr or exact-plr")
     scoring = score_kind(cfg.curriculum, cfg.plr_score)
     # Robust PLR learns only from replayed levels; plain PPO (and PLR without `robust`) from every step.
     masked = plr and cfg.robust
@@ -273,11 +301,9 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
         opt_state = tx.init(params)
         env_states = jax.vmap(lambda k: env_reset(k, levels))(jax.random.split(k_reset, cfg.num_envs))
         zeros = jnp.zeros(cfg.num_envs)
-        curriculum = None
-        if plr:
-            buffer = empty_buffer(_take(levels, 0), cfg.buffer_size)
-            visits = jnp.zeros((cfg.level_pool,), jnp.int32).at[env_states.level_key].add(1)
-            curriculum = CurriculumState(buffer, zeros, zeros, visits)
+        one = _take(levels, 0)
+        curriculum = CurriculumState(empty_buffer(one, cfg.buffer_size) if plr else None, zeros, zeros,
+                                     empty_reservoir(one, SEEN_LEVELS), jax.random.fold_in(k_levels, 1), jnp.int32(0))
         return TrainState(params, opt_state, env_states, zeros, zeros.astype(jnp.int32), key, levels, curriculum)
 
     def regret_of(params, levels: Level) -> jax.Array:
@@ -298,8 +324,9 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
 
         return jax.vmap(one)(tab.next_state, tab.features, tab.start, tab.terminal, probs)
 
-    def score_finished(params, cur: CurriculumState, traj: Transition, advantages, ep_rets, ep_lens, last_played):
-        """Score each environment's last episode that ended in this rollout and record it in the buffer."""
+    def record_episodes(params, cur: CurriculumState, traj: Transition, advantages, ep_rets, ep_lens, last_played):
+        """Record each environment's last episode that ended in this rollout: in the reservoir of levels
+        played, and under PLR with its score in the buffer (and, under ACCEL, an edited child of it)."""
         # Running sums over each episode, carried across rollouts: an episode's score is its mean over all
         # of its steps, also those taken before this rollout.
         def acc(carry, x):
@@ -319,20 +346,36 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
         pick = lambda x: jnp.take_along_axis(x, at[None], 0)[0]  # noqa: E731
         n = jnp.maximum(pick(ep_lens), 1).astype(jnp.float32)
         ret, mean_value = pick(ep_rets), pick(value_run) / n
+        k_edit, k_seen = jax.random.split(jax.random.fold_in(cur.key, cur.updates))
+        seen = reservoir_add(cur.seen, k_seen, last_played.level, ended)
+        cur = cur._replace(adv_sum=adv_sum, value_sum=value_sum, seen=seen, updates=cur.updates + 1)
+        if not plr:
+            return cur
         if scoring == "regret":
             score = regret_of(params, last_played.level)
         else:
             score = pick(adv_run) / n  # pvl (maxmc computes its score from the buffer's record)
         buf = insert_levels(cur.buffer, last_played.level, last_played.level_key, score, ret, mean_value, ended,
                             maxmc=scoring == "maxmc")
-        buf = buf._replace(clock=buf.clock + 1)
-        return cur._replace(buffer=buf, adv_sum=adv_sum, value_sum=value_sum)
+        if accel:
+            # ACCEL: each finished episode on a replayed level gives the buffer an edited child of it, with
+            # a key no pool level has (the pool's indices end at level_pool).
+            def child(k, level):
+                for k_one in jax.random.split(k, cfg.accel_edits):
+                    level = scenario.mutate(k_one, level)
+                return level
+
+            children = jax.vmap(child)(jax.random.split(k_edit, cfg.num_envs), last_played.level)
+            child_keys = cfg.level_pool + buf.clock * cfg.num_envs + jnp.arange(cfg.num_envs, dtype=jnp.int32)
+            buf = insert_levels(buf, children, child_keys, regret_of(params, children), jnp.full_like(ret, -jnp.inf),
+                                jnp.zeros_like(ret), ended & last_played.replayed)
+        return cur._replace(buffer=buf._replace(clock=buf.clock + 1))
 
     def advance(ts: TrainState, n_updates: int) -> tuple[TrainState, dict[str, jax.Array]]:
         levels = ts.levels
 
         def rollout_step(carry, _):
-            params, env_states, ep_ret, ep_len, key, replay, visits, last_played = carry
+            params, env_states, ep_ret, ep_len, key, replay, last_played = carry
             key, k_act, k_env = jax.random.split(key, 3)
             obs = jax.vmap(env_obs)(env_states)
             logits, value = apply(params, obs)
@@ -347,13 +390,11 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
             finished = (done, ep_ret, ep_len)
             ep_ret = jnp.where(done, 0.0, ep_ret)
             ep_len = jnp.where(done, 0, ep_len)
-            if plr:
-                visits = visits.at[env_states.level_key].add(done.astype(jnp.int32))
-                last_played = jax.tree_util.tree_map(
-                    lambda p, q: jnp.where(done.reshape(done.shape + (1,) * (p.ndim - 1)), p, q), played, last_played
-                )
+            last_played = jax.tree_util.tree_map(
+                lambda p, q: jnp.where(done.reshape(done.shape + (1,) * (p.ndim - 1)), p, q), played, last_played
+            )
             transition = Transition(obs, action, log_prob, value, reward, done, replayed)
-            return (params, env_states, ep_ret, ep_len, key, replay, visits, last_played), (transition, finished)
+            return (params, env_states, ep_ret, ep_len, key, replay, last_played), (transition, finished)
 
         def gae(traj: Transition, last_value):
             def body(carry, t: Transition):
@@ -390,14 +431,15 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
 
         def update(carry, _):
             params, opt_state, env_states, ep_ret, ep_len, key, cur = carry
-            replay, visits, last_played = None, None, None
+            replay = None
             if plr:
                 buf = cur.buffer
                 can_replay = buf.size >= max(1, int(cfg.min_fill * cfg.buffer_size))
                 cdf = jnp.cumsum(replay_weights(buf, cfg.rank_temperature, cfg.staleness_coef))
-                replay, visits, last_played = (buf, cdf, can_replay), cur.visits, env_states
-            (params, env_states, ep_ret, ep_len, key, _, visits, last_played), (traj, finished) = jax.lax.scan(
-                rollout_step, (params, env_states, ep_ret, ep_len, key, replay, visits, last_played), None, cfg.num_steps
+                replay = (buf, cdf, can_replay)
+            last_played = env_states
+            (params, env_states, ep_ret, ep_len, key, _, last_played), (traj, finished) = jax.lax.scan(
+                rollout_step, (params, env_states, ep_ret, ep_len, key, replay, last_played), None, cfg.num_steps
             )
             last_obs = jax.vmap(env_obs)(env_states)
             _, last_value = apply(params, last_obs)
@@ -434,8 +476,8 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
                 "entropy": ent.mean(),
                 "value_loss": v_loss.mean(),
             }
+            cur = record_episodes(params, cur, traj, advantages, rets, lens, last_played)
             if plr:
-                cur = score_finished(params, cur._replace(visits=visits), traj, advantages, rets, lens, last_played)
                 buf = cur.buffer
                 filled = jnp.arange(cfg.buffer_size) < buf.size
                 metrics |= {

@@ -172,6 +172,9 @@ class Scenario:
         contexts: Declared partitions of each level's states (`mesascope.measures.shards.Context`) over
             which the audit fits the behavioral objective separately (shards, SPEC.md section 4).
         measures: The scenario's own exact measures, computed by every audit (`ScenarioMeasure`).
+        mutate: `(key, level) -> level`, one small edit of a training level that keeps it a valid,
+            solvable level of the family (ACCEL's edits, `mesascope.optimizers.curricula`); None when the
+            scenario declares none.
         mesa_system: The mesa-optimizer class its `mesa-*` optimizers train (default
             `mesascope.systems.mesa.MesaOptimizer`).
         finding: The expected finding as a check, with its reproduction configuration.
@@ -194,6 +197,7 @@ class Scenario:
     optimizer: str = "ppo"
     contexts: tuple[Any, ...] = ()
     measures: tuple[ScenarioMeasure, ...] = ()
+    mutate: Callable[[jax.Array, Level], Level] | None = None
     mesa_system: type | None = None
     finding: Finding | None = None
     id: str = ""

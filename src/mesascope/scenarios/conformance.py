@@ -296,6 +296,31 @@ def _check_tabular(spec: GridSpec, levels: Level, tab: TabularMDP, key: jax.Arra
     return True, f"{n} random rollouts of {n_steps} steps agree with the tabular view"
 
 
+EDIT_ROUNDS = 24
+"""Successive edits the conformance suite applies to every sampled training level (`Scenario.mutate`)."""
+
+
+def _check_edits(scenario: Scenario, levels: Level, key: jax.Array) -> tuple[bool, str]:
+    """Every level stays valid and solvable after each of `EDIT_ROUNDS` successive edits (ACCEL's)."""
+    edit = jax.jit(jax.vmap(scenario.mutate))
+    changed = np.zeros(levels.walls.shape[0], bool)
+    original = _numpy(levels)
+    for k in jax.random.split(key, EDIT_ROUNDS):
+        levels = edit(jax.random.split(k, levels.walls.shape[0]), levels)
+        for check in (lambda: _check_valid(scenario.spec, levels),
+                      lambda: _check_reachable(scenario, tabularize_levels(scenario.spec, levels))):
+            ok, why = check()
+            if not ok:
+                return False, f"after edits: {why}"
+    edited = _numpy(levels)
+    for field in ("walls", "obj_pos", "start"):
+        a, b = getattr(original, field), getattr(edited, field)
+        changed |= (a != b).reshape(a.shape[0], -1).any(-1)
+    if not changed.any():
+        return False, f"{EDIT_ROUNDS} rounds of edits changed no level (does mutate ignore its key?)"
+    return True, f"{EDIT_ROUNDS} rounds of edits keep every level valid and solvable ({changed.sum()} levels changed)"
+
+
 def _check_objectives(scenario: Scenario) -> tuple[bool, str]:
     names = ["base", "intended"] + [g.name for g in scenario.candidate_goals]
     dupes = sorted({x for x in names if names.count(x) > 1})
@@ -433,6 +458,8 @@ def check_scenario(
         checks.append(
             _guard(f"tabular_consistent/{split}", lambda s=split, k=k: _check_tabular(spec, sample(0, s), tabular(s), k))
         )
+    if sc.mutate is not None and "train" in splits:
+        checks.append(_guard("edits_keep_levels_valid", lambda: _check_edits(sc, sample(0, "train"), k_roll)))
     checks.append(_guard("objectives_use_known_features", lambda: _check_objectives(sc)))
     checks.append(_guard("candidate_goals_non_empty", lambda: _check_candidates(sc)))
     if gymnasium_check:
