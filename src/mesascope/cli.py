@@ -481,6 +481,49 @@ def steer_command(
     console.print(f"[dim]written to[/] {run_dir / 'inside' / steer_file(kind, layer, coef, target)}")
 
 
+@app.command("adversarial")
+@with_thresholds
+def adversarial_command(
+    run_dir: Path = typer.Argument(..., help="A finished, audited run trained with mesascope's PPO."),
+    out: Path = typer.Option(None, "--out", help="Run folder of the fine-tuned systems (default: RUN_DIR-adversarial)."),
+    levels: int = typer.Option(256, "--levels", help="Training levels each system's search edits (its fine-tuning pool)."),
+    rounds: int = typer.Option(16, "--rounds", help="Rounds of edits in the search."),
+    steps: int = typer.Option(200_000, "--steps", help="Environment steps of PPO fine-tuning per system."),
+    db: Path = typer.Option(None, "--db", help="Result store (default: $MESASCOPE_DB, else runs.duckdb beside the folder)."),
+    thresholds: Any = None,
+) -> None:
+    """Search each system's highest-intended-regret levels with the scenario's edits, fine-tune it there with
+    PPO on the base objective, and audit it again on the same held-out levels (OUT/adversarial.json)."""
+    from mesascope.experiments.adversarial import AdversarialConfig, adversarial_run
+
+    config = AdversarialConfig(levels=levels, rounds=rounds, steps=steps)
+    config.validate()
+    out = out if out is not None else run_dir.with_name(run_dir.name + "-adversarial")
+    with _stage_progress() as progress:
+        result = adversarial_run(run_dir, out, config, thresholds=thresholds, progress=progress)
+    audit = json.loads((out / "audit.json").read_text())
+    _store_events(_run_store(db, out))("ingest", out, audit)
+    _write_report(out)
+    table = Table(title=f"adversarial fine-tuning · {levels} levels x {rounds} rounds of edits, {steps} steps · before -> after",
+                  show_lines=True)
+    for name in ("seed", "regret on searched levels", "J_int adversarial", "J_int deploy", "J_base train",
+                 "behavioral objective", "EPIC beh~int", "Hubinger"):
+        table.add_column(name)
+    for row in result["seeds"]:
+        b, a = row["before"], row["after"]
+        pair = lambda k: f"{_num(b[k])} -> {_num(a[k])}"  # noqa: E731
+        table.add_row(str(row["seed"]), f"{row['search']['regret_start']:.3f} -> {row['search']['regret_end']:.3f}",
+                      pair("j_intended_adversarial"), pair("j_intended_deploy"), pair("j_base_train"),
+                      f"{b['behavioral_objective']} -> {a['behavioral_objective']}",
+                      pair("epic_behavioral_intended_deploy"), f"{b['hubinger']} -> {a['hubinger']}")
+    console.print(table)
+    console.print(f"[dim]written to[/] {out / 'adversarial.json'} [dim]and[/] {out / 'report.html'}")
+
+
+def _num(x: Any) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
 @app.command("explain")
 def explain_command(prop: str = typer.Argument(..., metavar="PROPERTY", help="e.g. outer_alignment")) -> None:
     """Print every school's definition of PROPERTY, with the seed each comes from."""

@@ -192,7 +192,9 @@ class PPOTrainer(NamedTuple):
     """The pieces of one PPO program.
 
     Attributes:
-        init: `key -> TrainState`.
+        init: `(key, levels=None, params=None) -> TrainState`: a fresh network on a fresh pool of
+            `level_pool` train levels, or, given them, on a pool of `level_pool` given levels (batched) and
+            from given network parameters (fine-tuning, `mesascope.experiments.adversarial`).
         advance: `(TrainState, n_updates) -> (TrainState, metrics)`; `n_updates` is static. Running
             `advance` in chunks gives the same result as one call and lets a caller show progress.
         train: `key -> (params, metrics)`, the whole run as one pure function.
@@ -200,7 +202,7 @@ class PPOTrainer(NamedTuple):
         config: The configuration.
     """
 
-    init: Callable[[jax.Array], TrainState]
+    init: Callable[..., TrainState]
     advance: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
     train: Callable[[jax.Array], tuple[Any, dict[str, jax.Array]]]
     static: Any
@@ -293,11 +295,13 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
     def env_obs(es: EnvState):
         return observe(spec, es.level, es.state)
 
-    def init(key: jax.Array) -> TrainState:
+    def init(key: jax.Array, levels: Level | None = None, params: Any = None) -> TrainState:
         k_levels, k_init, k_reset, key = jax.random.split(key, 4)
-        levels = jax.vmap(lambda k: scenario.make_level(k, "train"))(jax.random.split(k_levels, cfg.level_pool))
-        model = make_actor_critic(k_init, spec.obs_shape, spec.n_actions, cfg.network)
-        params, _ = eqx.partition(model, eqx.is_array)
+        if levels is None:
+            levels = jax.vmap(lambda k: scenario.make_level(k, "train"))(jax.random.split(k_levels, cfg.level_pool))
+        if params is None:
+            model = make_actor_critic(k_init, spec.obs_shape, spec.n_actions, cfg.network)
+            params, _ = eqx.partition(model, eqx.is_array)
         opt_state = tx.init(params)
         env_states = jax.vmap(lambda k: env_reset(k, levels))(jax.random.split(k_reset, cfg.num_envs))
         zeros = jnp.zeros(cfg.num_envs)

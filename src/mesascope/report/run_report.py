@@ -686,6 +686,52 @@ def _inside(run_dir: Path) -> Safe | None:
                         "and what editing them does.")
 
 
+ADVERSARIAL_ROWS = (
+    ("J_intended on its adversarial levels", "j_intended_adversarial"),
+    ("J_intended on held-out deploy levels", "j_intended_deploy"),
+    ("J_base on train levels", "j_base_train"),
+    ("behavioral objective", "behavioral_objective"),
+    ("EPIC(behavioral, intended), deploy", "epic_behavioral_intended_deploy"),
+    ("Hubinger", "hubinger"),
+)
+
+
+def _adversarial(run_dir: Path) -> Safe | None:
+    """Before and after adversarial fine-tuning (`mesascope adversarial`), or None for other runs."""
+    path = run_dir / "adversarial.json"
+    if not path.exists():
+        return None
+    body: list[str] = []
+    try:
+        result = read_json_object(path)
+        seeds = result["seeds"]
+        cols = ["measure", *[f"seed {r['seed']}: before → after" for r in seeds]]
+        rows = [[label, *[f"{_cell(r['before'][key])} → {_cell(r['after'][key])}" for r in seeds]]
+                for label, key in ADVERSARIAL_ROWS]
+        goals = sorted({g for r in seeds for g in (r["before"].get("first_reached_deploy") or {})})
+        for g in goals:
+            rows.append([f"P({g} first), deploy", *[f"{_cell((r['before'].get('first_reached_deploy') or {}).get(g))} → "
+                                                   f"{_cell((r['after'].get('first_reached_deploy') or {}).get(g))}" for r in seeds]])
+        rows.append(["intended regret of the searched levels (start → end of search)",
+                     *[f"{_cell(r['search']['regret_start'])} → {_cell(r['search']['regret_end'])}" for r in seeds]])
+        cfg = result.get("config") or {}
+        body.append(table(cols, rows, table_id="adversarial-table",
+                          caption=f"{cfg.get('levels')} levels per system, {cfg.get('rounds')} rounds of edits, "
+                                  f"{cfg.get('steps')} fine-tuning steps; the original run: {result.get('from')}."))
+    except (KeyError, TypeError, ValueError, MesascopeError) as err:  # a damaged file costs this section only
+        body.append(f'<p class="note">adversarial.json could not be read ({esc(type(err).__name__)}: {esc(err)}).</p>')
+    return section("adversarial", "Adversarial fine-tuning: before and after", body,
+                   lead="Each system was fine-tuned with the base objective on the levels where its exact intended regret "
+                        "was highest (`mesascope adversarial`); before is the original run's audit, after is this one's, "
+                        "on the same held-out levels.")
+
+
+def _cell(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.3f}".replace("-", "−")
+    return "–" if x is None else str(x)
+
+
 def build_run_report(run_dir: str | Path) -> str:
     """The report of a run folder as one self-contained HTML string.
 
@@ -728,6 +774,10 @@ def build_run_report(run_dir: str | Path) -> str:
     if inside is not None:
         sections.append(inside)
         toc.append(("inside", "Inside the network"))
+    adversarial = _adversarial(run_dir)
+    if adversarial is not None:
+        sections.insert(1, adversarial)
+        toc.insert(1, ("adversarial", "Before and after"))
     title = f"{audit.get('scenario', 'run')} · mesascope report"
     nav = "".join(f'<li><a href="#{esc(i)}">{esc(t)}</a></li>' for i, t in toc)
     n = len(audit.get("systems") or [])
