@@ -41,7 +41,7 @@ API_PAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "solve": ("Exact solver", "Exact dynamic programming on enumerable levels.", ("mesascope.solve",)),
     "measures": ("Measures", "Scores, first-reached probabilities, EPIC, the behavioral objective, shards and "
                  "the per-system `Measurements` every property reads.", ("mesascope.measures",)),
-    "optimizers": ("Base optimizers", "PPO, evolution, gradient descent and the exhaustive optimizer.",
+    "optimizers": ("Base optimizers", "PPO and its level curricula, evolution, gradient descent and the exhaustive optimizer.",
                    ("mesascope.optimizers",)),
     "systems": ("Systems", "Policies, mesa-optimizers, pointer mesa-optimizers and bridges.", ("mesascope.systems",)),
     "properties": ("Properties", "Thresholds and the properties of every school, from one system's `Measurements`.",
@@ -50,7 +50,7 @@ API_PAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                ("mesascope.graphs",)),
     "verdicts": ("Verdicts", "Every school's verdict and the audit's per-system block.", ("mesascope.verdicts",)),
     "experiments": ("Experiments", "Everything that writes run folders: plan and run, audit, reproduce, the "
-                    "catalogue, the result store and sweeps.",
+                    "catalogue, the result store, sweeps and adversarial fine-tuning.",
                     ("mesascope.experiments.run", "mesascope.experiments.audit", "mesascope.experiments.reproduce",
                      "mesascope.experiments")),
     "report": ("Report", "HTML reports of runs and sweeps, and MLflow tracking.", ("mesascope.report",)),

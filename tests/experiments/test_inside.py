@@ -190,3 +190,42 @@ def test_the_report_shows_what_probe_and_steer_wrote(tiny_run, capsys):
     html = build_run_report(tiny_run)
     assert "inside/ could not be read" in html and '<section id="verdicts">' in html
     (tiny_run / "inside" / "probes.json").unlink()
+
+
+# -- the ground-truth check: probes on an explicit mesa-optimizer whose objective is known ----------------------
+
+@pytest.fixture(scope="module")
+def mesa_run(tmp_path_factory):
+    """A cheese-corner-mesa run whose saved objectives are then set by hand: seed 0 wants the cheese only,
+    seed 1 the corner square only (read off as "up" and "right" weights would be; here the corner region)."""
+    out = tmp_path_factory.mktemp("mesa")
+    run("cheese-corner-mesa-v0", seeds=2, out=out, audit=AuditConfig(n_train=8, n_deploy=8),
+        overrides={"n_levels": 4, "steps": 2}, scenario_params={"grid_size": 5, "maze_sizes": (5,)})
+    from mesascope.systems.mesa import mesa_feature_names
+
+    names = mesa_feature_names(get_scenario("cheese-corner-mesa-v0", grid_size=5, maze_sizes=(5,)).spec)
+    for seed, wanted in ((0, "cheese"), (1, "up")):
+        theta = np.zeros(len(names), np.float32)
+        theta[names.index(wanted)] = 1.0
+        np.save(out / "systems" / f"seed-{seed}.npy", theta)
+    return out, names
+
+
+def test_probes_on_a_planner_recover_its_known_objective(mesa_run, capsys):
+    out, _ = mesa_run
+    assert main(["probe", str(out), "--levels", "16", "--folds", "4"]) == 0
+    result = json.loads((out / "inside" / "probes.json").read_text())
+    assert result["layers"] == ["features", "mesa reward", "planned q"] and result["optimizer"] == "mesa-gradient"
+    seeds = result["splits"]["deploy"]["seeds"]
+
+    def gain(seed, goal):  # held-out accuracy above the best constant guess
+        score = seeds[seed][f"next action for {goal}"]["planned q"]
+        return score["accuracy"] - score["majority"]
+
+    cheese = seeds["0"]["next action for cheese"]["planned q"]
+    # The planner that wants the cheese plans the cheese's optimal actions: its Q decodes them far above
+    # both baselines; the cheese is worth far less to decode from the planner that wants to go up.
+    assert cheese["accuracy"] > 0.9 and cheese["accuracy"] > cheese["shuffled"] + 0.3
+    assert gain("0", "cheese") > 0.5 and gain("0", "cheese") > gain("1", "cheese") + 0.2
+    assert gain("0", "cheese") > gain("0", "corner") + 0.3
+    assert "planned q" in capsys.readouterr().out

@@ -25,7 +25,13 @@ a free square other than the start and the object, the exact probability that th
 square before reaching any candidate goal, unedited and steered, and the share of those levels where it
 is above one half.
 
-Only networks trained by mesascope's PPO have layers to read; other runs are refused with the reason.
+Only networks trained by mesascope's PPO have layers to steer. Probes also read explicit
+mesa-optimizers (`mesa-*` optimizers), whose objective is known: the ground-truth check of the probes.
+A planner's "layers" at a state are what it computes there: `features` (what it perceives of each
+action's cell, `psi(s, a)` flattened), `mesa reward` (its objective applied to them, one value per
+action) and `planned q` (its soft `Q` after planning, one value per action). A probe that works should
+decode the next optimal action of the goal the planner's read-off objective pursues from `planned q`.
+Other runs are refused with the reason.
 """
 
 from __future__ import annotations
@@ -139,12 +145,15 @@ def check_network_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
 
 
 def check_probe_run(run_dir: Path, *, n_levels: int, folds: int, ridge: float) -> tuple[dict[str, Any], Any]:
-    """`check_network_run`, and the probe options in range.
+    """The run's metadata and scenario, once it is known to hold PPO networks or explicit mesa-optimizers,
+    and the probe options in range.
 
     Raises:
-        MesascopeError: if the run has no networks to read, or the options are out of range.
+        MesascopeError: if the run has nothing to read layer by layer, or the options are out of range.
     """
-    meta, scenario = check_network_run(run_dir)
+    meta, scenario = load_run(run_dir)
+    if not str(meta.get("optimizer", "ppo")).startswith("mesa"):
+        meta, scenario = check_network_run(run_dir)
     if n_levels < 2 or not 2 <= folds <= n_levels:
         raise MesascopeError(f"--levels must be at least 2 and --folds in [2, levels]; got levels {n_levels}, folds {folds}")
     if not ridge > 0:
@@ -180,6 +189,48 @@ def _networks(run_dir: Path, meta: dict[str, Any], scenario: Any) -> _Networks:
     return _Networks(seeds, params, layer_names(networks[0]), static, acts)
 
 
+class _Planners(NamedTuple):
+    seeds: list[int]
+    names: tuple[str, ...]
+    layers: Callable[[int, Level, Any, np.ndarray], dict[str, np.ndarray]]  # (seed index, levels, tab, live)
+
+
+PLANNER_LAYERS = ("features", "mesa reward", "planned q")
+"""What an explicit mesa-optimizer computes at a state, in the order it computes it (module docstring)."""
+
+
+def _planners(run_dir: Path, meta: dict[str, Any], scenario: Any) -> _Planners:
+    """Every seed's mesa-optimizer of a `mesa-*` run, read as layers at every live state.
+
+    Raises:
+        MesascopeError: if a seed's saved objective is missing.
+    """
+    from mesascope.experiments.train import mesa_system
+    from mesascope.systems.mesa import MesaParams, soft_q
+
+    trainer = get_trainer(meta["optimizer"])
+    config = trainer.from_json(meta["config"])
+    seeds = list(meta["seeds"])
+    missing = [p for p in trainer.system_paths(Path(run_dir), seeds) if not p.exists()]
+    if missing:
+        raise MesascopeError(f"{missing[0]} is missing: the run's training did not finish; rerun `mesascope run`")
+    system = mesa_system(scenario, config)
+    thetas = [jnp.asarray(np.load(p)) for p in trainer.system_paths(Path(run_dir), seeds)]
+
+    @jax.jit
+    def one(theta, level, tab):
+        psi = system.features(level)  # [S, A, M]
+        reward = psi @ theta
+        q = soft_q(tab.next_state, reward, system.gamma, system.beta, system.iters)
+        return psi.reshape(psi.shape[0], -1), reward, q
+
+    def layers(i: int, levels: Level, tab: Any, live: np.ndarray) -> dict[str, np.ndarray]:
+        psi, reward, q = jax.vmap(one, in_axes=(None, 0, 0))(MesaParams(thetas[i]).theta, levels, tab)
+        return {name: np.asarray(x)[live] for name, x in zip(PLANNER_LAYERS, (psi, reward, q), strict=True)}
+
+    return _Planners(seeds, PLANNER_LAYERS, layers)
+
+
 def probe_run(
     run_dir: Path,
     *,
@@ -188,10 +239,11 @@ def probe_run(
     ridge: float = 1.0,
     progress: Callable[[str, float], None] = lambda stage, frac: None,
 ) -> dict[str, Any]:
-    """Probe every layer of every seed's network of a PPO run, on train and deploy levels.
+    """Probe every layer of every seed's system, on train and deploy levels.
 
     Args:
-        run_dir: A finished gridworld run trained with mesascope's PPO.
+        run_dir: A finished gridworld run trained with mesascope's PPO, or of an explicit mesa-optimizer
+            (its planner's layers, `PLANNER_LAYERS`).
         n_levels: Levels per split (the audit's sample, its first `n_levels`).
         folds: Folds over levels for the cross-validation.
         ridge: Ridge penalty on standardised activations.
@@ -204,10 +256,20 @@ def probe_run(
         MesascopeError: if the run has no networks to read, or the options are out of range.
     """
     meta, scenario = check_probe_run(run_dir, n_levels=n_levels, folds=folds, ridge=ridge)
-    nets = _networks(run_dir, meta, scenario)
-    seeds, names, acts = nets.seeds, nets.names, nets.acts
+    if str(meta.get("optimizer", "ppo")).startswith("mesa"):
+        planners = _planners(run_dir, meta, scenario)
+        seeds, names, layers_of = planners.seeds, planners.names, planners.layers
+    else:
+        nets = _networks(run_dir, meta, scenario)
+        seeds, names = nets.seeds, nets.names
+
+        def layers_of(i: int, lv: Level, tab: Any, live: np.ndarray) -> dict[str, np.ndarray]:
+            obs = _observations(scenario, lv)[live]  # [N, H, W, C]
+            return {k: np.asarray(v) for k, v in nets.acts(nets.params[i], jnp.asarray(obs)).items()}
+
     levels = audited_levels(scenario, AuditConfig(n_train=n_levels, n_deploy=n_levels))
     result: dict[str, Any] = {"levels": n_levels, "folds": folds, "ridge": ridge, "layers": list(names),
+                              "optimizer": meta.get("optimizer", "ppo"),
                               "shuffle_seed": PROBE_SEED, "splits": {}}
     steps = len(levels) * len(seeds)
     done = 0
@@ -216,10 +278,9 @@ def probe_run(
         live = _live(tab)
         targets = probe_targets(scenario, lv, tab, live)
         level_of = np.nonzero(live)[0]
-        obs = _observations(scenario, lv)[live]  # [N, H, W, C]
         per_seed = []
-        for seed, params in zip(seeds, nets.params, strict=True):
-            layers = {k: np.asarray(v) for k, v in acts(params, jnp.asarray(obs)).items()}
+        for i, seed in enumerate(seeds):
+            layers = layers_of(i, lv, tab, live)
             rng = np.random.default_rng([PROBE_SEED, seed])
             per_seed.append({
                 target: {layer: cross_validated_probe(layers[layer], correct, level_of, folds=folds, ridge=ridge,

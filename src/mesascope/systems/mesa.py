@@ -49,6 +49,7 @@ __all__ = [
     "mesa_feature_names",
     "mesa_features",
     "mesa_next_features",
+    "soft_q",
     "split_transition_reward",
     "train_evolution",
     "train_gradient",
@@ -114,7 +115,8 @@ def split_transition_reward(realised: jax.Array, next_part: jax.Array, next_stat
     return TransitionReward(realised - next_part[next_state], next_part)
 
 
-def _soft_q(next_state: jax.Array, reward: jax.Array, gamma: float, beta: float, iters: int) -> jax.Array:
+def soft_q(next_state: jax.Array, reward: jax.Array, gamma: float, beta: float, iters: int) -> jax.Array:
+    """The planner's soft `Q` `[S, A]` after `iters` soft Bellman backups of `reward` `[S, A]` (one level)."""
     # A fixed number of soft Bellman backups keeps the planner differentiable end to end.
     def body(v, _):
         q = reward + gamma * v[next_state]
@@ -177,7 +179,7 @@ class MesaOptimizer:
 
     def action_probs(self, params: MesaParams, level: Level, tab: TabularMDP) -> jax.Array:
         """What it does on every state of one level: float32 `[S, A]` (plan, then Boltzmann choice)."""
-        q = _soft_q(tab.next_state, self.mesa_reward(params, level), self.gamma, self.beta, self.iters)
+        q = soft_q(tab.next_state, self.mesa_reward(params, level), self.gamma, self.beta, self.iters)
         return jax.nn.softmax(self.beta * q, axis=-1)
 
     def mesa_objective(self, params: MesaParams) -> dict[str, float]:
