@@ -377,3 +377,42 @@ def test_sb3_ppo_trained_through_gymnasium_is_audited(tmp_path, capsys):
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     code, _, err = _run(capsys, "audit", str(out), "--audit-levels", "8", "--db", str(tmp_path / "runs.duckdb"))
     assert code == 0, err
+
+
+def test_the_layers_of_an_sb3_policy_are_probed(tmp_path, capsys):
+    sb3 = pytest.importorskip("stable_baselines3", reason="stable-baselines3 is in the optional extra `bench`")
+    import torch
+
+    from mesascope.scenarios import get_scenario
+    from mesascope.systems.outside import parse_policy_spec, sb3_layer_activations
+
+    model = sb3.PPO("MlpPolicy", _sb3_env(**TINY_PARAMS), n_steps=64, batch_size=64, device="cpu", seed=0)
+    model.save(tmp_path / "agent.zip")
+    grid = get_scenario("cheese-corner-v0", **TINY_PARAMS).spec
+    names, acts = sb3_layer_activations(parse_policy_spec(str(tmp_path / "agent.zip")), grid)
+    assert names[0] == "features_extractor.flatten" and names[-1] == "action_net"
+    obs = np.random.default_rng(0).random((5, *grid.obs_shape)).astype(np.float32)
+    layers = acts(obs)
+    with torch.no_grad():
+        probs = model.policy.get_distribution(torch.as_tensor(obs)).distribution.probs.numpy()
+    # The action head's output is the policy's logits; the first layer is the flattened observation.
+    np.testing.assert_allclose(np.asarray(jax.nn.softmax(layers["action_net"], -1)), probs, atol=1e-6)
+    np.testing.assert_allclose(layers["features_extractor.flatten"], obs.reshape(5, -1))
+
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, "audit-policy", "cheese-corner-v0", "--policy", str(tmp_path / "agent.zip"), *TINY,
+                        "--out", str(out), "--db", str(tmp_path / "runs.duckdb"))
+    assert code == 0, err
+    code, stdout, err = _run(capsys, "probe", str(out), "--levels", "8", "--folds", "2")
+    assert code == 0, err
+    result = json.loads((out / "inside" / "probes.json").read_text())
+    assert result["layers"] == list(names) and result["optimizer"] == "outside"
+
+
+def test_a_callable_outside_policy_is_a_black_box_to_probes(agents, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, "audit-policy", "cheese-corner-v0", "--policy", f"{agents}:uniform", *TINY, "--out", str(out),
+                        "--db", str(tmp_path / "runs.duckdb"))
+    assert code == 0, err
+    code, _, err = _run(capsys, "probe", str(out), "--levels", "8", "--folds", "2")
+    assert code == 2 and "a callable is a black box" in err, err

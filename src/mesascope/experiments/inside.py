@@ -25,7 +25,9 @@ a free square other than the start and the object, the exact probability that th
 square before reaching any candidate goal, unedited and steered, and the share of those levels where it
 is above one half.
 
-Only networks trained by mesascope's PPO have layers to steer. Probes also read explicit
+Only networks trained by mesascope's PPO have layers to steer. Probes also read the layers of a
+stable-baselines3 actor-critic audited with `mesascope audit-policy` (torch forward hooks on the modules of
+its action path, `mesascope.systems.outside.sb3_layer_activations`), and explicit
 mesa-optimizers (`mesa-*` optimizers), whose objective is known: the ground-truth check of the probes.
 A planner's "layers" at a state are what it computes there: `features` (what it perceives of each
 action's cell, `psi(s, a)` flattened), `mesa reward` (its objective applied to them, one value per
@@ -152,7 +154,14 @@ def check_probe_run(run_dir: Path, *, n_levels: int, folds: int, ridge: float) -
         MesascopeError: if the run has nothing to read layer by layer, or the options are out of range.
     """
     meta, scenario = load_run(run_dir)
-    if not str(meta.get("optimizer", "ppo")).startswith("mesa"):
+    optimizer = str(meta.get("optimizer", "ppo"))
+    if optimizer == "outside" and scenario.kind == "gridworld":
+        fmt = (meta.get("config") or {}).get("format")
+        if fmt != "sb3":
+            raise MesascopeError(f"{run_dir} audits an outside {fmt} policy: probes read the layers of stable-baselines3 "
+                                 "policies (torch modules), while a callable is a black box to mesascope and an ONNX "
+                                 "graph's intermediate outputs are not read")
+    elif not optimizer.startswith("mesa"):
         meta, scenario = check_network_run(run_dir)
     if n_levels < 2 or not 2 <= folds <= n_levels:
         raise MesascopeError(f"--levels must be at least 2 and --folds in [2, levels]; got levels {n_levels}, folds {folds}")
@@ -259,6 +268,16 @@ def probe_run(
     if str(meta.get("optimizer", "ppo")).startswith("mesa"):
         planners = _planners(run_dir, meta, scenario)
         seeds, names, layers_of = planners.seeds, planners.names, planners.layers
+    elif meta.get("optimizer") == "outside":
+        from mesascope.systems.outside import OutsideRecord, sb3_layer_activations
+
+        spec = OutsideRecord(**meta["config"]).spec_in(Path(run_dir))
+        seeds = list(meta["seeds"])
+        names, torch_acts = sb3_layer_activations(spec, scenario.spec)
+
+        def layers_of(i: int, lv: Level, tab: Any, live: np.ndarray) -> dict[str, np.ndarray]:
+            obs = _observations(scenario, lv)[live]
+            return torch_acts(np.asarray(obs, np.float32))
     else:
         nets = _networks(run_dir, meta, scenario)
         seeds, names = nets.seeds, nets.names

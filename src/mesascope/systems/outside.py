@@ -52,6 +52,7 @@ __all__ = [
     "load_policy",
     "outside_action_probs",
     "parse_policy_spec",
+    "sb3_layer_activations",
 ]
 
 FILE_FORMATS = {".zip": "sb3", ".onnx": "onnx"}
@@ -270,9 +271,9 @@ def _obs_mismatch(spec: PolicySpec, declared: tuple[Any, ...], obs_shape: tuple[
     )
 
 
-def _load_sb3(spec: PolicySpec, grid: GridSpec) -> Callable[[np.ndarray], np.ndarray]:
+def _sb3_policy(spec: PolicySpec, grid: GridSpec) -> Any:
+    """The torch policy of a stable-baselines3 `.zip`, rebuilt and checked against the scenario."""
     _require("sb3")
-    import torch
     from gymnasium import spaces
     from stable_baselines3.common.save_util import load_from_zip_file
 
@@ -296,6 +297,13 @@ def _load_sb3(spec: PolicySpec, grid: GridSpec) -> Callable[[np.ndarray], np.nda
     except Exception as err:  # noqa: BLE001
         raise MesascopeError(f"--policy {spec.text}: its policy network could not be rebuilt: {error_line(err)}") from None
     policy.set_training_mode(False)
+    return policy
+
+
+def _load_sb3(spec: PolicySpec, grid: GridSpec) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    policy = _sb3_policy(spec, grid)
 
     def probs(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -312,6 +320,41 @@ def _load_sb3(spec: PolicySpec, grid: GridSpec) -> Callable[[np.ndarray], np.nda
             "mesascope reads actor-critic (PPO, A2C) and DQN policies"
         )
     return probs
+
+
+def sb3_layer_activations(spec: PolicySpec, grid: GridSpec) -> tuple[tuple[str, ...], Callable[[np.ndarray], dict[str, np.ndarray]]]:
+    """Every layer of an SB3 actor-critic's action path, read with torch forward hooks.
+
+    The layers are the leaf modules that run when the policy computes its action distribution (the
+    features extractor, the actor's part of the MLP, the action head), named by their module path, in
+    the order they run; each is flattened to `[B, D]`.
+
+    Returns:
+        `(names, activations)`, `activations(obs [B, *obs_shape]) -> {name: float32 [B, D]}`.
+
+    Raises:
+        MesascopeError: if the file is not such a policy (DQN policies have no action distribution).
+    """
+    import torch
+
+    policy = _sb3_policy(spec, grid)
+    if not hasattr(policy, "get_distribution"):
+        raise MesascopeError(f"--policy {spec.text}: probes read actor-critic (PPO, A2C) policies, whose action "
+                             "distribution is a chain of layers")
+    leaves = {name: m for name, m in policy.named_modules() if name and not list(m.children())}
+    seen: dict[str, np.ndarray] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(
+        name, out.detach().reshape(out.shape[0], -1).numpy().astype(np.float32))) for name, m in leaves.items()]
+
+    def activations(obs: np.ndarray) -> dict[str, np.ndarray]:
+        seen.clear()
+        with torch.no_grad():
+            policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32))
+        return dict(seen)
+
+    names = tuple(activations(np.zeros((1, *grid.obs_shape), np.float32)))
+    del hooks  # the hooks stay registered for the policy's lifetime; the handles are not needed
+    return names, activations
 
 
 def _load_onnx(spec: PolicySpec, grid: GridSpec) -> Callable[[np.ndarray], np.ndarray]:
