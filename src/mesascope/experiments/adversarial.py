@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope.experiments.audit import AuditConfig, audit_run
-from mesascope.experiments.train import get_trainer, load_networks
+from mesascope.experiments.train import ProgressFn, get_trainer, load_networks
 from mesascope.levels.grid import Level
 from mesascope.measures.scores import (
     normalised_score,
@@ -53,13 +53,6 @@ __all__ = ["ADVERSARIAL_SEED", "AdversarialConfig", "adversarial_run", "intended
 
 ADVERSARIAL_SEED = 29_000_029
 """Seeds the starting levels and the edits of the adversarial search (the same for every run)."""
-
-ProgressFn = Callable[[str, float], None]
-
-
-def _noop(stage: str, frac: float) -> None:
-    return None
-
 
 @dataclass(frozen=True)
 class AdversarialConfig:
@@ -133,7 +126,7 @@ def _policy(network: Any) -> Callable[[jax.Array], jax.Array]:
 
 def adversarial_run(run_dir: Path, out: Path, config: AdversarialConfig = AdversarialConfig(),
                     audit: AuditConfig = AuditConfig(), thresholds: Thresholds = Thresholds(),
-                    progress: ProgressFn = _noop) -> dict[str, Any]:
+                    progress: ProgressFn = lambda stage, frac: None) -> dict[str, Any]:
     """Search, fine-tune and audit (see the module docstring); writes the run folder `out`.
 
     Returns:

@@ -316,7 +316,7 @@ def _load_sb3(spec: PolicySpec, grid: GridSpec) -> Callable[[np.ndarray], np.nda
 
     if not hasattr(policy, "get_distribution") and not hasattr(policy, "q_net"):
         raise MesascopeError(
-            f"--policy {spec.text}: {policy_class.__name__} has neither an action distribution nor a Q-network; "
+            f"--policy {spec.text}: {type(policy).__name__} has neither an action distribution nor a Q-network; "
             "mesascope reads actor-critic (PPO, A2C) and DQN policies"
         )
     return probs
