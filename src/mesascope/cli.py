@@ -886,7 +886,7 @@ def curve_table(curve: dict[str, Any]) -> Table:
 
     for row in curve["points"]:
         values = {**row["params"], **row["settings"]}
-        cells = [json.dumps(values[n]) for n in curve["swept"]]
+        cells = [values[n] if isinstance(values[n], str) else json.dumps(values[n]) for n in curve["swept"]]
         if row["status"] != "complete":
             error = row.get("error") or ""
             table.add_row(*cells, "-", f"[red]{row['status']}[/]", error if len(error) <= 80 else error[:77] + "...", "-")

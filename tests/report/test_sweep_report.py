@@ -116,7 +116,7 @@ def test_a_two_axis_sweep_draws_a_line_per_value_of_the_second_axis(tmp_path, st
     assert html.count("curriculum=dr") >= 1 and html.count("curriculum=plr") >= 1
     assert "training episodes on separating levels" in html
     rows = structure_of(html).tables["curve-table"]
-    assert rows[1][:3] == ["alpha=0, curriculum=\"dr\"", "J_intended on deploy", "0.050"]
+    assert rows[1][:3] == ["alpha=0, curriculum=dr", "J_intended on deploy", "0.050"]
 
 
 def test_point_summary_reads_the_training_record(tmp_path):

@@ -191,8 +191,9 @@ def grid_curve_svg(param: str, series_param: str, lines: Mapping[str, Mapping[st
     Args:
         param: The x axis's parameter name.
         series_param: The parameter whose values are the lines.
-        lines: line label -> `{"x": [...], metric: {"mean": [...], "lo": [...], "hi": [...]}}`, the x
-            values and, per metric, the mean over seeds and the spread band (`None` marks a missing point).
+        lines: line label -> `{"x": [...], metric: {"mean": [...], "lo": [...], "hi": [...], "uniform": [...]}}`,
+            the x values and, per metric, the mean over seeds, the spread band and (optional) the
+            uniform-random policy's value, drawn dashed once (`None` marks a missing point).
         metrics: The metrics to draw, in panel order.
 
     Returns:
@@ -224,6 +225,13 @@ def grid_curve_svg(param: str, series_param: str, lines: Mapping[str, Mapping[st
                 ok = np.isfinite(mean)
                 ax.plot(x[ok], mean[ok], color=colour, marker="o", markersize=4, linewidth=1.6,
                         label=f"{series_param}={label}", zorder=4)
+            first = next(iter(lines.values()), {})
+            uniform = arr(((first.get(metric) or {}).get("uniform")) or [None] * len(first.get("x", [])))
+            if np.isfinite(uniform).any():  # the uniform-random policy's value does not depend on the line
+                x = np.asarray([pos[v] for v in first["x"]], float)
+                fine = np.isfinite(uniform)
+                ax.plot(x[fine], uniform[fine], color=COLOURS["ink"], linestyle="--", linewidth=1.1,
+                        label="uniform-random", zorder=2)
             ax.set_title(metric.replace("_", " "), fontsize=9)
             ax.set_xlabel(param)
             ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in xs])

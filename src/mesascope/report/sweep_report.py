@@ -33,7 +33,7 @@ _SPREAD_KEYS = ("std", "spread", "sd")
 
 def _label(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}={json.dumps(v)}" for k, v in value.items())
+        return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in value.items())
     return value
 
 
@@ -144,8 +144,8 @@ def _two_axes(data: Mapping[str, Any], titled: Mapping[str, Mapping[str, list[An
         line = lines.setdefault(str(_label(v[line_name])), {"x": []})
         line["x"].append(v[x_name])
         for metric, col in titled.items():
-            entry = line.setdefault(metric, {"mean": [], "lo": [], "hi": []})
-            for key in ("mean", "lo", "hi"):
+            entry = line.setdefault(metric, {"mean": [], "lo": [], "hi": [], "uniform": []})
+            for key in ("mean", "lo", "hi", "uniform"):
                 entry[key].append(col[key][i])
     return x_name, line_name, lines
 
@@ -183,7 +183,7 @@ def build_sweep_report(sweep_dir: str | Path) -> str:
             f'<figure class="plot">{svg}<figcaption>Mean over seeds (line), spread over seeds (band: min to max, '
             "or mean ± std), one dot per seed.</figcaption></figure>",
             f'<div class="scroll">{tbl}</div>',
-        ], lead=f"{len(values)} values of {param}." + (
+        ], lead=(f"{len(values)} points: {' x '.join(data['swept'])}." if grid is not None else f"{len(values)} values of {param}.") + (
             " Fixed: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in data["fixed"].items()) + "."
             if isinstance(data.get("fixed"), Mapping) and data["fixed"] else "")),
     ]
