@@ -256,3 +256,15 @@ def test_shown_separating_reads_the_reservoir(tiny):
     plain = make_train(tiny, cfg)
     ts, _ = jax.jit(jax.vmap(lambda k: plain.advance(plain.init(k), 8)))(jnp.stack([jax.random.key(0)]))
     assert (shown_separating(tiny, ts) == 0).all()  # alpha 0: the cheese is always in the corner
+
+
+def test_accel_on_a_scenario_without_edits_is_refused_before_anything_is_written(tmp_path, capsys):
+    from mesascope.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "red-door-v0", "--set", "curriculum=accel", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "declares no edits" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main(["run", "cheese-corner-v0", "--set", "curriculum=ucb", "--out", str(out)]) == 2
+    assert "curriculum must be one of" in capsys.readouterr().err and not out.exists()

@@ -122,6 +122,9 @@ def plan_run(
         return RunPlan(scenario_id, scenario, given, preset, tuple(range(seeds)), config, config)
     trainer = get_trainer(scenario.optimizer)
     config = trainer.config(preset, overrides)
+    if getattr(config, "curriculum", None) == "accel" and scenario.mutate is None:
+        raise MesascopeError(f"--set curriculum=accel edits training levels, and {scenario_id} declares no edits "
+                             "(Scenario.mutate); choose dr, plr or exact-plr")
     return RunPlan(scenario_id, scenario, given, preset, tuple(range(seeds)), config, trainer.to_json(config))
 
 
