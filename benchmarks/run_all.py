@@ -4,7 +4,7 @@
 Without the extra, the peer comparisons are reported as skipped with the install command; mesascope's own
 numbers are still measured. Budget: about 5-8 minutes on a 2-core machine (time to competence alone: 2-3).
 
-Usage: `.venv/bin/python benchmarks/run_all.py [--only env,solver,measures,audit,competence,curricula,ppo] [--out PATH]`
+Usage: `.venv/bin/python benchmarks/run_all.py [--only env,solver,measures,audit,competence,curricula,jaxgmg,ppo] [--out PATH]`
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import mesascope  # noqa: E402,F401  (sets XLA_FLAGS before JAX initialises)
 
 from _common import machine  # noqa: E402
 
-BENCHES = ("env", "solver", "measures", "audit", "competence", "curricula", "ppo")  # ppo last: it limits torch to one thread for the whole process
+BENCHES = ("env", "solver", "measures", "audit", "competence", "curricula", "jaxgmg", "ppo")  # ppo last: it limits torch to one thread for the whole process
 
 
 def _versions() -> dict[str, str | None]:
@@ -98,6 +98,14 @@ def _summary_rows(results: dict[str, Any]) -> list[tuple[str, str, float | None,
             if name != "dr":
                 rows.append(("curric", f"{name} steps/s vs plain PPO (dr)", ratio, None,
                              f"{curricula['steps_per_s'][name] / 1e3:.1f}k vs {curricula['steps_per_s']['dr'] / 1e3:.1f}k steps/s"))
+    jaxgmg = results.get("jaxgmg")
+    if jaxgmg and "error" not in jaxgmg:
+        if "skipped" in jaxgmg:
+            rows.append(("jaxgmg", "mesascope PPO vs jaxgmg PPO", None, jaxgmg["goal"], "skipped: " + jaxgmg["skipped"]))
+        else:
+            for name, ratio in jaxgmg["ratio_vs"].items():
+                rows.append(("jaxgmg", f"PPO steps/s vs {name}", ratio, jaxgmg["goal"],
+                             f"{jaxgmg['params'][name] / 1e3:.1f}k vs 60.5k parameters"))
     for name, res in results.items():
         if "error" in res:
             rows.append((name, "error", None, None, res["error"].splitlines()[-1]))
