@@ -506,22 +506,24 @@ def adversarial_command(
     _write_report(out)
     table = Table(title=f"adversarial fine-tuning · {levels} levels x {rounds} rounds of edits, {steps} steps · before -> after",
                   show_lines=True)
-    for name in ("seed", "regret on searched levels", "J_int adversarial", "J_int deploy", "J_base train",
-                 "behavioral objective", "EPIC beh~int", "Hubinger"):
-        table.add_column(name)
+    table.add_column("measure")
     for row in result["seeds"]:
-        b, a = row["before"], row["after"]
-        pair = lambda k: f"{_num(b[k])} -> {_num(a[k])}"  # noqa: E731
-        table.add_row(str(row["seed"]), f"{row['search']['regret_start']:.3f} -> {row['search']['regret_end']:.3f}",
-                      pair("j_intended_adversarial"), pair("j_intended_deploy"), pair("j_base_train"),
-                      f"{b['behavioral_objective']} -> {a['behavioral_objective']}",
-                      pair("epic_behavioral_intended_deploy"), f"{b['hubinger']} -> {a['hubinger']}")
-    console.print(table)
+        table.add_column(f"seed {row['seed']}")
+    measures = [("intended regret, searched levels", lambda r, k: r["search"]["regret_" + ("start" if k == "before" else "end")]),
+                ("J_int, its adversarial levels", lambda r, k: r[k]["j_intended_adversarial"]),
+                ("J_int, held-out deploy", lambda r, k: r[k]["j_intended_deploy"]),
+                ("J_base, train", lambda r, k: r[k]["j_base_train"]),
+                ("behavioral objective", lambda r, k: r[k]["behavioral_objective"]),
+                ("Hubinger", lambda r, k: r[k]["hubinger"])]
+    for label, get in measures:
+        table.add_row(label, *(f"{_num(get(r, 'before'))} -> {_num(get(r, 'after'))}" for r in result["seeds"]))
     console.print(f"[dim]written to[/] {out / 'adversarial.json'} [dim]and[/] {out / 'report.html'}")
 
 
 def _num(x: Any) -> str:
-    return "–" if x is None else f"{x:.3f}"
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return "–" if x is None else str(x)
 
 
 @app.command("explain")
