@@ -100,10 +100,10 @@ def _level(key: jax.Array, split: str, *, grid_size: int, maze_sizes: tuple[int,
 
 
 PARAMS = (
-    Param("grid_size", "int", 7, "side of the (odd) wall grid every level is padded to", low=5, high=21),
-    Param("maze_sizes", "ints", (5, 7), "odd maze sides drawn uniformly per level (each at most grid_size)", low=5, high=21),
+    Param("grid_size", "int", 7, "side of the (odd) wall grid every level is padded to", low=5, high=49),
+    Param("maze_sizes", "ints", (5, 7), "odd maze sides drawn uniformly per level (each at most grid_size)", low=5, high=49),
     Param("region", "int", 1, "side of the top-right training region the cheese is drawn from (1 = the corner square)",
-          low=1, high=19),
+          low=1, high=47),
     ALPHA_PARAM,
     Param("view", "str", "egocentric", "what the agent observes: the grid re-centred on it (egocentric, "
           "[2H-1, 2W-1, 2]) or the grid as it is with an agent channel (full, [H, W, 3])",
