@@ -268,3 +268,44 @@ def test_accel_on_a_scenario_without_edits_is_refused_before_anything_is_written
     assert not out.exists()
     assert main(["run", "cheese-corner-v0", "--set", "curriculum=ucb", "--out", str(out)]) == 2
     assert "curriculum must be one of" in capsys.readouterr().err and not out.exists()
+
+
+def test_exact_regret_against_shortest_paths_and_a_numpy_solve(tiny):
+    """The buffer's scores against a second implementation: `V*` from breadth-first shortest paths (one
+    cheese, paid on arrival, ends the episode: `gamma^(d-1)` for a path of `d` steps) and `V^pi` from a
+    float64 NumPy linear solve of the network's Markov chain."""
+    import equinox as eqx
+
+    from mesascope.measures.scores import system_action_probs
+    from mesascope.systems.policy import action_probs
+
+    cfg = ppo_config("fast", total_timesteps=64 * 16, level_pool=64, curriculum="exact-plr", buffer_size=64)
+    trainer = make_train(tiny, cfg)
+    ts, _ = jax.jit(lambda t: trainer.advance(t, 1))(jax.jit(trainer.init)(jax.random.key(7)))
+    buf = ts.curriculum.buffer
+    n = int(buf.size)
+    levels = jax.tree_util.tree_map(lambda x: x[:n], buf.levels)
+    tab = tabularize_levels(tiny.spec, levels)
+    net = eqx.combine(ts.params, trainer.static)
+    probs = np.asarray(system_action_probs(tiny.spec, levels, lambda obs: action_probs(net, obs)), np.float64)
+    w = tiny.base_objective.vector(tiny.feature_names)
+    gamma = tiny.spec.gamma
+    for i in range(n):
+        ns = np.asarray(tab.next_state[i])
+        reward = np.asarray(tab.features[i]) @ w  # [S, A]
+        s0 = int(tab.start[i])
+        dist, frontier = {s0: 0}, [s0]
+        while frontier and not any((reward[s] > 0).any() for s in frontier):
+            nxt = []
+            for s in frontier:
+                for t in ns[s]:
+                    if int(t) not in dist:
+                        dist[int(t)] = dist[s] + 1
+                        nxt.append(int(t))
+            frontier = nxt
+        d = 1 + min(dist[s] for s in frontier if (reward[s] > 0).any())
+        v_star = gamma ** (d - 1)
+        p = np.zeros((ns.shape[0], ns.shape[0]))
+        np.add.at(p, (np.repeat(np.arange(ns.shape[0]), ns.shape[1]), ns.ravel()), probs[i].ravel())
+        v_pi = np.linalg.solve(np.eye(ns.shape[0]) - gamma * p, (probs[i] * reward).sum(1))[s0]
+        assert float(buf.scores[i]) == pytest.approx(v_star - v_pi, abs=5e-5), i
