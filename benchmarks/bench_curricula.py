@@ -10,8 +10,8 @@ same run. What the overhead buys:
 - `plr` (positive value loss or MaxMC): a scan over the rollout for each episode's score and the
   insertion of each environment's finished episode into the buffer;
 - `exact-plr`: the same, plus the exact regret of every finished episode's level under the base
-  objective: its tabular view, the network on every state of it, and `max_steps` Bellman backups for
-  the best policy and for the network (`mesascope.solve.dp.finite_horizon_regret`).
+  objective: its tabular view, the network on every state of it, value iteration and policy evaluation;
+- `accel`: `exact-plr`, plus the edits of each replayed level and the exact regret of every child.
 
 Robust PLR discards the gradients of fresh levels, so it also learns from fewer steps; that is a cost in
 steps to competence, not in steps/s, and the sweep's table reports it.
@@ -33,7 +33,8 @@ from _common import fmt_rate, median, timed
 
 SCENARIO = "cheese-corner-v0"
 CONTENDERS = {"dr": {}, "plr (pvl)": {"curriculum": "plr", "plr_score": "pvl"},
-              "plr (maxmc)": {"curriculum": "plr", "plr_score": "maxmc"}, "exact-plr": {"curriculum": "exact-plr"}}
+              "plr (maxmc)": {"curriculum": "plr", "plr_score": "maxmc"}, "exact-plr": {"curriculum": "exact-plr"},
+              "accel": {"curriculum": "accel"}}
 WARM = 60
 UPDATES = 20
 REPEATS = 3
