@@ -145,7 +145,7 @@ PPO_SETTINGS = (
           "(prioritised level replay on plr_score), exact-plr (on exact regret), accel (exact-plr with edited "
           "levels)", choices=CURRICULA),
     Param("plr_score", "str", "pvl", "plr's level score: pvl (positive value loss) or maxmc", choices=PLR_SCORES),
-    Param("replay_prob", "float", 0.5, "probability an episode starts on a buffer level (plr, exact-plr)",
+    Param("replay_prob", "float", 0.5, "probability an episode starts on a buffer level (plr, exact-plr, accel)",
           low=0.0, high=1.0),
     Param("buffer_size", "int", 1024, "levels the PLR buffer holds", low=1, high=1_000_000),
     Param("rank_temperature", "float", 0.3, "temperature of PLR's rank prioritisation", low=1e-3, high=100.0),
