@@ -24,6 +24,19 @@ import pytest
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.tabular import tabularize
 
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Every loaded XLA:CPU executable keeps memory mappings; one process running the whole suite collects
+    enough of them to reach the kernel's `vm.max_map_count` (65,530 by default), and the next program it
+    loads from the persistent compilation cache then crashes the process. Later modules reload what they
+    need from that cache.
+    """
+    yield
+    jax.clear_caches()
+
+
 # ASCII legend for `draw_level`. Keys and chests are placed first among the objects so that they are
 # the tracked slots (their consumed bit is part of the tabular state).
 LEGEND = {
