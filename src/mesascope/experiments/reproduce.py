@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from mesascope.experiments.audit import AuditConfig
 from mesascope.experiments.catalog import reproduce_command
 from mesascope.experiments.run import RunEvents, run
@@ -164,6 +166,10 @@ def reproduce(
         rows.append(row)
         on_result(row)
         write_findings(out, rows)  # after every configuration: a later failure keeps what was found
+        # The next configuration compiles its own programs: drop this one's, so that one process running
+        # every configuration does not pile up loaded executables (each holds memory mappings, and the
+        # kernel caps a process's mappings, `vm.max_map_count`).
+        jax.clear_caches()
     return rows
 
 
