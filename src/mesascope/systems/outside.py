@@ -301,9 +301,8 @@ def _sb3_policy(spec: PolicySpec, grid: GridSpec) -> Any:
 
 
 def _load_sb3(spec: PolicySpec, grid: GridSpec) -> Callable[[np.ndarray], np.ndarray]:
+    policy = _sb3_policy(spec, grid)  # first: says which extra to install when SB3 (and torch) are missing
     import torch
-
-    policy = _sb3_policy(spec, grid)
 
     def probs(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -335,9 +334,9 @@ def sb3_layer_activations(spec: PolicySpec, grid: GridSpec) -> tuple[tuple[str, 
     Raises:
         MesascopeError: if the file is not such a policy (DQN policies have no action distribution).
     """
+    policy = _sb3_policy(spec, grid)
     import torch
 
-    policy = _sb3_policy(spec, grid)
     if not hasattr(policy, "get_distribution"):
         raise MesascopeError(f"--policy {spec.text}: probes read actor-critic (PPO, A2C) policies, whose action "
                              "distribution is a chain of layers")
