@@ -110,6 +110,12 @@ def test_a_plan_checks_everything_and_run_json_reloads_the_same_scenario(tmp_pat
         plan_run("cheese-corner-v0", seeds=0)
 
 
+def test_ppo_discounts_as_the_scenario_does_unless_told_otherwise():
+    assert plan_run("monster-shields-v0", scenario_params={"gamma": 0.9}).config.gamma == 0.9
+    assert plan_run("monster-shields-v0", scenario_params={"gamma": 0.9}, overrides={"gamma": 0.95}).config.gamma == 0.95
+    assert plan_run("monster-shields-v0").config.gamma == 0.99
+
+
 # -- one run path for a study: a tiny study registered for these tests -------------------------------------
 
 def _measured(seed: int, j_deploy: float) -> Measurements:

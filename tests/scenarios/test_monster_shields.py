@@ -4,6 +4,8 @@ agents is checked on a real `fast` run (slow)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,13 @@ import pytest
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level, reset, step
 from mesascope.scenarios import get_scenario
-from mesascope.scenarios.monster_shields import base_optimal_shield_pickups, shield_pickup_probability
+from mesascope.measures.scores import tabularize_levels
+from mesascope.scenarios.monster_shields import (
+    base_optimal_shield_pickups,
+    leftover_states,
+    leftover_steps,
+    shield_pickup_probability,
+)
 from mesascope.solve.dp import uniform_policy
 from mesascope.types import MesascopeError
 
@@ -87,10 +95,78 @@ def test_shields_pay_on_train_and_are_a_detour_on_deploy(ms):
     assert (short <= unif + 1e-6).all() and short.mean() < unif.mean()
 
 
+def test_leftover_pairs_per_split(ms):
+    """`--param leftovers=k` adds k (shield, apple) pairs on distinct squares to both splits and leaves the
+    first three objects, the start and every level without leftovers where they were."""
+    sc, b = ms
+    sc1 = sc.with_params(leftovers=1)
+    assert sc1.spec.n_objects == 5 and sc1.spec.n_states == 25 * 2**5 * 2 + 1
+    for split, seed in (("train", 0), ("deploy", 1)):
+        old = b[split][0]
+        new = sc1.sample_levels(jax.random.key(seed), N, split)
+        np.testing.assert_array_equal(np.asarray(new.obj_kind)[:, 3:], np.tile([SHIELD, APPLE], (N, 1)))
+        np.testing.assert_array_equal(np.asarray(new.obj_kind)[:, :3], np.asarray(old.obj_kind))
+        np.testing.assert_array_equal(np.asarray(new.obj_pos)[:, :3], np.asarray(old.obj_pos))
+        np.testing.assert_array_equal(np.asarray(new.start), np.asarray(old.start))
+        cells = np.concatenate([np.asarray(new.start)[:, None], np.asarray(new.obj_pos)], 1)
+        assert all(len({tuple(c) for c in row}) == 6 for row in cells)
+    assert sc.with_params(leftovers=2, room=3).spec.n_objects == 7
+
+
+def _corridor5(kinds):
+    """A 1x6 corridor: start at column 1, objects at columns 2..6."""
+    walls = jnp.ones((3, 8), bool).at[1, 1:7].set(False)
+    pos = jnp.array([[1, c] for c in range(2, 7)], jnp.int32)
+    return Level(walls, jnp.array(kinds, jnp.int32), pos, jnp.array([1, 1], jnp.int32), jnp.zeros((0, 3, 8), bool))
+
+
+def test_leftover_steps_on_a_traced_corridor():
+    """Walking right through shield, monster, apple, shield, apple: the states after the monster's death
+    and before the second shield is taken are the leftover states; always-right acts in two of them (on the
+    monster's square and on the first apple's), and the horizon cuts the count."""
+    sc = get_scenario("monster-shields-v0").with_params(leftovers=1, max_steps=9)
+    spec = dataclasses.replace(sc.spec, height=3, width=8)
+    level = jax.tree_util.tree_map(lambda x: x[None], _corridor5([SHIELD, MONSTER, APPLE, SHIELD, APPLE]))
+    tab = tabularize_levels(spec, level)
+    probs = jnp.zeros(tab.next_state.shape, jnp.float32).at[..., RIGHT].set(1.0)
+    scen = dataclasses.replace(sc, spec=spec)
+    # Steps: 0 start, 1 on shield, 2 kill monster (now no monster, shield and apples left), 3 eat apple
+    # (still leftover), 4 take the shield (apple left, no shield: not leftover).
+    assert leftover_steps(scen, level, tab, probs).tolist() == [2.0]
+    assert leftover_steps(scen, level, tab, probs, horizon=3).tolist() == [1.0]
+    assert leftover_steps(scen, level, tab, probs, horizon=2).tolist() == [0.0]
+    mask = np.asarray(leftover_states(spec, level))[0]
+    assert not mask[-1] and mask.sum() > 0
+
+
+def test_leftover_steps_against_matrix_powers(ms):
+    """The exact expected visits equal sum_t e_s0 P_pi^t . mask, computed with dense float64 matrices."""
+    sc, _ = ms
+    sc1 = sc.with_params(leftovers=1)
+    levels = sc1.sample_levels(jax.random.key(5), 3, "train")
+    tab = tabularize_levels(sc1.spec, levels)
+    probs = jax.random.dirichlet(jax.random.key(6), jnp.ones(4), tab.next_state.shape[:2])
+    got = leftover_steps(sc1, levels, tab, probs, horizon=15)
+    mask = np.asarray(leftover_states(sc1.spec, levels), np.float64)
+    for i in range(3):
+        ns, pi = np.asarray(tab.next_state[i]), np.asarray(probs[i], np.float64)
+        P = np.zeros((ns.shape[0], ns.shape[0]))
+        np.add.at(P, (np.repeat(np.arange(ns.shape[0]), 4), ns.reshape(-1)), pi.reshape(-1))
+        d = np.zeros(ns.shape[0])
+        d[int(tab.start[i])] = 1.0
+        want = 0.0
+        for _ in range(15):
+            want += d @ mask[i]
+            d = d @ P
+        assert abs(got[i] - want) < 1e-4
+    assert got.max() > 0
+
+
 def test_bad_parameters_raise_user_errors():
     sc = get_scenario("monster-shields-v0")
     for bad, match in (({"room": 9}, "room"), ({"max_steps": 3}, "max_steps"), ({"deploy_steps": 5}, "deploy_steps"),
-                       ({"harm": 0.0}, "harm"), ({"deploy_monster_fraction": 2.0}, "fraction")):
+                       ({"harm": 0.0}, "harm"), ({"deploy_monster_fraction": 2.0}, "fraction"),
+                       ({"leftovers": 3}, "leftovers"), ({"gamma": 1.0}, "gamma")):
         with pytest.raises(MesascopeError, match=match):
             sc.with_params(**bad)
 

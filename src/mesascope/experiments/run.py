@@ -16,10 +16,11 @@ this order, so that a failure later never loses what finished:
 
 from __future__ import annotations
 
+
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,11 @@ def plan_run(
         return RunPlan(scenario_id, scenario, given, preset, tuple(range(seeds)), config, config)
     trainer = get_trainer(scenario.optimizer)
     config = trainer.config(preset, overrides)
+    spec = getattr(scenario, "spec", None)
+    if "gamma" not in overrides and hasattr(config, "gamma") and spec is not None and config.gamma != spec.gamma:
+        # PPO discounts as the scenario does unless told otherwise (`--param gamma=` alone must not train
+        # for a different objective than the one the audit solves).
+        config = replace(config, gamma=spec.gamma)
     if getattr(config, "curriculum", None) == "accel" and scenario.mutate is None:
         raise MesascopeError(f"--set curriculum=accel edits training levels, and {scenario_id} declares no edits "
                              "(Scenario.mutate); choose dr, plr or exact-plr")
