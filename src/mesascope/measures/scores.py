@@ -31,6 +31,7 @@ __all__ = [
     "reach_flags",
     "reference_values",
     "score_levels",
+    "start_regret",
     "system_action_probs",
     "tabularize_levels",
 ]
@@ -129,6 +130,30 @@ def _reference_values(next_state, features, start, terminal, weights, reach, gam
         return jax.vmap(one_objective)(weights, reach)
 
     return jax.vmap(one_level)(next_state, features, start, terminal)
+
+
+def start_regret(next_state: jax.Array, features: jax.Array, start: jax.Array, terminal: jax.Array, weights: jax.Array,
+                 reach: bool | jax.Array, probs: jax.Array, gamma: float) -> jax.Array:
+    """Each level's exact regret `V* - V^pi` at its start for one objective: float32 `[L]`.
+
+    The same values as `reference_values` and `policy_values`, without `V^unif` and without host-side
+    checks, so it can run inside a traced program (the exact-regret curricula score levels with it).
+
+    Args:
+        next_state: int32 `[L, S, A]`; features: float32 `[L, S, A, K]`; start: int32 `[L]`;
+            terminal: bool `[L, S]` (a `TabularMDP`'s fields).
+        weights: float32 `[K]`, the objective.
+        reach: Whether it is valued at first arrival (`Objective.reach`).
+        probs: float32 `[L, S, A]`, the system's action probabilities.
+        gamma: Discount.
+    """
+
+    def one_level(ns, ft, s0, term, pi):
+        r = ft @ weights
+        ns = stop_on_arrival(ns, r, term, reach)
+        return value_iteration(ns, r, gamma).v[s0] - policy_evaluation(ns, r, pi, gamma)[s0]
+
+    return jax.vmap(one_level)(next_state, features, start, terminal, probs)
 
 
 @jax.jit

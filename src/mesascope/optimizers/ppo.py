@@ -22,6 +22,7 @@ import optax
 
 from mesascope.levels.grid import Level, State, observe, reset, step
 from mesascope.levels.tabular import observe_all, tabularize
+from mesascope.measures.scores import start_regret
 from mesascope.optimizers.curricula import (
     CURRICULA,
     PLR_SCORES,
@@ -35,7 +36,6 @@ from mesascope.optimizers.curricula import (
     score_kind,
 )
 from mesascope.scenarios.base import Scenario
-from mesascope.solve.dp import policy_evaluation, stop_on_arrival, value_iteration
 from mesascope.systems.policy import NetworkConfig, make_actor_critic
 
 __all__ = ["PPOConfig", "PRESETS", "make_train", "ppo_config"]
@@ -320,13 +320,7 @@ def make_train(scenario: Scenario, config: PPOConfig) -> PPOTrainer:
         obs = jax.vmap(lambda lv: observe_all(spec, lv))(levels)  # [n, S, *obs_shape]
         logits, _ = apply(params, obs.reshape((-1,) + obs.shape[2:]))
         probs = jax.nn.softmax(logits).reshape(obs.shape[:2] + (spec.n_actions,))
-
-        def one(ns, ft, s0, term, pi):
-            r = ft @ w_base
-            ns = stop_on_arrival(ns, r, term, reach_base)
-            return value_iteration(ns, r, spec.gamma).v[s0] - policy_evaluation(ns, r, pi, spec.gamma)[s0]
-
-        return jax.vmap(one)(tab.next_state, tab.features, tab.start, tab.terminal, probs)
+        return start_regret(tab.next_state, tab.features, tab.start, tab.terminal, w_base, reach_base, probs, spec.gamma)
 
     def record_episodes(params, cur: CurriculumState, traj: Transition, advantages, ep_rets, ep_lens, last_played):
         """Record each environment's last episode that ended in this rollout: in the reservoir of levels
