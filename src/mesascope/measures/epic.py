@@ -34,7 +34,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from mesascope.solve.dp import optimal_action_mask
+from mesascope.solve.dp import uniform_over_optimal
 
 __all__ = [
     "CONSTANT_RTOL",
@@ -525,12 +525,6 @@ def _optimal_q(t: jax.Array, r_sak: jax.Array, gamma) -> jax.Array:
     return q_of(v)
 
 
-def _uniform_over_optimal(q: jax.Array) -> jax.Array:
-    # Ties are split evenly, so the policy does not depend on how actions are numbered.
-    mask = optimal_action_mask(q).astype(q.dtype)
-    return mask / mask.sum(-1, keepdims=True)
-
-
 def _policy_values(t: jax.Array, r_sa: jax.Array, policies: jax.Array, gamma) -> jax.Array:
     """Exact `V^pi` `[..., K, S]` of `K` policies `[..., K, S, A]` by solving `(I - gamma P_pi) V = r_pi`."""
     p_pi = jnp.einsum("...ksa,...sax->...ksx", policies, t)
@@ -553,7 +547,7 @@ def _optimal_policy_regret(reward_a, reward_b, transitions, start_dist, gamma) -
     r_b = jnp.sum(t * rb, -1)  # expected immediate reward [..., S, A]
     r_ab = jnp.stack([jnp.sum(t * ra, -1), r_b], -1)  # [..., S, A, 2]
     q_ab = jnp.moveaxis(_optimal_q(t, r_ab, gamma), -1, -3)  # [..., 2, S, A]
-    pi_a, pi_b = jnp.moveaxis(_uniform_over_optimal(q_ab), -3, 0)
+    pi_a, pi_b = jnp.moveaxis(uniform_over_optimal(q_ab), -3, 0)
     pi_u = jnp.full(r_b.shape, 1.0 / a, dtype)
     values = _policy_values(t, r_b, jnp.stack([pi_b, pi_a, pi_u], -3), gamma)  # [..., 3, S]
     v_opt, v_pol, v_unif = jnp.moveaxis(jnp.sum(start[..., None, :] * values, -1), -1, 0)

@@ -21,7 +21,7 @@ import numpy as np
 
 from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.scores import SPAN_TOL
-from mesascope.solve.dp import optimal_action_mask, policy_evaluation, stop_on_arrival, uniform_policy, value_iteration
+from mesascope.solve.dp import policy_evaluation, stop_on_arrival, uniform_over_optimal, uniform_policy, value_iteration
 
 __all__ = ["SEPARATION_TOL", "proxy_objectives", "separating_levels"]
 
@@ -51,8 +51,7 @@ def _loss(next_state, features, start, terminal, w_int, reach_int, w_proxy, reac
             ns_g = stop_on_arrival(ns, r, term, rch)
             sol = value_iteration(ns_g, r, gamma)
             span = sol.v[s0] - policy_evaluation(ns_g, r, uniform_policy(ns_g), gamma)[s0]
-            best = optimal_action_mask(sol.q).astype(jnp.float32)
-            pi = best / best.sum(-1, keepdims=True)
+            pi = uniform_over_optimal(sol.q)
             return v_star - policy_evaluation(ns_int, r_int, pi, gamma)[s0], v_star, span
 
         return jax.vmap(one_proxy)(w_proxy, reach_proxy)

@@ -49,7 +49,14 @@ from mesascope.measures.estimates import Estimate, LevelResample, estimate
 from mesascope.measures.scores import informative_levels, normalised_score, policy_values, reach_flags
 from mesascope.measures.measurements import Measurements, Witness
 from mesascope.properties.thresholds import Thresholds
-from mesascope.solve.dp import optimal_action_mask, policy_evaluation, stop_on_arrival, uniform_policy, value_iteration
+from mesascope.solve.dp import (
+    optimal_action_mask,
+    policy_evaluation,
+    stop_on_arrival,
+    uniform_over_optimal,
+    uniform_policy,
+    value_iteration,
+)
 
 __all__ = [
     "BehavioralChoice",
@@ -80,7 +87,7 @@ def _exact(next_state, features, start, terminal, w_all, reach, gamma):
         masks = jax.vmap(optimal_action_mask)(jnp.concatenate([sols.q[:1], sols.q[2:]]))  # base, goals
         r_int = rewards[1]
         worst = jax.vmap(lambda m: value_iteration(ns, r_int, gamma, allowed=m, minimize=True).v[s0])(masks)
-        pursuers = masks[1:] / masks[1:].sum(-1, keepdims=True)  # [G, S, A]
+        pursuers = uniform_over_optimal(sols.q[2:])  # [G, S, A]
 
         def pursue(pi):
             return jax.vmap(lambda r: policy_evaluation(ns, r, pi, gamma)[s0])(rewards[:2])
@@ -651,8 +658,7 @@ def witness_policies(
 def _witness(ns, ft, term, w_base, w_int, w_goals, goal_reach, gamma):
     def pursuer(w, rch):
         r = ft @ w
-        mask = optimal_action_mask(value_iteration(stop_on_arrival(ns, r, term, rch), r, gamma).q)
-        return mask / mask.sum(-1, keepdims=True)
+        return uniform_over_optimal(value_iteration(stop_on_arrival(ns, r, term, rch), r, gamma).q)
 
     allowed = optimal_action_mask(value_iteration(ns, ft @ w_base, gamma).q)
     q = value_iteration(ns, ft @ w_int, gamma, allowed=allowed, minimize=True).q

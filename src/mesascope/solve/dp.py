@@ -24,6 +24,7 @@ __all__ = [
     "range_over_optimal",
     "stop_on_arrival",
     "transition_matrix",
+    "uniform_over_optimal",
     "uniform_policy",
     "value_iteration",
     "worst_case_over_optimal",
@@ -273,6 +274,16 @@ def optimal_action_mask(q: jax.Array, *, atol: float = 1e-4, rtol: float = 1e-4)
     """
     best = q.max(-1, keepdims=True)
     return q >= best - (atol + rtol * jnp.abs(best))
+
+
+def uniform_over_optimal(q: jax.Array) -> jax.Array:
+    """The policy that picks uniformly among `optimal_action_mask(q)`: `[..., S, A]` in `q`'s dtype.
+
+    Ties are split evenly, so the policy does not depend on how actions are numbered (the pursuer of a
+    goal, SPEC.md section 2).
+    """
+    mask = optimal_action_mask(q).astype(q.dtype)
+    return mask / mask.sum(-1, keepdims=True)
 
 
 def worst_case_over_optimal(
