@@ -101,6 +101,8 @@ def test_leftover_pairs_per_split(ms):
     sc, b = ms
     sc1 = sc.with_params(leftovers=1)
     assert sc1.spec.n_objects == 5 and sc1.spec.n_states == 25 * 2**5 * 2 + 1
+    # The coverage measure only where a shield can outlast the monster.
+    assert "leftover_steps" in {m.name for m in sc1.measures} and "leftover_steps" not in {m.name for m in sc.measures}
     for split, seed in (("train", 0), ("deploy", 1)):
         old = b[split][0]
         new = sc1.sample_levels(jax.random.key(seed), N, split)

@@ -135,7 +135,8 @@ def make_monster_shields(*, room: int, max_steps: int, deploy_steps: int, harm: 
         base_objective=Objective.of("base", objective),
         intended_objective=Objective.of("intended", objective),
         candidate_goals=(Objective.of("apples", {"apple": 1.0}), Objective.of("shields", {"shield": 1.0})),
-        measures=MEASURES,
+        # Without leftovers no shield outlasts the monster: the coverage measure would be 0 everywhere.
+        measures=MEASURES if leftovers else tuple(m for m in MEASURES if m.name != "leftover_steps"),
         finding=FINDING,
     )
 
