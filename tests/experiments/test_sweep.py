@@ -56,6 +56,21 @@ def test_point_summary_is_mean_and_sample_sd_over_seeds():
     assert point_summary(audit, "cheese")["goal_first_deploy"]["mean"] == pytest.approx(0.7)
 
 
+def test_point_summary_carries_the_scenarios_policy_measures_and_the_uniform_value():
+    audit = {
+        "candidate_goals": ["apples", "shields"], "objectives": {"intended": {"apple": 1.0}},
+        "scenario_measures": {"pickups": {"of": "policy", "splits": ["train", "deploy"]},
+                              "can_skip": {"of": "levels", "splits": ["deploy"], "value": {"deploy": 0.9}}},
+        "systems": [{"seed": k, "scores": {"deploy": {"intended": 1.0}}, "scenario_measures": {"pickups": {"train": t, "deploy": d}}}
+                    for k, (t, d) in enumerate([(0.1, 0.8), (0.3, 1.0)])],
+        "baselines": {"uniform": {"scenario_measures": {"pickups": {"train": 0.5, "deploy": 0.6}}}},
+    }
+    s = point_summary(audit, "shields")
+    assert s["measure:pickups:deploy"]["mean"] == pytest.approx(0.9) and s["measure:pickups:train"]["min"] == 0.1
+    assert s["uniform_measure:pickups:deploy"] == 0.6
+    assert not any("can_skip" in k for k in s)  # a level measure does not depend on the seed
+
+
 @pytest.mark.parametrize(
     "kwargs, needle",
     [

@@ -93,7 +93,9 @@ def point_summary(audit: dict[str, Any], goal: str | None = None, run_dir: Path 
         `{"n_seeds", "goal", "j_intended_deploy": stats, "goal_first_deploy": stats,
         "uniform_goal_first_deploy"}` where stats are mean, sample sd, min, max and the per-seed values;
         also `regret_intended_deploy` (the exact mean `V* - V^pi` of the intended objective on deploy
-        levels) when the audit has it, and with `run_dir`, from its `training.npz`, `shown_separating`
+        levels) when the audit has it, `measure:<name>:<split>` for each of the scenario's policy measures
+        (with the uniform policy's as `uniform_measure:<name>:<split>`), and with `run_dir`, from its
+        `training.npz`, `shown_separating`
         (the share of training episodes on levels that separate the intended goal from a proxy) and
         `train_steps_per_second` (environment steps of all seeds over the training wall time).
     """
@@ -114,7 +116,25 @@ def point_summary(audit: dict[str, Any], goal: str | None = None, run_dir: Path 
     regret = [((s.get("regret") or {}).get("deploy") or {}).get("intended") for s in systems]
     if any(x is not None for x in regret):
         out["regret_intended_deploy"] = _stats([x for x in regret if x is not None])
+    out |= _measure_summary(audit, systems)
     out |= _training_summary(run_dir, audit) if run_dir is not None else {}
+    return out
+
+
+def _measure_summary(audit: dict[str, Any], systems: list[dict[str, Any]]) -> dict[str, Any]:
+    """`measure:<name>:<split>` stats over seeds of each of the scenario's policy measures, and the uniform
+    policy's value as `uniform_measure:<name>:<split>` (e.g. shield pickups against the training episode length)."""
+    uniform = (((audit.get("baselines") or {}).get("uniform") or {}).get("scenario_measures") or {})
+    out: dict[str, Any] = {}
+    for name, spec in (audit.get("scenario_measures") or {}).items():
+        if not isinstance(spec, dict) or spec.get("of") != "policy":
+            continue
+        for split in spec.get("splits") or ():
+            values = [((s.get("scenario_measures") or {}).get(name) or {}).get(split) for s in systems]
+            values = [v for v in values if isinstance(v, (int, float))]
+            if values:
+                out[f"measure:{name}:{split}"] = _stats(values)
+                out[f"uniform_measure:{name}:{split}"] = (uniform.get(name) or {}).get(split)
     return out
 
 
@@ -252,7 +272,8 @@ def _points(params: dict[str, list[Any]], settings: dict[str, list[Any]]) -> lis
 
 CURVE_METRICS = ("j_intended_deploy", "goal_first_deploy", "regret_intended_deploy", "shown_separating",
                  "train_steps_per_second")
-"""Every metric a point can carry (`point_summary`), in the order of curve.csv's columns."""
+"""Every metric a point can carry (`point_summary`), in the order of curve.csv's columns; the scenario's
+own measures (`measure:<name>:<split>`) follow them."""
 
 
 def _write_curve(sweep_dir: Path, desc: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -266,9 +287,10 @@ def _write_curve(sweep_dir: Path, desc: dict[str, Any], rows: list[dict[str, Any
     tmp.replace(sweep_dir / "curve.json")
     cols = ["point", *swept, "status", "n_seeds", "goal"]
     metrics = [k for k in CURVE_METRICS if k in ("j_intended_deploy", "goal_first_deploy") or any(k in r for r in rows)]
-    for key in metrics:
+    measures = list(dict.fromkeys(k for r in rows for k in r if k.startswith("measure:")))
+    for key in metrics + measures:
         cols += [f"{key}_{s}" for s in ("mean", "sd", "min", "max")]
-    cols.append("uniform_goal_first_deploy")
+    cols += ["uniform_goal_first_deploy", *(f"uniform_{k}" for k in measures)]
     with (sweep_dir / "curve.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
@@ -276,10 +298,10 @@ def _write_curve(sweep_dir: Path, desc: dict[str, Any], rows: list[dict[str, Any
             values = {**r["params"], **r["settings"]}
             line = [r["index"], *(json.dumps(values[k]) if not isinstance(values[k], str) else values[k] for k in swept)]
             line += [r["status"], r.get("n_seeds"), r.get("goal")]
-            for key in metrics:
+            for key in metrics + measures:
                 stats = r.get(key) or {}
                 line += [stats.get(s) for s in ("mean", "sd", "min", "max")]
-            line.append(r.get("uniform_goal_first_deploy"))
+            line += [r.get("uniform_goal_first_deploy"), *(r.get(f"uniform_{k}") for k in measures)]
             w.writerow(line)
 
 

@@ -120,6 +120,9 @@ def _title(metric: str, goal: str | None) -> str:
         return "training episodes on separating levels"
     if metric == "train_steps_per_second":
         return "training steps/s (all seeds)"
+    if metric.startswith("measure:"):
+        _, name, split = metric.split(":", 2)
+        return f"{name.replace('_', ' ')}, {split}"
     return metric.replace("_", " ")
 
 
