@@ -93,7 +93,7 @@ _COUNT = {3: "three", 5: "five", 7: "seven"}
 
 
 PARAMS = (
-    Param("room", "int", 3, "side of the open room (the tabular state space has (room+2)^2 * 16 + 1 states)", low=3, high=6),
+    Param("room", "int", 3, "side of the open room (the tabular state space has (room+2)^2 * 2^objects * 2 + 1 states: 401 for 3x3)", low=3, high=6),
     Param("max_steps", "int", 20, "training episode length (short: the monster is alive for much of it)", low=6, high=512),
     Param("deploy_steps", "int", 100, "the long deploy horizon over which shield pickups are measured", low=9, high=2048),
     Param("harm", "float", 0.5, "per-step cost of each live monster in the base (= intended) objective", low=1e-6, high=100.0),
@@ -192,8 +192,9 @@ def base_optimal_shield_pickups(scenario: Scenario, levels: Level, tab: TabularM
 def leftover_states(spec: GridSpec, levels: Level) -> jax.Array:
     """States with no live monster while a shield and an apple remain uneaten: bool `[L, S]`.
 
-    These are the states only a long enough training episode reaches (with `--param leftovers` > 0): there
-    a shield is a pure detour, as on deploy. The absorbing end state is not one.
+    On training levels (with `--param leftovers` > 0) these are where an episode asks what deploy levels
+    ask: a shield is a pure detour there. An episode that ends soon after the kill acts in few of them.
+    The absorbing end state is not one.
     """
     consumed = jax.vmap(lambda i: decode(spec, i).consumed)(jnp.arange(spec.n_states))  # [S, N]
     kind = levels.obj_kind[:, None, :]  # [L, 1, N]
