@@ -97,9 +97,11 @@ def system_action_probs(spec: GridSpec, levels: Level, policy: PolicyFn, *, chun
         ValueError: if the system returns NaNs or rows that are not probability distributions.
     """
     n = levels.walls.shape[0]
+    # Chunks are cut on the host: slicing device arrays eagerly compiles a program per field.
+    host = jax.tree_util.tree_map(np.asarray, levels)
     out = []
     for lo in range(0, n, chunk):
-        part = jax.tree_util.tree_map(lambda x: x[lo : lo + chunk], levels)
+        part = jax.tree_util.tree_map(lambda x: x[lo : lo + chunk], host)
         obs = _batched(spec)[1](part)
         flat = obs.reshape((-1,) + obs.shape[2:])
         probs = policy(flat).reshape(obs.shape[:2] + (spec.n_actions,))
@@ -168,14 +170,15 @@ def reach_flags(tab: TabularMDP, reach: np.ndarray | jax.Array | None, n: int) -
         ValueError: if the flags have the wrong length, or some are set on levels without a terminal
             state (a reach objective's episode ends in it).
     """
+    # `jax.device_put` of host arrays: `jnp.asarray` and `jnp.zeros` would each compile a program.
     if reach is None:
-        return jnp.zeros((n,), bool)
+        return jax.device_put(np.zeros((n,), bool))
     flags = np.asarray(reach, bool)
     if flags.shape != (n,):
         raise ValueError(f"reach flags must have shape ({n},), one per objective; got {flags.shape}")
     if flags.any() and not bool(np.asarray(tab.terminal).any(-1).all()):
         raise ValueError("a reach objective needs an absorbing terminal state on every level (tab.terminal)")
-    return jnp.asarray(flags)
+    return jax.device_put(flags)
 
 
 def score_levels(

@@ -24,6 +24,7 @@ occupancy (default), restricted to the part.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,6 +179,13 @@ def nearer_context(first: str, second: str, *, name: str | None = None) -> Conte
 
 def context_labels(context: Context, spec: GridSpec, levels: Level, tab: TabularMDP) -> jax.Array:
     """Part index of every state of every level: int32 `[L, S]` (`-1` on terminal states)."""
+    return _context_labels(context, spec, levels, tab)
+
+
+# One compiled program per context and level family: run op by op, a context's relaxation loop compiles
+# some twenty small programs (integer ops, so the results are the same).
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _context_labels(context: Context, spec: GridSpec, levels: Level, tab: TabularMDP) -> jax.Array:
     labels = jax.vmap(lambda lv, tb: context.assign(spec, lv, tb))(levels, tab)
     return jnp.where(tab.terminal, UNASSIGNED, labels).astype(jnp.int32)
 
