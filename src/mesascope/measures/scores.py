@@ -97,17 +97,17 @@ def system_action_probs(spec: GridSpec, levels: Level, policy: PolicyFn, *, chun
         ValueError: if the system returns NaNs or rows that are not probability distributions.
     """
     n = levels.walls.shape[0]
-    # Chunks are cut on the host: slicing device arrays eagerly compiles a program per field.
+    # Chunks are cut, reshaped and joined on the host: each of those on device arrays, op by op, compiles a
+    # program (jax 0.10); the data are the same.
     host = jax.tree_util.tree_map(np.asarray, levels)
     out = []
     for lo in range(0, n, chunk):
         part = jax.tree_util.tree_map(lambda x: x[lo : lo + chunk], host)
-        obs = _batched(spec)[1](part)
+        obs = np.asarray(_batched(spec)[1](part))
         flat = obs.reshape((-1,) + obs.shape[2:])
-        probs = policy(flat).reshape(obs.shape[:2] + (spec.n_actions,))
-        out.append(probs)
-    probs = jnp.concatenate(out)
-    arr = np.asarray(probs)
+        out.append(np.asarray(policy(jax.device_put(flat))).reshape(obs.shape[:2] + (spec.n_actions,)))
+    arr = np.concatenate(out)
+    probs = jax.device_put(arr)
     if not np.isfinite(arr).all():
         raise ValueError(
             "the system returned NaN or infinite action probabilities; check the policy's parameters "

@@ -418,7 +418,7 @@ def scenario_shards(
     if not contexts:
         return {}
     goals = scenario.candidate_goals
-    goal_w = jnp.asarray(np.stack([g.vector(scenario.feature_names) for g in goals]))
+    goal_w = jax.device_put(np.stack([g.vector(scenario.feature_names) for g in goals]))  # no program, as jnp.asarray
     names = tuple(g.name for g in goals)
     gamma = scenario.spec.gamma
     probs = jnp.asarray(probs, jnp.float32)

@@ -193,7 +193,7 @@ def split_exact(
     from mesascope.measures.distances import coverage, pairwise_epic_levels
 
     state_dist = coverage(tab)
-    forms = {n: transition_reward(tab, weights[i]) for i, n in enumerate(names)}
+    forms = {n: _transition_reward(tab, weights[i]) for i, n in enumerate(names)}
     v_star, v_unif, goal_q, worst, worst_goal, p_base, p_int = _exact(
         tab.next_state, tab.features, tab.start, tab.terminal, jax.device_put(weights), flags, gamma,
     )
@@ -214,8 +214,18 @@ def split_exact(
     )
 
 
-# `normalised_score` on host arrays as one compiled program (op by op it compiles six); same element-wise ops.
+# Called on host or device arrays outside any trace, these run as one compiled program each; op by op, each
+# jnp operation compiles its own (jax 0.10). The operations are the same, and so are the results (checked
+# bit for bit on the audit's levels).
 _normalised_score = jax.jit(normalised_score, static_argnames="eps")
+_transition_reward = jax.jit(transition_reward)
+_realised = jax.jit(TransitionReward.realised)
+
+
+@jax.jit
+def _realised_linear(features: jax.Array, weights: jax.Array) -> jax.Array:
+    """`features @ weights` in float32: the linear reward of each realised transition, `[..., S, A]`."""
+    return jnp.asarray(features, jnp.float32) @ weights
 
 
 @jax.jit
@@ -251,7 +261,7 @@ def reward_table_scores(
         informative for it, and the min `J_int` over the reward's optimal policies.
     """
     i = exact.names.index("intended")
-    r_int = jnp.asarray(tab.features, jnp.float32) @ jnp.asarray(w_int, jnp.float32)
+    r_int = _realised_linear(tab.features, np.asarray(w_int, np.float32))
     v_pi, v_star, v_unif, worst = _table_scores(
         tab.next_state, jnp.asarray(reward, jnp.float32), tab.start, probs, r_int,
         jax.device_put(exact.v_optimal[:, i]), jax.device_put(exact.v_uniform[:, i]), gamma,
@@ -341,17 +351,17 @@ def measure_system(
     weights = np.stack([np.asarray(objectives[n], np.float32) for n in names])  # host rows, as in `split_exact`
     v_pi = np.asarray(policy_values(tab, probs, jax.device_put(weights), gamma, reach=exact.reach))
     j = np.asarray(_normalised_score(v_pi, exact.v_optimal, exact.v_uniform), np.float64)
-    rewards: dict[str, TransitionReward] = {n: transition_reward(tab, weights[i]) for i, n in enumerate(names)}
+    rewards: dict[str, TransitionReward] = {n: _transition_reward(tab, weights[i]) for i, n in enumerate(names)}
     w_int = np.asarray(objectives["intended"], np.float32)
     irl_j = irl_inf = irl_worst = None
     if irl is not None:
         w_irl = np.asarray(list(irl["weights"].values()), np.float32)
-        rewards["irl"] = transition_reward(tab, w_irl)
-        irl_j, irl_inf, irl_worst = reward_table_scores(tab, rewards["irl"].realised(tab.next_state), probs, gamma, exact, w_int)
+        rewards["irl"] = _transition_reward(tab, w_irl)
+        irl_j, irl_inf, irl_worst = reward_table_scores(tab, _realised(rewards["irl"], tab.next_state), probs, gamma, exact, w_int)
     rewards.update(extra_rewards or {})
     mesa_j = mesa_inf = None
     if mesa is not None:
-        mesa_j, mesa_inf, _ = reward_table_scores(tab, rewards[mesa].realised(tab.next_state), probs, gamma, exact, w_int)
+        mesa_j, mesa_inf, _ = reward_table_scores(tab, _realised(rewards[mesa], tab.next_state), probs, gamma, exact, w_int)
     return SystemSplit(
         j=j, v=v_pi.astype(np.float64), posterior=posterior, irl=irl, irl_j=irl_j, irl_informative=irl_inf,
         irl_worst_int=irl_worst,
