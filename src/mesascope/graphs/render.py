@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from mesascope.graphs.evaluate import CheckStatus, GraphEvaluation, NodeState
 from mesascope.graphs.model import PROPERTIES, AndOrGraph, Colour, Node
 from mesascope.graphs.truth import Truth
 
-__all__ = ["EDGE_COLOURS", "STATE_FILLS", "RenderResult", "find_dot", "render_svg", "to_dot"]
+__all__ = ["EDGE_COLOURS", "STATE_FILLS", "RenderResult", "drawn_svg", "find_dot", "render_svg", "to_dot"]
 
 EDGE_COLOURS: dict[Colour, str] = {Colour.RED: "red", Colour.YELLOW: "goldenrod", Colour.BLUE: "blue"}
 STATE_FILLS: dict[Truth, str] = {Truth.HOLDS: "#cdeccd", Truth.FAILS: "#f6c6c6", Truth.UNDEFINED: "#e4e4e4"}
@@ -195,6 +196,19 @@ def find_dot() -> str | None:
     return shutil.which("dot")
 
 
+_DRAWN: dict[tuple[str, str], bytes] = {}
+"""`(dot, source) -> SVG` of every successful drawing in this process: `mesascope audit` draws each graph for
+the run folder, then the same DOT source again for the report (a `dot` process each, ~20 ms)."""
+
+
+def drawn_svg(source: str, dot: str, draw: Callable[[str, str], bytes]) -> bytes:
+    """`draw(source, dot)`, or the SVG this process already drew from the same source (failures are not kept)."""
+    key = (dot, source)
+    if key not in _DRAWN:
+        _DRAWN[key] = draw(source, dot)
+    return _DRAWN[key]
+
+
 def _run_dot(source: str, dot: str) -> bytes:
     try:
         import graphviz  # the optional Python package
@@ -225,7 +239,7 @@ def render_svg(graph: AndOrGraph, evaluation: GraphEvaluation | None, path: str 
     failure = "Graphviz `dot` was not found on PATH"
     if dot is not None:
         try:
-            svg = _run_dot(source, dot)
+            svg = drawn_svg(source, dot, _run_dot)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional renderer means: fall back
             failure = f"Graphviz `dot` failed ({type(exc).__name__}: {str(exc).strip()[:200]})"
         else:
