@@ -24,7 +24,6 @@ occupancy (default), restricted to the part.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +86,9 @@ class Context:
     assign: Callable[[GridSpec, Level, TabularMDP], jax.Array]
 
 
+# Jitted: one program per level shape, shared by every context and scenario (op by op, the relaxation
+# compiles some twenty small programs; integer ops, so the results are the same).
+@jax.jit
 def steps_to_feature(next_state: jax.Array, fires: jax.Array) -> jax.Array:
     """Fewest actions from each state until a transition that fires a feature: int32 `[S]`.
 
@@ -179,13 +181,6 @@ def nearer_context(first: str, second: str, *, name: str | None = None) -> Conte
 
 def context_labels(context: Context, spec: GridSpec, levels: Level, tab: TabularMDP) -> jax.Array:
     """Part index of every state of every level: int32 `[L, S]` (`-1` on terminal states)."""
-    return _context_labels(context, spec, levels, tab)
-
-
-# One compiled program per context and level family: run op by op, a context's relaxation loop compiles
-# some twenty small programs (integer ops, so the results are the same).
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _context_labels(context: Context, spec: GridSpec, levels: Level, tab: TabularMDP) -> jax.Array:
     labels = jax.vmap(lambda lv, tb: context.assign(spec, lv, tb))(levels, tab)
     return jnp.where(tab.terminal, UNASSIGNED, labels).astype(jnp.int32)
 
