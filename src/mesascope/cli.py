@@ -143,6 +143,7 @@ def run_command(
 ) -> None:
     """Train systems on SCENARIO with its base optimizer, audit and judge each one, print a summary."""
     from mesascope.experiments.run import AuditConfig, plan_run, run
+    from mesascope.graphs.render import reusing_drawings
 
     if mlflow:
         from mesascope.report.tracking import require_mlflow
@@ -158,24 +159,25 @@ def run_command(
         raise MesascopeError(f"{out} already holds a run; choose another --out folder or delete it")
     store = _run_store(db, out)  # a foreign or corrupt store file is refused before training
     timer = _timer(profile)
-    with _stage_progress() as progress:
-        result = run(
-            scenario,
-            seeds=seeds,
-            preset=preset,
-            out=out,
-            audit=AuditConfig(n_train=audit_levels, n_deploy=audit_levels),
-            overrides=overrides,
-            scenario_params=params,
-            progress=progress,
-            thresholds=thresholds,
-            events=_store_events(store),
-            timer=timer,
-        )
-    print_result(result)
-    console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
-    with timer.stage("report"):
-        _after_run(out, mlflow, mlflow_uri)
+    with reusing_drawings():  # the report draws the graphs the audit has just drawn
+        with _stage_progress() as progress:
+            result = run(
+                scenario,
+                seeds=seeds,
+                preset=preset,
+                out=out,
+                audit=AuditConfig(n_train=audit_levels, n_deploy=audit_levels),
+                overrides=overrides,
+                scenario_params=params,
+                progress=progress,
+                thresholds=thresholds,
+                events=_store_events(store),
+                timer=timer,
+            )
+        print_result(result)
+        console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
+        with timer.stage("report"):
+            _after_run(out, mlflow, mlflow_uri)
     _print_profile(timer)
 
 
@@ -316,17 +318,19 @@ def audit_command(
     A gridworld run is re-audited from its saved systems; a study's stored measurements are judged again.
     """
     from mesascope.experiments.run import AuditConfig, rejudge
+    from mesascope.graphs.render import reusing_drawings
 
     if audit_levels < 1:
         raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
     timer = _timer(profile)
-    with _stage_progress() as progress:
-        result = rejudge(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), progress=progress,
-                         thresholds=thresholds, timer=timer)
-    print_result(result)
-    _store_events(_run_store(db, run_dir))("ingest", run_dir, result)
-    with timer.stage("report"):
-        _write_report(run_dir)
+    with reusing_drawings():  # the report draws the graphs the audit has just drawn
+        with _stage_progress() as progress:
+            result = rejudge(run_dir, AuditConfig(n_train=audit_levels, n_deploy=audit_levels), progress=progress,
+                             thresholds=thresholds, timer=timer)
+        print_result(result)
+        _store_events(_run_store(db, run_dir))("ingest", run_dir, result)
+        with timer.stage("report"):
+            _write_report(run_dir)
     _print_profile(timer)
 
 
@@ -350,6 +354,7 @@ def audit_policy_command(
     """
     from mesascope.experiments.outside import audit_policy, default_out, plan_policy_audit
     from mesascope.experiments.run import AuditConfig
+    from mesascope.graphs.render import reusing_drawings
 
     if audit_levels < 1:
         raise MesascopeError(f"--audit-levels must be at least 1; got {audit_levels}")
@@ -362,12 +367,13 @@ def audit_policy_command(
                              from_logits=from_logits, audit=audit)
     store = _run_store(db, out)
     timer = _timer(profile)
-    with _stage_progress() as progress:
-        result = audit_policy(plan, out, thresholds=thresholds, progress=progress, events=_store_events(store), timer=timer)
-    print_result(result)
-    console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
-    with timer.stage("report"):
-        _after_run(out)
+    with reusing_drawings():  # the report draws the graphs the audit has just drawn
+        with _stage_progress() as progress:
+            result = audit_policy(plan, out, thresholds=thresholds, progress=progress, events=_store_events(store), timer=timer)
+        print_result(result)
+        console.print(f"[dim]audit written to[/] {out / 'audit.json'}")
+        with timer.stage("report"):
+            _after_run(out)
     _print_profile(timer)
 
 

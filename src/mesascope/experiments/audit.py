@@ -48,7 +48,6 @@ from mesascope.properties.gridworld import (
     witness_policies,
 )
 from mesascope.scenarios import Scenario
-from mesascope.solve.dp import uniform_policy
 from mesascope.systems.mesa import MesaOptimizer
 from mesascope.types import MesascopeError, error_line
 
@@ -264,11 +263,12 @@ def _split(scenario: Scenario, split: str, n: int, key: jax.Array, systems: Sequ
             mesa_support = support(jax.vmap(planner.features)(levels))
     with timer.stage("witness policies"):
         # The policies the properties quantify over, drawn on the first level as evidence.
+        # The first level is cut on the host (as in `greedy_path`): indexing device arrays compiles programs.
         witnesses = witness_policies(
-            jax.tree_util.tree_map(lambda x: x[0], tab), objectives["base"], objectives["intended"],
+            jax.tree_util.tree_map(lambda x: np.asarray(x)[0], tab), objectives["base"], objectives["intended"],
             goal_w, goals, gamma, goal_reach=goal_reach,
         )
-        paths = {name: greedy_path(scenario.spec, tab, pi[None], 0) for name, pi in witnesses.items()}
+        paths = {name: greedy_path(scenario.spec, tab, np.asarray(pi)[None], 0) for name, pi in witnesses.items()}
     level_measures = {}
     with timer.stage("scenario measures"):
         for m in scenario.measures:
@@ -334,7 +334,7 @@ def _system_split(
     tab, exact, goals = sp.tab, sp.exact, sp.goals
     gamma = scenario.spec.gamma
     with timer.stage("first reached"):
-        first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
+        first = np.asarray(first_reach_probabilities(tab, probs, jax.device_put(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
     tick()
     with timer.stage("goal posterior and shards"):
         # On the host: the shard tables select their evidence there, with no device op queued behind the IRL fit.
@@ -400,9 +400,11 @@ def _system_split(
 
 def _uniform_block(scenario: Scenario, sp: AuditSplit) -> dict[str, Any]:
     tab, exact = sp.tab, sp.exact
-    probs = jax.vmap(uniform_policy)(tab.next_state)
+    # `uniform_policy` on every level, built on the host (op by op on the device it compiles three programs).
+    n_actions = tab.next_state.shape[-1]
+    probs = jax.device_put(np.full(tab.next_state.shape, 1.0 / n_actions, np.float32))
     split = measure_system(tab, exact, sp.objectives, probs, scenario.spec.gamma, distances=False)
-    first = np.asarray(first_reach_probabilities(tab, probs, jnp.asarray(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
+    first = np.asarray(first_reach_probabilities(tab, probs, jax.device_put(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
     return {**_scores_json(split, exact), "first_reached": {**_ser(first[:-1], sp.goals), "none": float(first[-1])},
             "scenario_measures": _policy_measures(scenario, sp, probs)}
 
@@ -538,8 +540,8 @@ def audit_systems(
 
 def _write_pictures(run_dir: Path, scenario: Scenario, seeds: Sequence[int], found: AuditOutcome) -> list[str]:
     (run_dir / "pictures").mkdir(exist_ok=True)
-    train_level = jax.tree_util.tree_map(lambda x: x[0], found.splits["train"].levels)
-    deploy_level = jax.tree_util.tree_map(lambda x: x[0], found.splits["deploy"].levels)
+    train_level = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], found.splits["train"].levels)
+    deploy_level = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], found.splits["deploy"].levels)
     written = []
     for seed, tp, dp in zip(seeds, found.greedy_paths["train"], found.greedy_paths["deploy"]):
         image = render_pair(scenario.spec, train_level, tp, deploy_level, dp, title_train=f"train (seed {seed})",
@@ -551,8 +553,8 @@ def _write_pictures(run_dir: Path, scenario: Scenario, seeds: Sequence[int], fou
 def _attach_witness_pictures(run_dir: Path, scenario: Scenario, splits: dict[str, AuditSplit], audit: dict[str, Any]) -> None:
     """Draw each witness policy on the first train and deploy level and cite the pictures as evidence."""
     (run_dir / "pictures").mkdir(exist_ok=True)
-    train_level = jax.tree_util.tree_map(lambda x: x[0], splits["train"].levels)
-    deploy_level = jax.tree_util.tree_map(lambda x: x[0], splits["deploy"].levels)
+    train_level = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], splits["train"].levels)
+    deploy_level = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], splits["deploy"].levels)
     files = {}
     for name, tp in splits["train"].witness_paths.items():
         image = render_pair(scenario.spec, train_level, tp, deploy_level, splits["deploy"].witness_paths[name],

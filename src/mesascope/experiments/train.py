@@ -539,8 +539,25 @@ def _ppo_fit(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_di
 
 def load_networks(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path) -> list[ActorCritic]:
     """The trained actor-critics of a PPO run, one per seed (`systems/seed-<k>.eqx`)."""
-    template = make_actor_critic(jax.random.key(0), scenario.spec.obs_shape, scenario.spec.n_actions, config.network)
-    return [eqx.tree_deserialise_leaves(run_dir / "systems" / f"seed-{seed}.eqx", template) for seed in seeds]
+    # The template's shapes only: initialising real weights would compile (or load from the cache) a dozen
+    # random-number programs that are thrown away at once.
+    template = eqx.filter_eval_shape(
+        lambda: make_actor_critic(jax.random.key(0), scenario.spec.obs_shape, scenario.spec.n_actions, config.network))
+    return [eqx.tree_deserialise_leaves(run_dir / "systems" / f"seed-{seed}.eqx", template, filter_spec=_load_leaf)
+            for seed in seeds]
+
+
+def _load_leaf(f: Any, like: Any) -> Any:
+    """One saved leaf: arrays are read with NumPy and copied to the device as they are.
+
+    `eqx.default_deserialise_filter_spec` converts with `jnp.asarray`, which compiles a program per array
+    shape (jax 0.10); `jax.device_put` gives the same array without one.
+    """
+    if isinstance(like, (jax.Array, jax.ShapeDtypeStruct)):
+        out = np.load(f)
+        # As `jnp.load`: NumPy saves bfloat16 as void16.
+        return jax.device_put(out.view(jnp.bfloat16) if out.dtype == "V2" else out)
+    return eqx.default_deserialise_filter_spec(f, like)
 
 
 def _ppo_load(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path) -> list[TrainedSystem]:

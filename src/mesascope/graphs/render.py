@@ -17,8 +17,10 @@ Graphviz.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,9 @@ from mesascope.graphs.evaluate import CheckStatus, GraphEvaluation, NodeState
 from mesascope.graphs.model import PROPERTIES, AndOrGraph, Colour, Node
 from mesascope.graphs.truth import Truth
 
-__all__ = ["EDGE_COLOURS", "STATE_FILLS", "RenderResult", "find_dot", "render_svg", "to_dot"]
+__all__ = [
+    "EDGE_COLOURS", "STATE_FILLS", "RenderResult", "drawn_svg", "find_dot", "render_svg", "reusing_drawings", "to_dot",
+]
 
 EDGE_COLOURS: dict[Colour, str] = {Colour.RED: "red", Colour.YELLOW: "goldenrod", Colour.BLUE: "blue"}
 STATE_FILLS: dict[Truth, str] = {Truth.HOLDS: "#cdeccd", Truth.FAILS: "#f6c6c6", Truth.UNDEFINED: "#e4e4e4"}
@@ -195,6 +199,37 @@ def find_dot() -> str | None:
     return shutil.which("dot")
 
 
+_DRAWN: list[dict[tuple[str, str], bytes]] = []
+"""The innermost `reusing_drawings` block's `(dot, source) -> SVG` drawings (none outside such a block)."""
+
+
+@contextlib.contextmanager
+def reusing_drawings() -> Iterator[None]:
+    """Within the block, a DOT source already drawn is not drawn again.
+
+    `mesascope audit` draws each graph for the run folder, then the same DOT source for the report: a `dot`
+    process each (~20 ms). Outside such a block every call draws, so nothing outlives a command.
+    """
+    _DRAWN.append({})
+    try:
+        yield
+    finally:
+        _DRAWN.pop()
+
+
+def drawn_svg(source: str, dot: str, draw: Callable[[str, str], bytes]) -> bytes:
+    """`draw(source, dot)`, or the SVG drawn from the same source in this `reusing_drawings` block.
+
+    Failures are not kept: a source that failed is drawn again next time.
+    """
+    if not _DRAWN:
+        return draw(source, dot)
+    drawn, key = _DRAWN[-1], (dot, source)
+    if key not in drawn:
+        drawn[key] = draw(source, dot)
+    return drawn[key]
+
+
 def _run_dot(source: str, dot: str) -> bytes:
     try:
         import graphviz  # the optional Python package
@@ -225,7 +260,7 @@ def render_svg(graph: AndOrGraph, evaluation: GraphEvaluation | None, path: str 
     failure = "Graphviz `dot` was not found on PATH"
     if dot is not None:
         try:
-            svg = _run_dot(source, dot)
+            svg = drawn_svg(source, dot, _run_dot)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional renderer means: fall back
             failure = f"Graphviz `dot` failed ({type(exc).__name__}: {str(exc).strip()[:200]})"
         else:

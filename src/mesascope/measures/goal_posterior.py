@@ -625,7 +625,7 @@ def posteriors_from_q(
             raise ValueError("lapses must be a 1-D grid of values in [0, 1)")
         # `boltzmann_fit` ignores lapses <= 0 (the lapse-free fit is always made): leaving them out of the
         # grid skips a column of likelihoods it would mask away (1 of the 9 `DEFAULT_LAPSES`).
-        lapse_grid = jnp.asarray(lapse_grid[lapse_grid > 0]) if (lapse_grid > 0).any() else None
+        lapse_grid = jax.device_put(lapse_grid[lapse_grid > 0]) if (lapse_grid > 0).any() else None
     g, n_levels, n_states, n_actions = q.shape
     # Selected on the host: the weightings are read there anyway to find each one's states.
     w = np.where(np.asarray(terminal)[None], np.float32(0.0), np.asarray(weightings, np.float32))
@@ -639,14 +639,15 @@ def posteriors_from_q(
     groups, pending = [], []
     for size in sorted(set(sizes)):
         group = [k for k in range(w.shape[0]) if sizes[k] == size]
-        take = np.zeros((len(group), size), np.int64)
+        take = np.zeros((len(group), size), np.int32)
         w_c = np.zeros((len(group), size), np.float32)
         for i, k in enumerate(group):
             take[i, : len(supports[k])] = supports[k]
             w_c[i, : len(supports[k])] = w[k, supports[k]]
         groups.append(group)
         pending.append(_fits_compact(
-            q_all, probs_all, jnp.asarray(take, jnp.int32), jnp.asarray(w_c), jnp.asarray(grid), lapse_grid))
+            # `jax.device_put`, not `jnp.asarray`: the latter compiles a program per shape (jax 0.10).
+            q_all, probs_all, jax.device_put(take), jax.device_put(w_c), jax.device_put(grid), lapse_grid))
     # Every group is dispatched before any is read back, so preparing (or tracing) one overlaps computing another.
     for group, fit in zip(groups, pending):
         fit = jax.tree_util.tree_map(np.asarray, fit)

@@ -363,8 +363,9 @@ def mce_irl(
     """
     features = jnp.asarray(tab.features, jnp.float32)
     k = features.shape[-1]
-    w0 = jnp.zeros(k, jnp.float32) if init is None else jnp.asarray(init, jnp.float32)
-    mask = jnp.ones(k, jnp.float32) if trainable is None else jnp.asarray(trainable, bool).astype(jnp.float32)
+    # Host defaults, copied to the device: `jnp.zeros` and `jnp.ones` would each compile a program.
+    w0 = jax.device_put(np.zeros(k, np.float32)) if init is None else jnp.asarray(init, jnp.float32)
+    mask = jax.device_put(np.ones(k, np.float32)) if trainable is None else jnp.asarray(trainable, bool).astype(jnp.float32)
     if w0.shape != (k,) or mask.shape != (k,):
         raise ValueError(f"init and trainable must have shape [K] = [{k}], got {w0.shape} and {mask.shape}")
     if terminal_value not in ("zero", "absorbing"):

@@ -98,15 +98,17 @@ def system_action_probs(spec: GridSpec, levels: Level, policy: PolicyFn, *, chun
         ValueError: if the system returns NaNs or rows that are not probability distributions.
     """
     n = levels.walls.shape[0]
+    # Chunks are cut, reshaped and joined on the host: each of those on device arrays, op by op, compiles a
+    # program (jax 0.10); the data are the same.
+    host = jax.tree_util.tree_map(np.asarray, levels)
     out = []
     for lo in range(0, n, chunk):
-        part = jax.tree_util.tree_map(lambda x: x[lo : lo + chunk], levels)
-        obs = _batched(spec)[1](part)
+        part = jax.tree_util.tree_map(lambda x: x[lo : lo + chunk], host)
+        obs = np.asarray(_batched(spec)[1](part))
         flat = obs.reshape((-1,) + obs.shape[2:])
-        probs = policy(flat).reshape(obs.shape[:2] + (spec.n_actions,))
-        out.append(probs)
-    probs = jnp.concatenate(out)
-    arr = np.asarray(probs)
+        out.append(np.asarray(policy(jax.device_put(flat))).reshape(obs.shape[:2] + (spec.n_actions,)))
+    arr = np.concatenate(out)
+    probs = jax.device_put(arr)
     if not np.isfinite(arr).all():
         raise ValueError(
             "the system returned NaN or infinite action probabilities; check the policy's parameters "
@@ -193,14 +195,15 @@ def reach_flags(tab: TabularMDP, reach: np.ndarray | jax.Array | None, n: int) -
         ValueError: if the flags have the wrong length, or some are set on levels without a terminal
             state (a reach objective's episode ends in it).
     """
+    # `jax.device_put` of host arrays: `jnp.asarray` and `jnp.zeros` would each compile a program.
     if reach is None:
-        return jnp.zeros((n,), bool)
+        return jax.device_put(np.zeros((n,), bool))
     flags = np.asarray(reach, bool)
     if flags.shape != (n,):
         raise ValueError(f"reach flags must have shape ({n},), one per objective; got {flags.shape}")
     if flags.any() and not bool(np.asarray(tab.terminal).any(-1).all()):
         raise ValueError("a reach objective needs an absorbing terminal state on every level (tab.terminal)")
-    return jnp.asarray(flags)
+    return jax.device_put(flags)
 
 
 def score_levels(

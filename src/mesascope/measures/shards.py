@@ -86,6 +86,9 @@ class Context:
     assign: Callable[[GridSpec, Level, TabularMDP], jax.Array]
 
 
+# Jitted: one program per level shape, shared by every context and scenario (op by op, the relaxation
+# compiles some twenty small programs; integer ops, so the results are the same).
+@jax.jit
 def steps_to_feature(next_state: jax.Array, fires: jax.Array) -> jax.Array:
     """Fewest actions from each state until a transition that fires a feature: int32 `[S]`.
 
@@ -410,7 +413,7 @@ def scenario_shards(
     if not contexts:
         return {}
     goals = scenario.candidate_goals
-    goal_w = jnp.asarray(np.stack([g.vector(scenario.feature_names) for g in goals]))
+    goal_w = jax.device_put(np.stack([g.vector(scenario.feature_names) for g in goals]))  # no program, as jnp.asarray
     names = tuple(g.name for g in goals)
     gamma = scenario.spec.gamma
     probs = jnp.asarray(probs, jnp.float32)

@@ -193,15 +193,16 @@ def split_exact(
     unknown = sorted(set(reach) - set(names))
     if unknown:
         raise ValueError(f"reach names {unknown} are not objectives; objectives: {list(names)}")
-    weights = jnp.asarray(np.stack([np.asarray(objectives[n], np.float32) for n in names]))
+    # Host rows, copied to the device once: indexing or converting a device array eagerly compiles a program.
+    weights = np.stack([np.asarray(objectives[n], np.float32) for n in names])
     reach_all = np.array([n in reach for n in names], bool)
     flags = reach_flags(tab, reach_all, len(names))
     from mesascope.measures.distances import coverage, pairwise_epic_levels
 
     state_dist = coverage(tab)
-    forms = {n: transition_reward(tab, weights[i]) for i, n in enumerate(names)}
+    forms = {n: _transition_reward(tab, weights[i]) for i, n in enumerate(names)}
     v_star, v_unif, goal_q, worst, worst_goal, p_base, p_int = _exact(
-        tab.next_state, tab.features, tab.start, tab.terminal, weights, flags, gamma,
+        tab.next_state, tab.features, tab.start, tab.terminal, jax.device_put(weights), flags, gamma,
     )
     return SplitExact(
         names=names,
@@ -218,6 +219,20 @@ def split_exact(
         objective_epic=pairwise_epic_levels(tab, forms, gamma, state_dist=state_dist),
         goal_q=goal_q,
     )
+
+
+# Called on host or device arrays outside any trace, these run as one compiled program each; op by op, each
+# jnp operation compiles its own (jax 0.10). The operations are the same, and so are the results (checked
+# bit for bit on the audit's levels).
+_normalised_score = jax.jit(normalised_score, static_argnames="eps")
+_transition_reward = jax.jit(transition_reward)
+_realised = jax.jit(TransitionReward.realised)
+
+
+@jax.jit
+def _realised_linear(features: jax.Array, weights: jax.Array) -> jax.Array:
+    """`features @ weights` in float32: the linear reward of each realised transition, `[..., S, A]`."""
+    return jnp.asarray(features, jnp.float32) @ weights
 
 
 @jax.jit
@@ -253,12 +268,12 @@ def reward_table_scores(
         informative for it, and the min `J_int` over the reward's optimal policies.
     """
     i = exact.names.index("intended")
-    r_int = jnp.asarray(tab.features, jnp.float32) @ jnp.asarray(w_int, jnp.float32)
+    r_int = _realised_linear(tab.features, np.asarray(w_int, np.float32))
     v_pi, v_star, v_unif, worst = _table_scores(
         tab.next_state, jnp.asarray(reward, jnp.float32), tab.start, probs, r_int,
-        jnp.asarray(exact.v_optimal[:, i]), jnp.asarray(exact.v_uniform[:, i]), gamma,
+        jax.device_put(exact.v_optimal[:, i]), jax.device_put(exact.v_uniform[:, i]), gamma,
     )
-    j = np.asarray(normalised_score(v_pi, v_star, v_unif), np.float64)
+    j = np.asarray(_normalised_score(v_pi, v_star, v_unif), np.float64)
     return j, informative_levels(v_star, v_unif), np.asarray(worst, np.float64)
 
 
@@ -340,20 +355,20 @@ def measure_system(
     from mesascope.measures.distances import pairwise_epic_levels
 
     names = exact.names
-    weights = jnp.asarray(np.stack([np.asarray(objectives[n], np.float32) for n in names]))
-    v_pi = np.asarray(policy_values(tab, probs, weights, gamma, reach=exact.reach))
-    j = np.asarray(normalised_score(v_pi, exact.v_optimal, exact.v_uniform), np.float64)
-    rewards: dict[str, TransitionReward] = {n: transition_reward(tab, weights[i]) for i, n in enumerate(names)}
+    weights = np.stack([np.asarray(objectives[n], np.float32) for n in names])  # host rows, as in `split_exact`
+    v_pi = np.asarray(policy_values(tab, probs, jax.device_put(weights), gamma, reach=exact.reach))
+    j = np.asarray(_normalised_score(v_pi, exact.v_optimal, exact.v_uniform), np.float64)
+    rewards: dict[str, TransitionReward] = {n: _transition_reward(tab, weights[i]) for i, n in enumerate(names)}
     w_int = np.asarray(objectives["intended"], np.float32)
     irl_j = irl_inf = irl_worst = None
     if irl is not None:
-        w_irl = jnp.asarray(np.asarray(list(irl["weights"].values()), np.float32))
-        rewards["irl"] = transition_reward(tab, w_irl)
-        irl_j, irl_inf, irl_worst = reward_table_scores(tab, rewards["irl"].realised(tab.next_state), probs, gamma, exact, w_int)
+        w_irl = np.asarray(list(irl["weights"].values()), np.float32)
+        rewards["irl"] = _transition_reward(tab, w_irl)
+        irl_j, irl_inf, irl_worst = reward_table_scores(tab, _realised(rewards["irl"], tab.next_state), probs, gamma, exact, w_int)
     rewards.update(extra_rewards or {})
     mesa_j = mesa_inf = None
     if mesa is not None:
-        mesa_j, mesa_inf, _ = reward_table_scores(tab, rewards[mesa].realised(tab.next_state), probs, gamma, exact, w_int)
+        mesa_j, mesa_inf, _ = reward_table_scores(tab, _realised(rewards[mesa], tab.next_state), probs, gamma, exact, w_int)
     return SystemSplit(
         j=j, v=v_pi.astype(np.float64), posterior=posterior, irl=irl, irl_j=irl_j, irl_informative=irl_inf,
         irl_worst_int=irl_worst,
@@ -628,7 +643,7 @@ def witness_policies(
     gamma: float,
     *,
     goal_reach: np.ndarray | None = None,
-) -> dict[str, jax.Array]:
+) -> dict[str, np.ndarray]:
     """The policies the properties quantify over, on ONE level, so they can be drawn as evidence.
 
     Args:
@@ -640,7 +655,7 @@ def witness_policies(
         goal_reach: Optional bool `[G]`, reach goals (as in `split_exact`).
 
     Returns:
-        name -> float32 `[S, A]`: `pursue:<goal>` (uniform over the goal's optimal actions, the Wentworth
+        name -> float32 `[S, A]` (host arrays): `pursue:<goal>` (uniform over the goal's optimal actions, the Wentworth
         witnesses) and `worst-base-optimal` (a deterministic base-optimal policy that minimises the
         intended objective: the policy behind Hubinger's outer alignment score).
     """
@@ -649,8 +664,10 @@ def witness_policies(
     flags = reach_flags(batched, goal_reach, w_goals.shape[0])
     pursuers, worst = _witness(tab.next_state, tab.features, tab.terminal, jnp.asarray(w_base, jnp.float32),
                                jnp.asarray(w_int, jnp.float32), w_goals, flags, gamma)
+    # Rows are taken on the host: indexing the device array would compile a program per shape.
+    pursuers = np.asarray(pursuers)
     out = {f"pursue:{g}": pursuers[i] for i, g in enumerate(goals)}
-    out["worst-base-optimal"] = worst
+    out["worst-base-optimal"] = np.asarray(worst)
     return out
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mesascope.graphs import PROPERTIES, GraphError, PropertyValue, Truth, evaluate_graph, get_graph, index_values, to_dot
-from mesascope.graphs.render import INSTALL_HINT, find_dot
+from mesascope.graphs.render import INSTALL_HINT, drawn_svg, find_dot
 from mesascope.report.html import prefix_svg_ids
 
 __all__ = ["GraphFigure", "graph_figures", "prefix_svg_ids", "property_values"]
@@ -103,9 +103,12 @@ def property_values(system: Mapping[str, Any], graph_name: str) -> dict[str, Pro
     return values
 
 
+def _run_dot(source: str, dot: str) -> bytes:
+    return subprocess.run([dot, "-Tsvg"], input=source.encode(), capture_output=True, check=True, timeout=60).stdout
+
+
 def _dot_to_svg(source: str, dot: str) -> str:
-    done = subprocess.run([dot, "-Tsvg"], input=source.encode(), capture_output=True, check=True, timeout=60)
-    text = done.stdout.decode("utf-8")
+    text = drawn_svg(source, dot, _run_dot).decode("utf-8")
     return _display_size(text[text.index("<svg") :])
 
 
