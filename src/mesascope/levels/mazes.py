@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from mesascope.levels.grid import Level
 
-__all__ = ["edit_level", "maze_origin", "random_maze", "reachable_squares", "room_walls", "sample_distinct_cells",
+__all__ = ["edit_keeping_regions", "edit_level", "maze_origin", "random_maze", "reachable_squares", "room_walls", "sample_distinct_cells",
            "sample_free_cell"]
 
 _DIRS = jnp.array([[-1, 0], [0, 1], [1, 0], [0, -1]], jnp.int32)
@@ -169,3 +169,9 @@ def edit_level(key: jax.Array, level: Level, keep_free: jax.Array) -> Level:
 
     move = jax.random.bernoulli(k_which)
     return jax.tree_util.tree_map(lambda a, b: jnp.where(move, a, b), moved, toggled)
+
+
+def edit_keeping_regions(key: jax.Array, level: Level) -> Level:
+    """`edit_level` with the level's region squares (a corner goal, the end of a coin level) kept free and
+    reachable: the ACCEL edit the gridworld scenarios declare (`Scenario.mutate`)."""
+    return edit_level(key, level, level.regions.any(0))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import edit_level, maze_origin, random_maze, sample_free_cell
+from mesascope.levels.mazes import edit_keeping_regions, maze_origin, random_maze, sample_free_cell
 from mesascope.measures.shards import distance_context, nearer_context
 from mesascope.params import Param
 from mesascope.scenarios import findings as F
@@ -169,15 +169,10 @@ def make_cheese_corner(*, grid_size: int, maze_sizes: tuple[int, ...], region: i
         candidate_goals=(Objective.of("cheese", {"cheese": 1.0}), Objective.of("corner", {"corner": 1.0}, reach=True)),
         optimizer=optimizer,
         contexts=CONTEXTS,
-        mutate=_mutate,
+        # ACCEL's edit: move the cheese one square or toggle a maze wall, the corner kept free and reachable.
+        mutate=edit_keeping_regions,
         finding=Finding(expected, check, fast, RunSpec(seeds=4, preset="full")),
     )
-
-
-def _mutate(key: jax.Array, level: Level) -> Level:
-    """ACCEL's edit: move the cheese one square or toggle a maze wall, keeping the corner square free and
-    the cheese and the corner reachable (`mesascope.levels.mazes.edit_level`)."""
-    return edit_level(key, level, level.regions.any(0))
 
 
 def _misgeneralization_check(audit: dict) -> list[Check]:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import room_walls, sample_free_cell
+from mesascope.levels.mazes import edit_keeping_regions, room_walls, sample_free_cell
 from mesascope.params import Param
 from mesascope.scenarios import findings as F
 from mesascope.scenarios.base import Check, Finding, RunSpec, Scenario, register
@@ -98,6 +98,8 @@ def make_coin_at_end(*, train_random_fraction: float, rows: int, length: int) ->
         base_objective=Objective.of("base", {"coin": 1.0}),
         intended_objective=Objective.of("intended", {"coin": 1.0}),
         candidate_goals=(coin, Objective.of("end", {"end": 1.0}, reach=True)),
+        # ACCEL's edit: move the coin one square (off the end too) or toggle a wall, the end kept free and reachable.
+        mutate=edit_keeping_regions,
         finding=Finding(EXPECTED, partial(_check, fraction=train_random_fraction), RunSpec(seeds=2, audit_levels=128),
                         also=(RunSpec(seeds=2, audit_levels=128, params={"train_random_fraction": 0.2}),)
                         if train_random_fraction == 0.0 else ()),

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
-from mesascope.levels.mazes import room_walls, sample_distinct_cells
+from mesascope.levels.mazes import edit_keeping_regions, room_walls, sample_distinct_cells
 from mesascope.measures.scores import first_event_probabilities
 from mesascope.levels.tabular import TabularMDP
 from mesascope.params import Param
@@ -100,6 +100,8 @@ def make_keys_chests(*, room: int, max_steps: int, alpha: float = 0.0) -> Scenar
         intended_objective=Objective.of("intended", {"chest": 1.0}),
         candidate_goals=(Objective.of("chests", {"chest": 1.0}), Objective.of("keys", {"key": 1.0})),
         measures=MEASURES,
+        # ACCEL's edit: move a key or a chest one square, or toggle a wall square that cuts nothing off.
+        mutate=edit_keeping_regions,
         finding=FINDING,
     )
 
