@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,16 +217,16 @@ def reusing_drawings() -> Iterator[None]:
         _DRAWN.pop()
 
 
-def drawn_svg(source: str, dot: str, draw: Callable[[str, str], bytes]) -> bytes:
-    """`draw(source, dot)`, or the SVG drawn from the same source in this `reusing_drawings` block.
+def drawn_svg(source: str, dot: str) -> bytes:
+    """The SVG `dot` draws from `source`, or the one drawn from the same source in this `reusing_drawings` block.
 
     Failures are not kept: a source that failed is drawn again next time.
     """
     if not _DRAWN:
-        return draw(source, dot)
+        return _run_dot(source, dot)
     drawn, key = _DRAWN[-1], (dot, source)
     if key not in drawn:
-        drawn[key] = draw(source, dot)
+        drawn[key] = _run_dot(source, dot)
     return drawn[key]
 
 
@@ -260,7 +260,7 @@ def render_svg(graph: AndOrGraph, evaluation: GraphEvaluation | None, path: str 
     failure = "Graphviz `dot` was not found on PATH"
     if dot is not None:
         try:
-            svg = drawn_svg(source, dot, _run_dot)
+            svg = drawn_svg(source, dot)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional renderer means: fall back
             failure = f"Graphviz `dot` failed ({type(exc).__name__}: {str(exc).strip()[:200]})"
         else:

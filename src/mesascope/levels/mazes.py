@@ -13,8 +13,8 @@ import jax.numpy as jnp
 
 from mesascope.levels.grid import Level
 
-__all__ = ["edit_keeping_regions", "edit_level", "maze_origin", "random_maze", "reachable_squares", "room_walls", "sample_distinct_cells",
-           "sample_free_cell"]
+__all__ = ["edit_keeping_regions", "edit_level", "maze_origin", "random_maze", "reachable_squares", "room_walls",
+           "sample_distinct_cells", "sample_free_cell"]
 
 _DIRS = jnp.array([[-1, 0], [0, 1], [1, 0], [0, -1]], jnp.int32)
 

@@ -8,7 +8,6 @@ each node by its measured state and mark counterexample edges. Nothing is re-mea
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,12 +102,8 @@ def property_values(system: Mapping[str, Any], graph_name: str) -> dict[str, Pro
     return values
 
 
-def _run_dot(source: str, dot: str) -> bytes:
-    return subprocess.run([dot, "-Tsvg"], input=source.encode(), capture_output=True, check=True, timeout=60).stdout
-
-
 def _dot_to_svg(source: str, dot: str) -> str:
-    text = drawn_svg(source, dot, _run_dot).decode("utf-8")
+    text = drawn_svg(source, dot).decode("utf-8")
     return _display_size(text[text.index("<svg") :])
 
 
