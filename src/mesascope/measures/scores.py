@@ -23,6 +23,7 @@ from mesascope.solve.dp import policy_evaluation, stop_on_arrival, uniform_polic
 __all__ = [
     "LevelScores",
     "PolicyFn",
+    "expected_visits",
     "first_event_probabilities",
     "first_reach_probabilities",
     "informative_levels",
@@ -266,6 +267,33 @@ def first_event_probabilities(
         return jnp.concatenate([first, dist.sum()[None]])
 
     return jax.vmap(one_level)(next_state, start, probs, events)
+
+
+@functools.partial(jax.jit, static_argnames="horizon")
+def expected_visits(next_state: jax.Array, start: jax.Array, probs: jax.Array, mask: jax.Array, *, horizon: int) -> jax.Array:
+    """Exact expected number of the first `horizon` steps in which the system acts in a masked state: float32 `[L]`.
+
+    Propagates the state distribution forward from the start, summing its mass on the mask at each step
+    `t = 0 .. horizon - 1` (e.g. how much of a training episode is spent in states that ask what deploy asks).
+
+    Args:
+        next_state: int32 `[L, S, A]`.
+        start: int32 `[L]`.
+        probs: float32 `[L, S, A]`, the system's action probabilities.
+        mask: bool `[L, S]`, the states counted.
+        horizon: Steps (an episode's length).
+    """
+
+    def one_level(ns, s0, pi, m):
+        def body(dist, _):
+            visits = (dist * m).sum()
+            flow = (dist[:, None] * pi).reshape(-1)
+            return jnp.zeros_like(dist).at[ns.reshape(-1)].add(flow), visits
+
+        dist0 = jnp.zeros(ns.shape[0], jnp.float32).at[s0].set(1.0)
+        return jax.lax.scan(body, dist0, None, horizon)[1].sum()
+
+    return jax.vmap(one_level)(next_state, start, probs, mask)
 
 
 @functools.partial(jax.jit, static_argnames="horizon")

@@ -26,7 +26,7 @@ import numpy as np
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.mazes import room_walls, sample_distinct_cells
-from mesascope.measures.scores import first_event_probabilities
+from mesascope.measures.scores import expected_visits, first_event_probabilities
 from mesascope.levels.tabular import TabularMDP, decode
 from mesascope.params import Param
 from mesascope.scenarios import findings as F
@@ -141,6 +141,11 @@ def make_monster_shields(*, room: int, max_steps: int, deploy_steps: int, harm: 
     )
 
 
+def _consumed(spec: GridSpec) -> jax.Array:
+    """bool `[S, N]`: each tabular state's consumed bit per object slot."""
+    return jax.vmap(lambda i: decode(spec, i).consumed)(jnp.arange(spec.n_states))
+
+
 def wasted_shield_reward(spec: GridSpec, levels: Level, tab: TabularMDP) -> jax.Array:
     """1 on transitions that pick up a shield while an apple is still uneaten, else 0: float32 `[L, S, A]`.
 
@@ -149,7 +154,7 @@ def wasted_shield_reward(spec: GridSpec, levels: Level, tab: TabularMDP) -> jax.
         levels: The `[L]` levels `tab` was built from (object kinds per slot).
         tab: Tabular levels `[L, ...]`.
     """
-    consumed = jax.vmap(lambda i: decode(spec, i).consumed)(jnp.arange(spec.n_states))  # [S, N]
+    consumed = _consumed(spec)  # [S, N]
     is_apple = levels.obj_kind == APPLE  # [L, N]
     apples_left = (is_apple[:, None, :] & ~consumed[None]).any(-1)  # [L, S]
     pickup = tab.features[..., spec.kinds.index("shield")] > 0  # [L, S, A]
@@ -196,7 +201,7 @@ def leftover_states(spec: GridSpec, levels: Level) -> jax.Array:
     ask: a shield is a pure detour there. An episode that ends soon after the kill acts in few of them.
     The absorbing end state is not one.
     """
-    consumed = jax.vmap(lambda i: decode(spec, i).consumed)(jnp.arange(spec.n_states))  # [S, N]
+    consumed = _consumed(spec)  # [S, N]
     kind = levels.obj_kind[:, None, :]  # [L, 1, N]
     left = ~consumed[None]  # [L, S, N]
 
@@ -220,21 +225,7 @@ def leftover_steps(scenario: Scenario, levels: Level, tab: TabularMDP, probs: ja
         probs: float32 `[L, S, A]`, the system's action probabilities on every state.
     """
     horizon = int(scenario.spec.max_steps if horizon is None else horizon)
-    return np.asarray(_expected_visits(tab.next_state, tab.start, probs, leftover_states(scenario.spec, levels), horizon))
-
-
-@partial(jax.jit, static_argnames="horizon")
-def _expected_visits(next_state, start, probs, mask, horizon):
-    def one_level(ns, s0, pi, m):
-        def body(dist, _):
-            visits = (dist * m).sum()
-            flow = (dist[:, None] * pi).reshape(-1)
-            return jnp.zeros_like(dist).at[ns.reshape(-1)].add(flow), visits
-
-        dist0 = jnp.zeros(ns.shape[0], jnp.float32).at[s0].set(1.0)
-        return jax.lax.scan(body, dist0, None, horizon)[1].sum()
-
-    return jax.vmap(one_level)(next_state, start, probs, mask)
+    return np.asarray(expected_visits(tab.next_state, tab.start, probs, leftover_states(scenario.spec, levels), horizon=horizon))
 
 
 def _pickups(scenario: Scenario, levels: Level, tab: TabularMDP, probs: jax.Array) -> np.ndarray:
