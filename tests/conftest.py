@@ -23,6 +23,7 @@ import pytest
 
 from mesascope.levels.grid import KIND_INDEX, GridSpec, Level
 from mesascope.levels.tabular import tabularize
+from mesascope.programs import clear_loaded
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
@@ -31,10 +32,11 @@ def _free_compiled_programs():
     Every loaded XLA:CPU executable keeps memory mappings; one process running the whole suite collects
     enough of them to reach the kernel's `vm.max_map_count` (65,530 by default), and the next program it
     loads from the persistent compilation cache then crashes the process. Later modules reload what they
-    need from that cache.
+    need from that cache (and `mesascope.programs.cached_jit`'s saved programs).
     """
     yield
     jax.clear_caches()
+    clear_loaded()
 
 
 # ASCII legend for `draw_level`. Keys and chests are placed first among the objects so that they are

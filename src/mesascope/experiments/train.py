@@ -51,6 +51,7 @@ from mesascope.measures.separation import proxy_objectives, separating_levels
 from mesascope.optimizers.curricula import CURRICULA, PLR_SCORES
 from mesascope.optimizers.ppo import PPOConfig, PRESETS as PPO_PRESETS, make_train
 from mesascope.params import Param, ParamError, parse_values
+from mesascope.programs import cached_jit
 from mesascope.scenarios import Scenario
 from mesascope.systems.bridge import Bridge
 from mesascope.systems.mesa import MesaOptimizer, MesaParams, train_evolution, train_gradient
@@ -564,11 +565,16 @@ def _ppo_load(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_d
     networks = load_networks(scenario, config, seeds, run_dir)
     _, static = eqx.partition(networks[0], eqx.is_array)
     # One compiled program serves every seed: the parameters are an argument, not a constant.
-    obs_fn = jax.jit(lambda params, obs: action_probs(eqx.combine(params, static), obs))
+    treedef = jax.tree_util.tree_structure(eqx.partition(networks[0], eqx.is_array)[0])
+    # The closure's only free values are the network's structure, which the scenario's observation shape,
+    # action count and network settings determine: they are the compiled program's key. The parameters go
+    # in as a flat list of arrays (a saved program cannot rebuild equinox modules from placeholders).
+    obs_fn = cached_jit(
+        lambda leaves, obs: action_probs(eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static), obs),
+        key=("ppo-action-probs", scenario.spec.obs_shape, scenario.spec.n_actions, config.network))
     out = []
     for seed, network in zip(seeds, networks, strict=True):
-        params = eqx.partition(network, eqx.is_array)[0]
-        policy = partial(obs_fn, params)
+        policy = partial(obs_fn, jax.tree_util.tree_leaves(eqx.partition(network, eqx.is_array)[0]))
         out.append(TrainedSystem(seed, lambda levels, tab, policy=policy: system_action_probs(scenario.spec, levels, policy)))
     return out
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from mesascope.levels.tabular import TabularMDP, TransitionReward
 from mesascope.measures.epic import epic_distance_decomposed
+from mesascope.programs import cached_jit
 
 __all__ = ["as_transition_reward", "coverage", "pairwise_epic", "pairwise_epic_levels", "reachable_states"]
 
@@ -37,7 +38,7 @@ def reachable_states(tab: TabularMDP) -> jax.Array:
     return jax.lax.fori_loop(0, s, body, start)
 
 
-@jax.jit
+@cached_jit
 def _coverage(next_state: jax.Array, start: jax.Array, terminal: jax.Array) -> jax.Array:
     tab = TabularMDP(next_state, jnp.zeros(next_state.shape + (0,)), start, terminal)
     live = jax.vmap(reachable_states)(tab) & ~terminal

@@ -34,6 +34,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from mesascope.programs import cached_jit
 from mesascope.solve.dp import uniform_over_optimal
 
 __all__ = [
@@ -271,7 +272,7 @@ def _decomposed_parts(r_sa: jax.Array, r_next: jax.Array, gamma, q: jax.Array) -
     return r_sa - ubar[..., None], r_next + gamma * ubar
 
 
-@jax.jit
+@cached_jit
 def _epic_distance_decomposed(ra_sa, ra_next, rb_sa, rb_next, state_dist, action_dist, gamma, rtol):
     ua, va, ub, vb = (_as_float(x) for x in (ra_sa, ra_next, rb_sa, rb_next))
     dtype = jnp.result_type(ua, va, ub, vb)

@@ -34,6 +34,7 @@ import numpy as np
 
 from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.scores import reach_flags
+from mesascope.programs import cached_jit
 from mesascope.solve.dp import discounted_occupancy, stop_on_arrival, value_iteration
 
 __all__ = [
@@ -128,7 +129,7 @@ def system_state_weights(tab: TabularMDP, probs: jax.Array, gamma: float) -> jax
     return _state_weights(tab.next_state, tab.start, tab.terminal, probs, gamma)
 
 
-@jax.jit
+@cached_jit
 def _state_weights(next_state, start, terminal, probs, gamma):
     mu = jax.vmap(discounted_occupancy, in_axes=(0, 0, 0, None))(next_state, probs, start, gamma)
     return jnp.where(terminal, 0.0, mu.sum(-1))
@@ -452,7 +453,7 @@ def candidate_q_values(
     )
 
 
-@jax.jit
+@cached_jit
 def _fits_compact(q, probs, take, weightings, betas, lapses) -> BoltzmannFit:
     # Each weighting's own evidence rows (`take` [W, N]) are gathered here, inside the compiled program (one
     # program per padded size). One goal and one weighting at a time (lax.map): see the note in

@@ -36,6 +36,7 @@ import optax
 
 from mesascope.levels.tabular import TabularMDP
 from mesascope.measures.goal_posterior import expected_log_likelihood, system_state_weights
+from mesascope.programs import cached_jit
 from mesascope.solve.dp import (
     DEFAULT_MAX_ITERS,
     DEFAULT_TOL,
@@ -287,7 +288,7 @@ def _mce_impl(next_state, features, start, terminal, absorbing, probs, w0, train
     )
 
 
-_mce = jax.jit(_mce_impl, static_argnames=("steps",))
+_mce = cached_jit(_mce_impl, static_argnames=("steps",))
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))

@@ -18,6 +18,7 @@ import numpy as np
 
 from mesascope.levels.grid import GridSpec, Level
 from mesascope.levels.tabular import TabularMDP, observe_all, tabularize
+from mesascope.programs import cached_jit
 from mesascope.solve.dp import policy_evaluation, stop_on_arrival, uniform_policy, value_iteration
 
 __all__ = [
@@ -79,8 +80,9 @@ def informative_levels(v_optimal: jax.Array | np.ndarray, v_uniform: jax.Array |
 
 @functools.lru_cache(maxsize=None)
 def _batched(spec: GridSpec) -> tuple[Callable, Callable]:
-    tab = jax.jit(jax.vmap(lambda lv: tabularize(spec, lv)))
-    obs = jax.jit(jax.vmap(lambda lv: observe_all(spec, lv)))
+    # `spec` (a frozen dataclass of numbers and names) is all the closures hold: it keys the saved programs.
+    tab = cached_jit(jax.vmap(lambda lv: tabularize(spec, lv)), key=("tabularize", spec))
+    obs = cached_jit(jax.vmap(lambda lv: observe_all(spec, lv)), key=("observe_all", spec))
     return tab, obs
 
 
@@ -159,7 +161,7 @@ def start_regret(next_state: jax.Array, features: jax.Array, start: jax.Array, t
     return jax.vmap(one_level)(next_state, features, start, terminal, probs)
 
 
-@jax.jit
+@cached_jit
 def _policy_values(next_state, features, start, terminal, weights, reach, probs, gamma):
     def one_level(ns, ft, s0, term, pi):
         def one_objective(w, rch):
@@ -296,7 +298,7 @@ def expected_visits(next_state: jax.Array, start: jax.Array, probs: jax.Array, m
     return jax.vmap(one_level)(next_state, start, probs, mask)
 
 
-@functools.partial(jax.jit, static_argnames="horizon")
+@cached_jit(static_argnames="horizon")
 def first_reach_probabilities(tab: TabularMDP, probs: jax.Array, weights: jax.Array, *, horizon: int) -> jax.Array:
     """Exact probability that each goal is reached first, within `horizon` steps.
 

@@ -43,6 +43,7 @@ from mesascope.measures.goal_posterior import (
     posteriors_from_q,
     system_state_weights,
 )
+from mesascope.programs import cached_jit
 from mesascope.types import MesascopeError
 
 __all__ = [
@@ -88,7 +89,7 @@ class Context:
 
 # Jitted: one program per level shape, shared by every context and scenario (op by op, the relaxation
 # compiles some twenty small programs; integer ops, so the results are the same).
-@jax.jit
+@cached_jit
 def steps_to_feature(next_state: jax.Array, fires: jax.Array) -> jax.Array:
     """Fewest actions from each state until a transition that fires a feature: int32 `[S]`.
 

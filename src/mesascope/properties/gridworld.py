@@ -48,6 +48,7 @@ from mesascope.levels.tabular import TabularMDP, TransitionReward, transition_re
 from mesascope.measures.estimates import Estimate, LevelResample, estimate
 from mesascope.measures.scores import informative_levels, normalised_score, policy_values, reach_flags
 from mesascope.measures.measurements import Measurements, Witness
+from mesascope.programs import cached_jit
 from mesascope.properties.thresholds import Thresholds
 from mesascope.solve.dp import (
     optimal_action_mask,
@@ -73,7 +74,7 @@ __all__ = [
 ]
 
 
-@jax.jit
+@cached_jit
 def _exact(next_state, features, start, terminal, w_all, reach, gamma):
     # Objectives are ordered base, intended, then the candidate goals. Each solver is traced once and
     # vmapped over objectives: compile time grows with the number of traced solver calls, not objectives.
@@ -235,7 +236,7 @@ def _realised_linear(features: jax.Array, weights: jax.Array) -> jax.Array:
     return jnp.asarray(features, jnp.float32) @ weights
 
 
-@jax.jit
+@cached_jit
 def _table_scores(next_state, reward, start, probs, r_int, v_int_star, v_int_unif, gamma):
     def one(ns, r, s0, pi, ri, vs, vu):
         sol = value_iteration(ns, r, gamma)
@@ -671,7 +672,7 @@ def witness_policies(
     return out
 
 
-@jax.jit
+@cached_jit
 def _witness(ns, ft, term, w_base, w_int, w_goals, goal_reach, gamma):
     def pursuer(w, rch):
         r = ft @ w

@@ -29,6 +29,7 @@ import numpy as np
 
 from mesascope.levels.grid import GridSpec, Level, feature_names
 from mesascope.params import Param, parse_values
+from mesascope.programs import cached_jit
 from mesascope.types import MesascopeError, Objective
 
 __all__ = [
@@ -317,8 +318,23 @@ def _sampler(make_level: Callable[[jax.Array, str], Level], split: str) -> Calla
     else:
         key = (make_level, split)
     if key not in _SAMPLERS:
-        _SAMPLERS[key] = jax.jit(jax.vmap(lambda k: make_level(k, split)))
+        generator = jax.vmap(lambda k: make_level(k, split))
+        program_key = _generator_key(make_level, split)
+        _SAMPLERS[key] = jax.jit(generator) if program_key is None else cached_jit(generator, key=program_key)
     return _SAMPLERS[key]
+
+
+def _generator_key(make_level: Callable[[jax.Array, str], Level], split: str) -> tuple[Any, ...] | None:
+    """What a built-in generator's compiled program depends on besides mesascope's source: its function,
+    frozen arguments and split (`mesascope.programs.cached_jit`). None for a generator defined elsewhere,
+    whose source the saved programs' fingerprint does not cover."""
+    if not isinstance(make_level, functools.partial):
+        return None
+    func = make_level.func
+    if not getattr(func, "__module__", "").startswith("mesascope."):
+        return None
+    return ("level-generator", func.__module__, func.__qualname__, make_level.args,
+            tuple(sorted(make_level.keywords.items())), split)
 
 
 @dataclass(frozen=True)
