@@ -23,11 +23,13 @@ the function is plain `jax.jit`. A file that cannot be read or loaded is compile
 cache only ever saves time. Each program loaded from disk is reported to the profile as a cache hit
 (`mesascope.experiments.profiling`).
 
-Programs live in `<cache folder>/programs/`, one file per program (tens to hundreds of kilobytes).
+Programs live in `<cache folder>/programs/`, one file per program (tens to hundreds of kilobytes), named
+by a digest of the environment; those of another environment unused for `STALE_DAYS` are deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -36,6 +38,7 @@ import pickle
 import platform
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,7 @@ import numpy as np
 
 from mesascope._jax_setup import cache_dir
 
-__all__ = ["PROGRAM_HIT_EVENT", "cached_jit", "clear_loaded", "programs_dir"]
+__all__ = ["PROGRAM_HIT_EVENT", "STALE_DAYS", "cached_jit", "clear_loaded", "programs_dir"]
 
 PROGRAM_HIT_EVENT = "/mesascope/programs/loaded"
 """`jax.monitoring` event recorded for every program loaded from disk (counted by `--profile`)."""
@@ -107,7 +110,8 @@ def _cpu_flags() -> str:
 
 def _leaf_signature(leaf: Any) -> tuple[Any, ...]:
     if isinstance(leaf, jax.Array):
-        return (tuple(leaf.shape), str(leaf.dtype), bool(getattr(leaf, "weak_type", False)))
+        # The sharding names the device: a program is compiled for the device its inputs live on.
+        return (tuple(leaf.shape), str(leaf.dtype), bool(getattr(leaf, "weak_type", False)), repr(leaf.sharding))
     if isinstance(leaf, np.ndarray | np.generic):
         return (tuple(leaf.shape), str(leaf.dtype), False)
     if isinstance(leaf, bool | int | float | complex):
@@ -156,7 +160,7 @@ def cached_jit(
             signature = (repr(key), statics, str(tree), tuple(_leaf_signature(x) for x in leaves))
         except TypeError:
             return jitted(*args, **kwargs)
-        if " at 0x" in signature[0] or any(" at 0x" in text for _, text in statics):
+        if " at 0x" in signature[0] or " at 0x" in signature[2] or any(" at 0x" in text for _, text in statics):
             # A repr with an object's address is not a description of it (and differs in every process).
             return jitted(*args, **kwargs)
         compiled = loaded.get(signature)
@@ -166,7 +170,12 @@ def cached_jit(
                 if compiled is None:
                     compiled = _load_or_compile(folder, fun, jitted, signature, args, kwargs)
                     loaded[signature] = compiled
-        return compiled(*dyn_args, **dyn_kwargs)
+        try:
+            return compiled(*dyn_args, **dyn_kwargs)
+        except (TypeError, ValueError):
+            # Arguments the key did not tell apart (a sharding or layout it does not record): jax.jit
+            # handles them, and reports a genuine error in the call the way it always does.
+            return jitted(*args, **kwargs)
 
     call.jitted = jitted  # the plain `jax.jit` form, for `lower` and the like
     return call
@@ -209,12 +218,16 @@ def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, signatu
     from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
     text = repr((_environment(), fun.__module__, fun.__qualname__, signature))
-    path = folder / f"{fun.__qualname__.replace('<', '').replace('>', '')[:40]}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.bin"
+    # Named by the environment first, so programs of other versions of the code can be told apart and pruned.
+    name = fun.__qualname__.replace("<", "").replace(">", "")[:40]
+    path = folder / f"{_environment()[:12]}-{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.bin"
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
         _prepare_runtime()
         compiled = deserialize_and_load(payload, in_tree, out_tree)
         jax.monitoring.record_event(PROGRAM_HIT_EVENT)
+        with contextlib.suppress(OSError):
+            os.utime(path)  # in use: kept by `_prune`
         return compiled
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, RuntimeError):
         pass  # missing, from an older layout, or unreadable: compile again and replace it
@@ -225,6 +238,26 @@ def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, signatu
         with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".tmp") as handle:
             handle.write(data)
         os.replace(handle.name, path)
+        _prune(folder)
     except (OSError, TypeError, ValueError, pickle.PicklingError, RuntimeError):
         pass  # a program that cannot be saved is simply compiled again next time
     return compiled
+
+
+STALE_DAYS = 7.0
+"""Programs of another version of the code (or JAX) unused for this many days are deleted."""
+
+
+@functools.cache
+def _prune(folder: Path) -> None:
+    """Once per process, on the first save: delete other environments' programs unused for `STALE_DAYS`.
+
+    Every edit of mesascope's code starts a new set of programs (tens of megabytes for the test suite);
+    without pruning they would pile up. Another checkout sharing the folder keeps what it still uses.
+    """
+    current = _environment()[:12]
+    cutoff = time.time() - STALE_DAYS * 86400.0
+    for path in folder.glob("*.bin"):
+        with contextlib.suppress(OSError):
+            if not path.name.startswith(current) and path.stat().st_mtime < cutoff:
+                path.unlink()
