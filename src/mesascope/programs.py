@@ -18,8 +18,11 @@ What the key holds, and why it is safe:
 - `key=`: for a function that closes over something (a network's static structure), a description of
   what it closes over. A closure over anything the key does not describe must not use `cached_jit`.
 
-Inside another transformation (any argument a tracer), or with the cache off (`MESASCOPE_JAX_CACHE=off`),
-the function is plain `jax.jit`. A file that cannot be read or loaded is compiled again and replaced: the
+Only a program XLA really compiles is saved: one that JAX's persistent cache supplies cannot be serialized
+whole (jaxlib 0.10.2), so it is used as before, traced and lowered in every process, until a compile of it
+happens with that cache cold (a fresh machine, a new version of JAX, `benchmarks/bench_audit.py`'s own
+cache folder). Inside another transformation (any argument a tracer), or with the cache off
+(`MESASCOPE_JAX_CACHE=off`), the function is plain `jax.jit`. A file that cannot be read or loaded is compiled again and replaced: the
 cache only ever saves time. Each program loaded from disk is reported to the profile as a cache hit
 (`mesascope.experiments.profiling`).
 
@@ -194,23 +197,28 @@ def _prepare_runtime() -> None:
         pass
 
 
-def _compile_fresh(jitted: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Compile with JAX's persistent compilation cache bypassed.
+_PERSISTENT_HITS = [0]  # programs JAX's persistent cache has supplied in this process
 
-    An executable the persistent cache supplied does not serialize whole (jaxlib 0.10.2 on CPU: the saved
-    copy loads, then fails when run with "Function ... not found"), so the one compile of a program that
-    is about to be saved must be a real one.
+
+def _count_persistent_hit(event: str, **_: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _PERSISTENT_HITS[0] += 1
+
+
+jax.monitoring.register_event_listener(_count_persistent_hit)
+
+
+def _compile(jitted: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, bool]:
+    """Compile as `jax.jit` would; returns the executable and whether it may be saved.
+
+    An executable JAX's persistent cache supplied does not serialize whole (jaxlib 0.10.2 on CPU: the copy
+    loads, then fails when run with "Function ... not found"), so only a program XLA really compiled is
+    saved. Bypassing the persistent cache to get one would instead recompile, after every edit of the
+    code, each program whose compiled form had not changed (minutes for the test suite).
     """
-    from jax._src import config as jax_config
-    from jax.experimental.compilation_cache import compilation_cache
-
-    compilation_cache.reset_cache()
-    try:
-        with jax_config.enable_compilation_cache(False):
-            return jitted.lower(*args, **kwargs).compile()
-    finally:
-        # The next compile looks the persistent cache up again (its folder setting is unchanged).
-        compilation_cache.reset_cache()
+    before = _PERSISTENT_HITS[0]
+    compiled = jitted.lower(*args, **kwargs).compile()
+    return compiled, _PERSISTENT_HITS[0] == before
 
 
 def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, signature: tuple[Any, ...],
@@ -230,8 +238,12 @@ def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, signatu
             os.utime(path)  # in use: kept by `_prune`
         return compiled
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, RuntimeError):
-        pass  # missing, from an older layout, or unreadable: compile again and replace it
-    compiled = _compile_fresh(jitted, args, kwargs)
+        # Missing, from an older layout, or unreadable: compile again, and replace it or drop it.
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    compiled, saveable = _compile(jitted, args, kwargs)
+    if not saveable:
+        return compiled
     try:
         folder.mkdir(parents=True, exist_ok=True)
         data = pickle.dumps(serialize(compiled))
