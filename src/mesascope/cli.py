@@ -928,5 +928,28 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def console_script() -> None:
+    """The `mesascope` console script: `main`, then the process ends without tearing the interpreter down.
+
+    Once a command has returned, everything it wrote is on disk and its output is printed; what is left is
+    Python freeing every module and JAX freeing its compiled programs and thread pools: about 0.5 s after
+    an audit on the 2-core machine (0.2 s after imports alone), 5% of a warm audit (issue 16). The exit
+    handlers still run (`atexit`: MLflow, Ray, temporary folders, logging), and the ordinary exit is kept
+    while any other non-daemon thread is alive, since the interpreter would wait for it.
+    """
+    import atexit
+    import os
+    import threading
+
+    code = main()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_script()
