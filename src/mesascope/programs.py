@@ -18,12 +18,12 @@ What the key holds, and why it is safe:
 - `key=`: for a function that closes over something (a network's static structure), a description of
   what it closes over. A closure over anything the key does not describe must not use `cached_jit`.
 
-Only a program XLA really compiles is saved: one that JAX's persistent cache supplies cannot be serialized
-whole (jaxlib 0.10.2), so it is used as before, traced and lowered in every process, until a compile of it
-happens with that cache cold (a fresh machine, a new version of JAX, `benchmarks/bench_audit.py`'s own
-cache folder). Inside another transformation (any argument a tracer), or with the cache off
-(`MESASCOPE_JAX_CACHE=off`), the function is plain `jax.jit`. A file that cannot be read or loaded is compiled again and replaced: the
-cache only ever saves time. Each program loaded from disk is reported to the profile as a cache hit
+Only a program XLA really compiled is saved: one that JAX's persistent cache supplied does not serialize
+whole (jaxlib 0.10.2), so such a program is compiled once more, with that cache bypassed, and the fresh
+copy is saved (once per program and version of the code: after an upgrade or an edit). Inside another
+transformation (any argument a tracer), or with the cache off (`MESASCOPE_JAX_CACHE=off`), the function is
+plain `jax.jit`. A file that cannot be read or loaded is compiled again and replaced: the cache only ever
+saves time. Each program loaded from disk is reported to the profile as a cache hit
 (`mesascope.experiments.profiling`).
 
 Programs live in `<cache folder>/programs/`, one file per program (tens to hundreds of kilobytes), named
@@ -171,7 +171,7 @@ def cached_jit(
             with _LOCK:
                 compiled = loaded.get(signature)
                 if compiled is None:
-                    compiled = _load_or_compile(folder, fun, jitted, signature, args, kwargs)
+                    compiled = _load_or_compile(folder, fun, jitted, names, signature, args, kwargs)
                     loaded[signature] = compiled
         try:
             return compiled(*dyn_args, **dyn_kwargs)
@@ -208,21 +208,35 @@ def _count_persistent_hit(event: str, **_: Any) -> None:
 jax.monitoring.register_event_listener(_count_persistent_hit)
 
 
-def _compile(jitted: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, bool]:
-    """Compile as `jax.jit` would; returns the executable and whether it may be saved.
+def _compile(fun: Callable[..., Any], jitted: Any, names: tuple[str, ...], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Any:
+    """Compile as `jax.jit` would, into an executable that serializes whole.
 
-    An executable JAX's persistent cache supplied does not serialize whole (jaxlib 0.10.2 on CPU: the copy
-    loads, then fails when run with "Function ... not found"), so only a program XLA really compiled is
-    saved. Bypassing the persistent cache to get one would instead recompile, after every edit of the
-    code, each program whose compiled form had not changed (minutes for the test suite).
+    An executable JAX's persistent cache supplied does not (jaxlib 0.10.2 on CPU: the saved copy loads,
+    then fails when run with "Function ... not found"). Such a program is compiled again with that cache
+    bypassed, from a new trace (the same trace would find the first executable in JAX's in-memory caches).
+    Only then: bypassing it for every program would also recompile the ones that cache does not hold, and
+    keep them out of it.
     """
+    from jax._src import config as jax_config
+    from jax.experimental.compilation_cache import compilation_cache
+
     before = _PERSISTENT_HITS[0]
     compiled = jitted.lower(*args, **kwargs).compile()
-    return compiled, _PERSISTENT_HITS[0] == before
+    if _PERSISTENT_HITS[0] == before:
+        return compiled
+    compilation_cache.reset_cache()
+    try:
+        with jax_config.enable_compilation_cache(False):
+            retrace = jax.jit(functools.partial(fun), static_argnames=names)
+            return retrace.lower(*args, **kwargs).compile()
+    finally:
+        # The next compile looks the persistent cache up again (its folder setting is unchanged).
+        compilation_cache.reset_cache()
 
 
-def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, signature: tuple[Any, ...],
-                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, names: tuple[str, ...],
+                     signature: tuple[Any, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
     text = repr((_environment(), fun.__module__, fun.__qualname__, signature))
@@ -238,12 +252,8 @@ def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, signatu
             os.utime(path)  # in use: kept by `_prune`
         return compiled
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, RuntimeError):
-        # Missing, from an older layout, or unreadable: compile again, and replace it or drop it.
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-    compiled, saveable = _compile(jitted, args, kwargs)
-    if not saveable:
-        return compiled
+        pass  # missing, from an older layout, or unreadable: compile again and replace it
+    compiled = _compile(fun, jitted, names, args, kwargs)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         data = pickle.dumps(serialize(compiled))
