@@ -171,7 +171,7 @@ def cached_jit(
             with _LOCK:
                 compiled = loaded.get(signature)
                 if compiled is None:
-                    compiled = _load_or_compile(folder, fun, jitted, names, signature, args, kwargs)
+                    compiled = _load_or_compile(folder, fun, names, signature, args, kwargs)
                     loaded[signature] = compiled
         try:
             return compiled(*dyn_args, **dyn_kwargs)
@@ -208,35 +208,38 @@ def _count_persistent_hit(event: str, **_: Any) -> None:
 jax.monitoring.register_event_listener(_count_persistent_hit)
 
 
-def _compile(fun: Callable[..., Any], jitted: Any, names: tuple[str, ...], args: tuple[Any, ...],
-             kwargs: dict[str, Any]) -> Any:
-    """Compile as `jax.jit` would, into an executable that serializes whole.
+def _compile(fun: Callable[..., Any], names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Compile `fun` as `jax.jit` would, into an executable that serializes whole.
 
     An executable JAX's persistent cache supplied does not (jaxlib 0.10.2 on CPU: the saved copy loads,
-    then fails when run with "Function ... not found"). Such a program is compiled again with that cache
-    bypassed, from a new trace (the same trace would find the first executable in JAX's in-memory caches).
-    Only then: bypassing it for every program would also recompile the ones that cache does not hold, and
-    keep them out of it.
+    then fails when run with "Function ... not found"). Every program to be saved is therefore traced
+    anew (JAX's in-memory caches hand an earlier trace's executable back without saying where it came
+    from: a call with NumPy instead of JAX arrays of the same shapes, for example, is another signature
+    here but the same program there), and one the persistent cache supplies is compiled once more with
+    that cache bypassed. Bypassing it always would also recompile the programs it does not hold, and keep
+    them out of it.
     """
     from jax._src import config as jax_config
     from jax.experimental.compilation_cache import compilation_cache
 
+    def fresh() -> Any:
+        return jax.jit(functools.partial(fun), static_argnames=names).lower(*args, **kwargs).compile()
+
     before = _PERSISTENT_HITS[0]
-    compiled = jitted.lower(*args, **kwargs).compile()
+    compiled = fresh()
     if _PERSISTENT_HITS[0] == before:
         return compiled
     compilation_cache.reset_cache()
     try:
         with jax_config.enable_compilation_cache(False):
-            retrace = jax.jit(functools.partial(fun), static_argnames=names)
-            return retrace.lower(*args, **kwargs).compile()
+            return fresh()
     finally:
         # The next compile looks the persistent cache up again (its folder setting is unchanged).
         compilation_cache.reset_cache()
 
 
-def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, names: tuple[str, ...],
-                     signature: tuple[Any, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _load_or_compile(folder: Path, fun: Callable[..., Any], names: tuple[str, ...], signature: tuple[Any, ...],
+                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
     text = repr((_environment(), fun.__module__, fun.__qualname__, signature))
@@ -253,7 +256,7 @@ def _load_or_compile(folder: Path, fun: Callable[..., Any], jitted: Any, names: 
         return compiled
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, RuntimeError):
         pass  # missing, from an older layout, or unreadable: compile again and replace it
-    compiled = _compile(fun, jitted, names, args, kwargs)
+    compiled = _compile(fun, names, args, kwargs)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         data = pickle.dumps(serialize(compiled))

@@ -164,6 +164,38 @@ def test_a_program_the_persistent_cache_supplied_is_compiled_again_to_be_saved(t
     assert x1 == x2 == x3
 
 
+_TWO_SIGNATURES = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from mesascope.programs import cached_jit
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location("t", sys.argv[1]); mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a, b = mod._inputs()
+    fast = cached_jit(mod._solve_levels)
+    x1 = fast(a, b, 0.9)[0]
+    x2 = fast(np.asarray(a), np.asarray(b), 0.9)[0]  # another signature here, the same program to JAX
+    print(np.asarray(x1).tobytes().hex(), np.asarray(x2).tobytes().hex())
+    """
+)
+
+
+def test_no_copy_the_persistent_cache_supplied_is_saved_through_jaxs_memory(tmp_path):
+    # Regression (found by the suite from a clean clone): with JAX's persistent cache warm and no saved
+    # programs, the second signature's compile came from JAX's in-memory cache, holding the executable
+    # the persistent cache had supplied for the first; saved, it failed in the next process with
+    # "Function ... not found".
+    script = tmp_path / "script.py"
+    script.write_text(_TWO_SIGNATURES)
+    env = {**os.environ, "MESASCOPE_JAX_CACHE": str(tmp_path / "jax-cache")}
+    (first,) = _processes(script, env, 1)
+    for path in (tmp_path / "jax-cache" / "programs").glob("*.bin"):
+        path.unlink()
+    outputs = _processes(script, env, 2)
+    assert len(list((tmp_path / "jax-cache" / "programs").glob("*.bin"))) == 2
+    assert outputs == [first, first]
+
+
 def test_profile_counts_a_loaded_program_as_a_cache_hit(cache):
     from mesascope.experiments.profiling import StageTimer
 
