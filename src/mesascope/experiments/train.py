@@ -563,9 +563,9 @@ def _load_leaf(f: Any, like: Any) -> Any:
 
 def _ppo_load(scenario: Scenario, config: PPOConfig, seeds: Sequence[int], run_dir: Path) -> list[TrainedSystem]:
     networks = load_networks(scenario, config, seeds, run_dir)
-    _, static = eqx.partition(networks[0], eqx.is_array)
+    params, static = eqx.partition(networks[0], eqx.is_array)
     # One compiled program serves every seed: the parameters are an argument, not a constant.
-    treedef = jax.tree_util.tree_structure(eqx.partition(networks[0], eqx.is_array)[0])
+    treedef = jax.tree_util.tree_structure(params)
     # The closure's only free values are the network's structure, which the scenario's observation shape,
     # action count and network settings determine: they are the compiled program's key. The parameters go
     # in as a flat list of arrays (a saved program cannot rebuild equinox modules from placeholders).
