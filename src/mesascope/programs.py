@@ -51,7 +51,12 @@ import numpy as np
 
 from mesascope._jax_setup import cache_dir
 
-__all__ = ["PROGRAM_HIT_EVENT", "STALE_DAYS", "cached_jit", "clear_loaded", "programs_dir"]
+__all__ = [
+    "PERSISTENT_HIT_EVENT", "PROGRAM_HIT_EVENT", "STALE_DAYS", "cached_jit", "clear_loaded", "programs_dir",
+]
+
+PERSISTENT_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+"""JAX's `jax.monitoring` event for a program its persistent compilation cache supplied."""
 
 PROGRAM_HIT_EVENT = "/mesascope/programs/loaded"
 """`jax.monitoring` event recorded for every program loaded from disk (counted by `--profile`)."""
@@ -201,7 +206,7 @@ _PERSISTENT_HITS = [0]  # programs JAX's persistent cache has supplied in this p
 
 
 def _count_persistent_hit(event: str, **_: Any) -> None:
-    if event == "/jax/compilation_cache/cache_hits":
+    if event == PERSISTENT_HIT_EVENT:
         _PERSISTENT_HITS[0] += 1
 
 

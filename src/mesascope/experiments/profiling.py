@@ -18,12 +18,11 @@ from typing import Any
 
 import jax
 
-from mesascope.programs import PROGRAM_HIT_EVENT
+from mesascope.programs import PERSISTENT_HIT_EVENT, PROGRAM_HIT_EVENT
 
 __all__ = ["NULL_TIMER", "StageTimer"]
 
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
-_CACHE_HIT = "/jax/compilation_cache/cache_hits"
 _ACTIVE: list[StageTimer] = []
 
 
@@ -35,7 +34,7 @@ def _on_duration(event: str, duration: float, **_: Any) -> None:
 
 
 def _on_event(event: str, **_: Any) -> None:
-    if event == _CACHE_HIT:
+    if event == PERSISTENT_HIT_EVENT:
         for timer in _ACTIVE:
             timer._count("cache_hits", 1, 0.0)
     elif event == PROGRAM_HIT_EVENT:
