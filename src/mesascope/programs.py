@@ -185,7 +185,6 @@ def cached_jit(
             # handles them, and reports a genuine error in the call the way it always does.
             return jitted(*args, **kwargs)
 
-    call.jitted = jitted  # the plain `jax.jit` form, for `lower` and the like
     return call
 
 
@@ -262,15 +261,21 @@ def _load_or_compile(folder: Path, fun: Callable[..., Any], names: tuple[str, ..
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, RuntimeError):
         pass  # missing, from an older layout, or unreadable: compile again and replace it
     compiled = _compile(fun, names, args, kwargs)
+    partial_file = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         data = pickle.dumps(serialize(compiled))
         with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".tmp") as handle:
+            partial_file = handle.name
             handle.write(data)
-        os.replace(handle.name, path)
+        os.replace(partial_file, path)
         _prune(folder)
     except (OSError, TypeError, ValueError, pickle.PicklingError, RuntimeError):
-        pass  # a program that cannot be saved is simply compiled again next time
+        # A program that cannot be saved is simply compiled again next time; a half-written file (a full
+        # disk) is not left behind, since `_prune` deletes only whole programs.
+        if partial_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(partial_file)
     return compiled
 
 

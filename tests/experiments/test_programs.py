@@ -224,3 +224,14 @@ def test_programs_of_other_code_versions_are_pruned_when_stale(cache):
     cached_jit(_solve_levels)(a, b, 0.9)
     assert not old.exists() and recent.exists()
     assert len(list(folder.glob(programs._environment()[:12] + "-*.bin"))) == 1
+
+
+def test_a_program_that_cannot_be_saved_leaves_no_half_written_file(cache, monkeypatch):
+    def refuse(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(programs.os, "replace", refuse)
+    a, b = _inputs()
+    want = np.asarray(jax.jit(_solve_levels)(a, b, 0.9)[0])
+    np.testing.assert_array_equal(np.asarray(cached_jit(_solve_levels)(a, b, 0.9)[0]), want)
+    assert list((cache / "programs").iterdir()) == []
