@@ -311,30 +311,23 @@ def _sampler(make_level: Callable[[jax.Array, str], Level], split: str) -> Calla
     """One compiled, vmapped level generator per (generator, arguments, split).
 
     Scenarios are rebuilt on every `get_scenario` call, so a `functools.partial` generator is keyed by
-    its function and frozen arguments, not by identity; otherwise every call would recompile.
+    its function and frozen arguments, not by identity; otherwise every call would recompile. A built-in
+    generator's program is also saved across processes (`mesascope.programs.cached_jit`): its source is
+    covered by the saved programs' fingerprint, so its function's name, frozen arguments and split
+    describe the program. A generator defined elsewhere is plain `jax.jit`.
     """
+    program_key = None
     if isinstance(make_level, functools.partial):
-        key: Any = (make_level.func, make_level.args, tuple(sorted(make_level.keywords.items())), split)
+        func, frozen = make_level.func, (make_level.args, tuple(sorted(make_level.keywords.items())))
+        key: Any = (func, *frozen, split)
+        if getattr(func, "__module__", "").startswith("mesascope."):
+            program_key = ("level-generator", func.__module__, func.__qualname__, *frozen, split)
     else:
         key = (make_level, split)
     if key not in _SAMPLERS:
         generator = jax.vmap(lambda k: make_level(k, split))
-        program_key = _generator_key(make_level, split)
         _SAMPLERS[key] = jax.jit(generator) if program_key is None else cached_jit(generator, key=program_key)
     return _SAMPLERS[key]
-
-
-def _generator_key(make_level: Callable[[jax.Array, str], Level], split: str) -> tuple[Any, ...] | None:
-    """What a built-in generator's compiled program depends on besides mesascope's source: its function,
-    frozen arguments and split (`mesascope.programs.cached_jit`). None for a generator defined elsewhere,
-    whose source the saved programs' fingerprint does not cover."""
-    if not isinstance(make_level, functools.partial):
-        return None
-    func = make_level.func
-    if not getattr(func, "__module__", "").startswith("mesascope."):
-        return None
-    return ("level-generator", func.__module__, func.__qualname__, make_level.args,
-            tuple(sorted(make_level.keywords.items())), split)
 
 
 @dataclass(frozen=True)
