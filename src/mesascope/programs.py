@@ -296,3 +296,9 @@ def _prune(folder: Path) -> None:
         with contextlib.suppress(OSError):
             if not path.name.startswith(current) and path.stat().st_mtime < cutoff:
                 path.unlink()
+    # A save cut short by the process being killed (the audit's helper is stopped that way) leaves its
+    # temporary file; one an hour old is no save in progress.
+    for path in folder.glob("*.tmp"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < time.time() - 3600.0:
+                path.unlink()

@@ -215,14 +215,19 @@ def test_programs_of_other_code_versions_are_pruned_when_stale(cache):
     folder = cache / "programs"
     folder.mkdir(parents=True)
     old, recent = folder / "0123456789ab-f-old.bin", folder / "0123456789ab-f-recent.bin"
-    for path in (old, recent):
+    # Temporary files of saves cut short (a killed helper process): an old one goes, a fresh one may be a
+    # save in progress.
+    old_tmp, fresh_tmp = folder / "tmpold.tmp", folder / "tmpfresh.tmp"
+    for path in (old, recent, old_tmp, fresh_tmp):
         path.write_bytes(b"x")
     stale = os.stat(old).st_mtime - (programs.STALE_DAYS + 1) * 86400
     os.utime(old, (stale, stale))
+    os.utime(old_tmp, (stale, stale))
     programs._prune.cache_clear()
     a, b = _inputs()
     cached_jit(_solve_levels)(a, b, 0.9)
     assert not old.exists() and recent.exists()
+    assert not old_tmp.exists() and fresh_tmp.exists()
     assert len(list(folder.glob(programs._environment()[:12] + "-*.bin"))) == 1
 
 

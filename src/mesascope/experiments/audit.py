@@ -15,9 +15,10 @@ loses the audit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from mesascope.measures.estimates import Estimate, estimate
 from mesascope.measures.goal_posterior import posterior_from_q, system_state_weights
 from mesascope.measures.mce_irl import IRLResult, mce_irl
 from mesascope.measures.scores import first_reach_probabilities, tabularize_levels
+from mesascope.experiments.helper import Helper, Task, start_helper
 from mesascope.experiments.profiling import NULL_TIMER, StageTimer
 from mesascope.measures.shards import scenario_context_labels, scenario_shards
 from mesascope.properties import Thresholds
@@ -301,15 +303,22 @@ SYSTEM_STAGES = 5
 """Progress ticks per system and split in `_system_split` (the audit's progress bar moves on each)."""
 
 
+def _irl_inputs(sp: AuditSplit, probs: jax.Array) -> tuple[TabularMDP, np.ndarray]:
+    """One system's MCE IRL evidence: the split's first `IRL_LEVELS` levels and its probabilities there.
+
+    Cut on the host (the arrays are ready, so no device op is queued for that), which also makes the fit
+    the same program whether it runs here or in the helper process.
+    """
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[:IRL_LEVELS], sp.tab), np.asarray(probs)[:IRL_LEVELS]
+
+
 def _start_irl(sp: AuditSplit, probs: jax.Array, gamma: float) -> IRLResult:
     """Dispatch one system's MCE IRL fit on the split's first `IRL_LEVELS` levels, without waiting for it.
 
     The fit is the audit's longest single computation; JAX runs it asynchronously, so the host work the
-    audit does meanwhile (tracing the next programs, bootstrap intervals, JSON) overlaps it. The levels are
-    cut on the host (the arrays are ready), so no device op is queued for that.
+    audit does meanwhile (tracing the next programs, bootstrap intervals, JSON) overlaps it.
     """
-    irl_tab = jax.tree_util.tree_map(lambda x: np.asarray(x)[:IRL_LEVELS], sp.tab)
-    return mce_irl(irl_tab, np.asarray(probs)[:IRL_LEVELS], gamma=gamma, steps=IRL_STEPS)
+    return mce_irl(*_irl_inputs(sp, probs), gamma=gamma, steps=IRL_STEPS)
 
 
 def _policy_measures(scenario: Scenario, sp: AuditSplit, probs: jax.Array) -> dict[str, Estimate]:
@@ -329,7 +338,8 @@ def _system_split(
     """One system on one split: its `SystemSplit`, its audit.json blocks (`tick()` after each stage), and
     the next system's MCE IRL fit (`start_next()`, dispatched while this system's work goes on), if any.
 
-    `irl` is this system's MCE IRL fit if already dispatched (`_start_irl`); otherwise it is dispatched here.
+    `irl` is this system's MCE IRL fit if already dispatched (`_start_irl`), or its `helper.Task`; otherwise
+    it is dispatched here.
     """
     tab, exact, goals = sp.tab, sp.exact, sp.goals
     gamma = scenario.spec.gamma
@@ -357,6 +367,8 @@ def _system_split(
             posterior = posterior_from_q(sp.exact.goal_q, tab.terminal, probs, evidence, names=goals, threshold=thresholds.kappa)
     tick()
     with timer.stage("MCE IRL"):
+        if isinstance(irl, Task):
+            irl = irl.result()
         irl_block = {
             "weights": _ser(np.asarray(irl.weights), scenario.feature_names),
             "loglik_per_step": float(irl.loglik),
@@ -420,6 +432,17 @@ def _measures_by_split(blocks: dict[str, dict[str, Estimate]]) -> tuple[dict[str
     return means, intervals
 
 
+@contextlib.contextmanager
+def _maybe_helper() -> Iterator[Helper | None]:
+    """A helper process for the MCE IRL fits where one can run (`mesascope.experiments.helper`), else None."""
+    helper = start_helper()
+    try:
+        yield helper
+    finally:
+        if helper is not None:
+            helper.close()
+
+
 def audit_systems(
     scenario: Scenario,
     systems: Sequence[Any],
@@ -458,28 +481,35 @@ def audit_systems(
     splits: dict[str, AuditSplit] = {}
     per_system: list[dict[str, Any]] = [{} for _ in systems]
     paths: dict[str, list[np.ndarray]] = {}
-    for name, n, key in (("train", audit.n_train, key_train), ("deploy", audit.n_deploy, key_deploy)):
-        sp = _split(scenario, name, n, key, systems, timer)
-        splits[name] = sp
-        tick()
-        paths[name] = []
-        # Every system's probabilities first, so each system's stages can dispatch the next one's MCE IRL fit.
-        all_probs = []
-        for system in systems:
-            with timer.stage("policy probabilities"):
-                all_probs.append(jax.block_until_ready(system.probs(sp.levels, sp.tab)))
+    # Started first, so that its start-up overlaps the first split's sampling.
+    with _maybe_helper() as helper:
+        for name, n, key in (("train", audit.n_train, key_train), ("deploy", audit.n_deploy, key_deploy)):
+            sp = _split(scenario, name, n, key, systems, timer)
+            splits[name] = sp
             tick()
-        irl = None
-        for i, system in enumerate(systems):
-            probs = all_probs[i]
-            start_next = None
-            if i + 1 < len(systems):
-                start_next = functools.partial(_start_irl, sp, all_probs[i + 1], scenario.spec.gamma)
-            measured, block, irl = _system_split(scenario, sp, probs, system, thresholds, timer, tick, irl=irl,
-                                                 start_next=start_next)
-            per_system[i][name] = (measured, block)
-            with timer.stage("pictures"):
-                paths[name].append(greedy_path(scenario.spec, sp.tab, probs, 0))
+            paths[name] = []
+            # Every system's probabilities first, so each system's stages can dispatch the next one's MCE IRL fit
+            # (or the helper process start on all of them).
+            all_probs = []
+            for system in systems:
+                with timer.stage("policy probabilities"):
+                    all_probs.append(jax.block_until_ready(system.probs(sp.levels, sp.tab)))
+                tick()
+            tasks = [None] * len(systems) if helper is None else [
+                helper.submit(mce_irl, *_irl_inputs(sp, p), gamma=scenario.spec.gamma, steps=IRL_STEPS) for p in all_probs]
+            irl = None
+            for i, system in enumerate(systems):
+                probs = all_probs[i]
+                start_next = None
+                if helper is not None:
+                    irl = tasks[i]
+                elif i + 1 < len(systems):
+                    start_next = functools.partial(_start_irl, sp, all_probs[i + 1], scenario.spec.gamma)
+                measured, block, irl = _system_split(scenario, sp, probs, system, thresholds, timer, tick, irl=irl,
+                                                     start_next=start_next)
+                per_system[i][name] = (measured, block)
+                with timer.stage("pictures"):
+                    paths[name].append(greedy_path(scenario.spec, sp.tab, probs, 0))
     out_systems, judgements = [], []
     for i, system in enumerate(systems):
         (train, tb), (deploy, db) = per_system[i]["train"], per_system[i]["deploy"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,15 +20,16 @@ import jax
 
 from mesascope.programs import PERSISTENT_HIT_EVENT, PROGRAM_HIT_EVENT
 
-__all__ = ["NULL_TIMER", "StageTimer"]
+__all__ = ["BACKEND_COMPILE_EVENT", "NULL_TIMER", "StageTimer", "record_events"]
 
-_BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+"""JAX's `jax.monitoring` duration event for every program a process needs (compiled or from its cache)."""
 _ACTIVE: list[StageTimer] = []
 
 
 def _on_duration(event: str, duration: float, **_: Any) -> None:
     # Fired for every program JAX needs, whether XLA compiles it or the persistent cache supplies it.
-    if event == _BACKEND_COMPILE:
+    if event == BACKEND_COMPILE_EVENT:
         for timer in _ACTIVE:
             timer._count("compiles", 1, duration)
 
@@ -43,6 +44,19 @@ def _on_event(event: str, **_: Any) -> None:
         for timer in _ACTIVE:
             timer._count("compiles", 1, 0.0)
             timer._count("cache_hits", 1, 0.0)
+
+
+def record_events(events: Sequence[tuple[str, float | None]]) -> None:
+    """Count JAX events recorded in another process (`mesascope.experiments.helper`) into the active stages.
+
+    Args:
+        events: `(event, duration)` pairs, `duration` None for a plain event, as the listeners got them.
+    """
+    for event, duration in events:
+        if duration is None:
+            _on_event(event)
+        else:
+            _on_duration(event, duration)
 
 
 # Listeners cannot be removed, so they are registered once and forward to whichever timers are active.

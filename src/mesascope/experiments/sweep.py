@@ -495,7 +495,10 @@ def sweep(
 def _run_local(tasks: list[dict[str, Any]], workers: int, collect: Callable[[dict[str, Any]], None]) -> None:
     # Spawned, not forked: a forked JAX runtime can deadlock.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+    workers = min(workers, len(tasks))
+    # Points run side by side take the cores an audit's helper process would use.
+    initializer = _without_helper if workers > 1 else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer) as pool:
         futures = {pool.submit(run_point, t): t for t in tasks}
         try:
             while futures:
@@ -510,6 +513,12 @@ def _run_local(tasks: list[dict[str, Any]], workers: int, collect: Callable[[dic
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _without_helper() -> None:
+    from mesascope.experiments.helper import HELPER_ENV
+
+    os.environ[HELPER_ENV] = "off"
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
