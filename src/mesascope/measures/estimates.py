@@ -17,6 +17,7 @@ varies from resample to resample as it would between samples).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,13 @@ class LevelResample:
     def n_levels(self) -> int:
         return int(self.idx.shape[1])
 
+    @functools.cached_property
+    def draws(self) -> np.ndarray:
+        """float64 `[B, L]`: how often each resample drew each level (its rows sum to `L`)."""
+        b, n = self.idx.shape
+        flat = (np.arange(b)[:, None] * n + self.idx).ravel()
+        return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+
 
 def estimate_columns(values: np.ndarray, informative: np.ndarray | None, resample: LevelResample) -> list[Estimate]:
     """One `Estimate` per column of a `[L, C]` array of per-level values.
@@ -144,10 +152,16 @@ def estimate_columns(values: np.ndarray, informative: np.ndarray | None, resampl
     mask = np.broadcast_to(mask, values.shape)
     n = mask.sum(0)
     means = np.where(n > 0, np.where(mask, values, 0.0).sum(0) / np.maximum(n, 1), np.nan)
-    picked = values[resample.idx]  # [B, L, C]
-    picked_mask = mask[resample.idx]
-    counts = picked_mask.sum(1)
-    sums = np.where(picked_mask, picked, 0.0).sum(1)
+    kept = np.where(mask, values, 0.0)
+    if np.isfinite(kept).all():
+        # A resample's sum is its draw counts times the values: one [B, L] x [L, C] product instead of
+        # gathering [B, L, C] (the same sums, added in another order).
+        counts, sums = resample.draws @ mask.astype(np.float64), resample.draws @ kept
+    else:
+        # A non-finite value must spoil only the resamples that drew its level (0 x inf is not 0).
+        picked_mask = mask[resample.idx]  # [B, L, C]
+        counts = picked_mask.sum(1)
+        sums = np.where(picked_mask, values[resample.idx], 0.0).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         boot = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     tail = (1.0 - CONFIDENCE) / 2.0
