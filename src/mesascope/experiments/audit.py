@@ -332,19 +332,22 @@ def _system_split(
     scenario: Scenario, sp: AuditSplit, probs: jax.Array, system: Any, thresholds: Thresholds, timer: StageTimer,
     tick: Callable[[], None] = lambda: None,
     *,
-    irl: IRLResult | None = None,
+    irl: IRLResult | Task | None = None,
     start_next: Callable[[], IRLResult] | None = None,
+    first_reach: Task | None = None,
 ) -> tuple[SystemSplit, dict[str, Any], IRLResult | None]:
     """One system on one split: its `SystemSplit`, its audit.json blocks (`tick()` after each stage), and
     the next system's MCE IRL fit (`start_next()`, dispatched while this system's work goes on), if any.
 
     `irl` is this system's MCE IRL fit if already dispatched (`_start_irl`), or its `helper.Task`; otherwise
-    it is dispatched here.
+    it is dispatched here. `first_reach` is the helper's task for the first-reach probabilities, collected
+    last (they are needed only for the JSON block); without it they are computed first.
     """
     tab, exact, goals = sp.tab, sp.exact, sp.goals
     gamma = scenario.spec.gamma
-    with timer.stage("first reached"):
-        first = np.asarray(first_reach_probabilities(tab, probs, jax.device_put(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
+    if first_reach is None:
+        with timer.stage("first reached"):
+            first = np.asarray(first_reach_probabilities(tab, probs, jax.device_put(sp.goal_w), horizon=scenario.spec.max_steps)).mean(0)
     tick()
     with timer.stage("goal posterior and shards"):
         # On the host: the shard tables select their evidence there, with no device op queued behind the IRL fit.
@@ -396,6 +399,9 @@ def _system_split(
     irl_block["score"] = estimate(split.irl_j, split.irl_informative, exact.resample).to_dict()
     behavioral["objective"] = behavioral_choice(split, goals, thresholds.kappa).to_dict()
     epic = {k: exact.estimate(v, None) for k, v in split.epic.items()}
+    if first_reach is not None:
+        with timer.stage("first reached"):
+            first = np.asarray(first_reach.result()).mean(0)
     block = {
         **_scores_json(split, exact),
         "first_reached": {**_ser(first[:-1], goals), "none": float(first[-1])},
@@ -430,6 +436,21 @@ def _measures_by_split(blocks: dict[str, dict[str, Estimate]]) -> tuple[dict[str
             means.setdefault(name, {})[split] = e.mean_all
             intervals.setdefault(name, {})[split] = [e.lo, e.hi] if e.has_interval else None
     return means, intervals
+
+
+def _helper_tasks(helper: Helper, scenario: Scenario, sp: AuditSplit, all_probs: Sequence[jax.Array]) -> list[tuple[Task, Task]]:
+    """Hand each system's MCE IRL fit and first-reach probabilities to the helper.
+
+    The fits first, in the order the systems need them: they are most of the helper's work, and a
+    first-reach task the helper has not reached when its system is done is computed here (it is short).
+    Host arrays throughout: the helper gets them as pickles, and a task computed here instead is then the
+    same call on the same inputs.
+    """
+    tab = jax.tree_util.tree_map(np.asarray, sp.tab)
+    probs = [np.asarray(p) for p in all_probs]
+    irls = [helper.submit(mce_irl, *_irl_inputs(sp, p), gamma=scenario.spec.gamma, steps=IRL_STEPS) for p in probs]
+    firsts = [helper.submit(first_reach_probabilities, tab, p, sp.goal_w, horizon=scenario.spec.max_steps) for p in probs]
+    return list(zip(irls, firsts))
 
 
 @contextlib.contextmanager
@@ -495,18 +516,17 @@ def audit_systems(
                 with timer.stage("policy probabilities"):
                     all_probs.append(jax.block_until_ready(system.probs(sp.levels, sp.tab)))
                 tick()
-            tasks = [None] * len(systems) if helper is None else [
-                helper.submit(mce_irl, *_irl_inputs(sp, p), gamma=scenario.spec.gamma, steps=IRL_STEPS) for p in all_probs]
+            tasks = [(None, None)] * len(systems) if helper is None else _helper_tasks(helper, scenario, sp, all_probs)
             irl = None
             for i, system in enumerate(systems):
                 probs = all_probs[i]
                 start_next = None
                 if helper is not None:
-                    irl = tasks[i]
+                    irl = tasks[i][0]
                 elif i + 1 < len(systems):
                     start_next = functools.partial(_start_irl, sp, all_probs[i + 1], scenario.spec.gamma)
                 measured, block, irl = _system_split(scenario, sp, probs, system, thresholds, timer, tick, irl=irl,
-                                                     start_next=start_next)
+                                                     start_next=start_next, first_reach=tasks[i][1])
                 per_system[i][name] = (measured, block)
                 with timer.stage("pictures"):
                     paths[name].append(greedy_path(scenario.spec, sp.tab, probs, 0))
