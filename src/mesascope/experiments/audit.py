@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -453,17 +453,6 @@ def _helper_tasks(helper: Helper, scenario: Scenario, sp: AuditSplit, all_probs:
     return list(zip(irls, firsts))
 
 
-@contextlib.contextmanager
-def _maybe_helper() -> Iterator[Helper | None]:
-    """A helper process for the MCE IRL fits where one can run (`mesascope.experiments.helper`), else None."""
-    helper = start_helper()
-    try:
-        yield helper
-    finally:
-        if helper is not None:
-            helper.close()
-
-
 def audit_systems(
     scenario: Scenario,
     systems: Sequence[Any],
@@ -502,8 +491,9 @@ def audit_systems(
     splits: dict[str, AuditSplit] = {}
     per_system: list[dict[str, Any]] = [{} for _ in systems]
     paths: dict[str, list[np.ndarray]] = {}
-    # Started first, so that its start-up overlaps the first split's sampling.
-    with _maybe_helper() as helper:
+    # A helper process for the MCE IRL fits and first-reach tables where one can run (None elsewhere), started
+    # first so that its start-up overlaps the first split's sampling.
+    with start_helper() or contextlib.nullcontext() as helper:
         for name, n, key in (("train", audit.n_train, key_train), ("deploy", audit.n_deploy, key_deploy)):
             sp = _split(scenario, name, n, key, systems, timer)
             splits[name] = sp
