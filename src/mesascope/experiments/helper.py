@@ -90,13 +90,13 @@ def helper_enabled() -> bool:
 class Task:
     """One function call handed to the helper; `result()` returns its value (computed here if need be)."""
 
-    def __init__(self, helper: Helper | None, index: int, fn: Callable[..., Any], args: tuple[Any, ...],
+    def __init__(self, helper: Helper, index: int, fn: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> None:
         self._helper, self._index, self._fn, self._args, self._kwargs = helper, index, fn, args, kwargs
 
     def result(self) -> Any:
         """The call's value: the helper's if it has started the task and finishes it, else computed here."""
-        outcome = None if self._helper is None else self._helper._collect(self._index)
+        outcome = self._helper._collect(self._index)
         if outcome is None:
             return self._fn(*self._args, **self._kwargs)
         value, events = outcome
@@ -163,7 +163,7 @@ class Helper:
         with self._cond:
             if index not in self._started and index not in self._done:
                 if self._alive:
-                    self._write_skip(index)
+                    self._write(("skip", index))  # the condition's lock is reentrant
                 return None
             while index not in self._done and self._alive:
                 self._cond.wait()
@@ -171,13 +171,6 @@ class Helper:
         if outcome is None or not outcome[0]:
             return None  # the helper died or the call failed there: here, a genuine error is raised as usual
         return outcome[1], outcome[2]
-
-    def _write_skip(self, index: int) -> None:
-        # Called with the lock held: writing a short message to a pipe the helper's reader drains.
-        try:
-            _send(self._process.stdin, ("skip", index))  # type: ignore[arg-type]
-        except (OSError, ValueError):
-            self._alive = False
 
     def close(self) -> None:
         """Stop the helper and reap it, without waiting for a helper still starting (a small audit)."""
