@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from mesascope.levels import observe, reset, step
 from mesascope.scenarios import get_scenario
 
-from _common import PeerMissing, fmt_rate, median, rate_summary, require, timed
+from _common import PeerMissing, fmt_rate, rate_summary, require, timed
 
 GOAL = 500.0
 MINIGRID_ID = "MiniGrid-SimpleCrossingS9N1-v0"

@@ -12,15 +12,20 @@ in alternation (A B A B), `REPEATS` times, and the median is kept. A cycle is ev
 does per update:
 
 - mesascope: `jit(trainer.advance)` for `CYCLES` updates (rollout with asynchronous resets from the level
-  pool of 65,536 levels, GAE, the clipped-surrogate updates), its egocentric 13x13x2 view and a 2x128 MLP;
+  pool of 65,536 levels, GAE, the clipped-surrogate updates), with its default egocentric 13x13x2 view and
+  2x128 MLP, and with the full 7x7x3 view (`view=full`) and 2x128 and 3x128 MLPs: the same input and the
+  same networks as jaxgmg's, parameter for parameter;
 - jaxgmg: its own loop body, called through its public functions: a batch of levels from its level
   generator (`InfiniteDomainRandomisation`, fresh levels every cycle, or `FiniteDomainRandomisation` over
   a fixed pool of 65,536 levels as mesascope trains), `experience.collect_rollouts`, GAE, `ppo.ppo_update`;
   its boolean 7x7x3 view and `ReLUFF` networks of 2x128 and 3x128 (the latter close to mesascope's
   parameter count).
 
-The ratio is mesascope's steps/s over jaxgmg's in the same run; issue 17's goal is 2x at equal network
-size. Run alone: `python benchmarks/bench_jaxgmg.py`.
+The ratios are mesascope's steps/s over jaxgmg's in the same run: its default against each jaxgmg
+row, and its full-view network against jaxgmg's network of the same shape. Issue 17's goal is 2x at equal
+network size. Last, the roofline of the full-view 2x128 PPO (`bench_roofline`): the float32 FLOP rate the
+goal would need against the best rate this CPU's matmuls reach at the network's shapes.
+Run alone: `python benchmarks/bench_jaxgmg.py`.
 """
 
 from __future__ import annotations
@@ -33,19 +38,22 @@ import jax
 
 from mesascope.optimizers.ppo import make_train, ppo_config
 from mesascope.scenarios import get_scenario
+from mesascope.systems.policy import NetworkConfig
 
+import bench_roofline
 from _common import PeerMissing, median, require, timed
 
 GOAL = 2.0
+OURS = "mesascope 2x128 (egocentric 13x13x2)"
 CYCLES = 20
 REPEATS = 3
 POOL = 65_536
 
 
 class Mesascope:
-    def __init__(self, seed: int = 0):
-        self.config = ppo_config("fast")
-        trainer = make_train(get_scenario("cheese-corner-v0"), self.config)
+    def __init__(self, view: str = "egocentric", depth: int = 2, seed: int = 0):
+        self.config = ppo_config("fast", network=NetworkConfig(hidden=128, depth=depth))
+        trainer = make_train(get_scenario("cheese-corner-v0", view=view), self.config)
         self.ts = jax.block_until_ready(jax.jit(trainer.init)(jax.random.key(seed)))
         self.advance = jax.jit(trainer.advance, static_argnums=1).lower(self.ts, CYCLES).compile()
         self.params = sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(self.ts.params, eqx.is_array)))
@@ -112,7 +120,10 @@ def run() -> dict[str, Any]:
         return {"name": "jaxgmg", "goal": GOAL, "skipped": "jaxgmg is not installed; it is not on PyPI: pip install "
                 "--no-deps -e a checkout of matomatical/jaxgmg, with flax, chex, distrax, einops, jaxtyping, wandb, "
                 "orbax-checkpoint, moviepy, readchar and imageio"}
-    contenders: dict[str, Any] = {"mesascope 2x128 (egocentric 13x13x2)": Mesascope()}
+    contenders: dict[str, Any] = {OURS: Mesascope()}
+    # The same input (the 7x7x3 grid) and the same networks as jaxgmg's, parameter for parameter.
+    contenders["mesascope 2x128 (full 7x7x3)"] = Mesascope(view="full")
+    contenders["mesascope 3x128 (full 7x7x3)"] = Mesascope(view="full", depth=3)
     for spec in ("relu:2x128", "relu:3x128"):
         for fixed in (False, True):
             contenders[f"jaxgmg {spec[5:]} ({'fixed pool' if fixed else 'fresh levels'})"] = Jaxgmg(spec, fixed)
@@ -121,14 +132,29 @@ def run() -> dict[str, Any]:
         for name, c in contenders.items():
             times[name].append(timed(c))
     rates = {name: contenders[name].steps / median(ts) for name, ts in times.items()}
-    ours = rates["mesascope 2x128 (egocentric 13x13x2)"]
+    ours = rates[OURS]
+    same_input = {
+        f"jaxgmg {net} ({levels})": rates[f"mesascope {net} (full 7x7x3)"] / rates[f"jaxgmg {net} ({levels})"]
+        for net in ("2x128", "3x128") for levels in ("fresh levels", "fixed pool")
+    }
+    # Could any float32 implementation reach the goal at equal input and network? The roofline of the
+    # full-view 2x128 PPO: its FLOPs per step over the best matmul rate at its own shapes.
+    roof = bench_roofline.run(ppo_config("fast"), repeats=3, view="full")
+    bench_roofline.measure_again(roof)
+    needed = GOAL * rates["jaxgmg 2x128 (fresh levels)"]
     return {
         "name": "jaxgmg",
+        "goal_needs_steps_per_s": needed,
+        "roofline_full_2x128": {k: roof[k] for k in ("network_shapes_best_gflops", "bound_steps_per_s_at_network_shapes",
+                                                     "peak_gflops", "bound_steps_per_s_at_peak")}
+        | {"flops_per_step": roof["ppo_flops"]["flops_per_step"]},
         "goal": GOAL,
+        "ours": OURS,
         "cycles": CYCLES,
         "steps_per_s": rates,
         "params": {name: int(c.params) for name, c in contenders.items()},
         "ratio_vs": {name: ours / rate for name, rate in rates.items() if name.startswith("jaxgmg")},
+        "same_input_ratio_vs": same_input,
     }
 
 
@@ -138,9 +164,17 @@ def report(res: dict[str, Any]) -> None:
         print("  skipped:", res["skipped"])
         return
     for name, rate in res["steps_per_s"].items():
-        ratio = res["ratio_vs"].get(name)
-        extra = f"  mesascope is {ratio:.2f}x" if ratio is not None else ""
-        print(f"  {name:<40} {rate / 1e3:6.1f}k steps/s  ({res['params'][name] / 1e3:.1f}k parameters){extra}")
+        ratio, same = res["ratio_vs"].get(name), res.get("same_input_ratio_vs", {}).get(name)
+        extra = f"  mesascope (egocentric) is {ratio:.2f}x" if ratio is not None else ""
+        extra += f", same input and network {same:.2f}x" if same is not None else ""
+        print(f"  {name:<38} {rate / 1e3:6.1f}k steps/s  ({res['params'][name] / 1e3:.1f}k parameters){extra}")
+    roof = res["roofline_full_2x128"]
+    print(f"  {GOAL:g}x jaxgmg 2x128 with fresh levels needs {res['goal_needs_steps_per_s'] / 1e3:.0f}k steps/s at "
+          f"{roof['flops_per_step'] / 1e3:.0f}k FLOP per step (full view, 2x128): "
+          f"{res['goal_needs_steps_per_s'] * roof['flops_per_step'] / 1e9:.0f} GFLOP/s, against the best float32 "
+          f"matmul rate at the network's shapes, {roof['network_shapes_best_gflops']:.0f} GFLOP/s "
+          f"(bound {roof['bound_steps_per_s_at_network_shapes'] / 1e3:.0f}k steps/s; "
+          f"at the large-matrix peak {roof['bound_steps_per_s_at_peak'] / 1e3:.0f}k)")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import bench_roofline
 from mesascope.optimizers.ppo import make_train, ppo_config
 from mesascope.scenarios import get_scenario
 
-from _common import PeerMissing, fmt_rate, median, rate_summary, require, timed
+from _common import PeerMissing, fmt_rate, rate_summary, require, timed
 
 GOAL = 50.0
 SCENARIO = "cheese-corner-v0"

@@ -89,9 +89,9 @@ def hand_count(config: PPOConfig, obs_size: int, n_actions: int) -> dict[str, fl
     return {"rollout": float(rollout), "update": float(update), "per_step": float(rollout + update) / batch}
 
 
-def ppo_flops(config: PPOConfig, seed: int = 0) -> dict[str, Any]:
+def ppo_flops(config: PPOConfig, seed: int = 0, view: str = "egocentric") -> dict[str, Any]:
     """XLA's FLOP count of one real PPO iteration (`advance(ts, 1)`), per environment step."""
-    scenario = get_scenario(SCENARIO)
+    scenario = get_scenario(SCENARIO, view=view)
     trainer = make_train(scenario, config)
     ts = jax.block_until_ready(jax.jit(trainer.init)(jax.random.key(seed)))
     # Fresh lambdas so neither program reuses the other's cached trace.
@@ -204,15 +204,22 @@ def measure_again(res: dict[str, Any]) -> None:
     _bounds(res)
 
 
-def run(config: PPOConfig | None = None, repeats: int = 5) -> dict[str, Any]:
-    """FLOPs per step, attained matmul rates and the resulting steps/s bounds (no SB3 figure here)."""
+def run(config: PPOConfig | None = None, repeats: int = 5, view: str = "egocentric") -> dict[str, Any]:
+    """FLOPs per step, attained matmul rates and the resulting steps/s bounds (no SB3 figure here).
+
+    Args:
+        config: PPO settings (default: the `fast` preset).
+        repeats: Timing repeats per matmul shape.
+        view: cheese-corner's observation ("egocentric" `[13, 13, 2]` or "full" `[7, 7, 3]`).
+    """
     config = config or ppo_config("fast")
-    spec = get_scenario(SCENARIO).spec
+    spec = get_scenario(SCENARIO, view=view).spec
     obs_size = int(np.prod(spec.obs_shape))
     res: dict[str, Any] = {
         "name": "roofline",
-        "config": {"scenario": SCENARIO, "preset": "fast", "obs_size": obs_size, "repeats": repeats, "rounds": 1},
-        "ppo_flops": ppo_flops(config),
+        "config": {"scenario": SCENARIO, "view": view, "preset": "fast", "obs_size": obs_size, "repeats": repeats,
+                   "rounds": 1},
+        "ppo_flops": ppo_flops(config, view=view),
         "matmul_gflops": matmul_rates(network_shapes(config, obs_size), repeats),
     }
     _bounds(res)

@@ -103,9 +103,13 @@ def _summary_rows(results: dict[str, Any]) -> list[tuple[str, str, float | None,
         if "skipped" in jaxgmg:
             rows.append(("jaxgmg", "mesascope PPO vs jaxgmg PPO", None, jaxgmg["goal"], "skipped: " + jaxgmg["skipped"]))
         else:
+            ours = jaxgmg["params"][jaxgmg["ours"]]
             for name, ratio in jaxgmg["ratio_vs"].items():
                 rows.append(("jaxgmg", f"PPO steps/s vs {name}", ratio, jaxgmg["goal"],
-                             f"{jaxgmg['params'][name] / 1e3:.1f}k vs 60.5k parameters"))
+                             f"{jaxgmg['params'][name] / 1e3:.1f}k vs {ours / 1e3:.1f}k parameters"))
+            for name, ratio in jaxgmg.get("same_input_ratio_vs", {}).items():
+                rows.append(("jaxgmg", f"same view+net vs {name}", ratio, jaxgmg["goal"],
+                             f"full 7x7x3 view, {jaxgmg['params'][name] / 1e3:.1f}k parameters each"))
     for name, res in results.items():
         if "error" in res:
             rows.append((name, "error", None, None, res["error"].splitlines()[-1]))
