@@ -6,6 +6,7 @@ STAMP   := $(VENV)/.installed
 SEEDS   ?= 4
 PRESET  ?= fast
 SCENARIO ?= cheese-corner-v0
+TEST_WORKERS ?= auto
 
 .PHONY: demo test test-slow reproduce bench install clean system-deps docs
 
@@ -40,9 +41,11 @@ system-deps:
 	fi
 
 ## The whole default test suite (slow training tests are marked and skipped; see test-slow), then the
-## docs site built strictly (a broken link or API reference fails the target).
+## docs site built strictly (a broken link or API reference fails the target). The suite runs in one
+## pytest-xdist worker per core (at most 8), each test file whole in one worker (its compiled programs are shared
+## within the file); TEST_WORKERS=0 runs it in this one process.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 8 --dist loadfile
 	@$(MAKE) --no-print-directory docs
 
 ## The documentation site (docs/ and mkdocs.yml; the `docs` extra, part of `test`) built into site/ in

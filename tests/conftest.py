@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from collections import deque
 from types import SimpleNamespace
 from typing import NamedTuple
+
+# `make test` runs one pytest-xdist worker per core. On a GPU, each worker's JAX would otherwise reserve
+# most of the device's memory for itself at its first computation, and the second worker would fail.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax
 import jax.numpy as jnp

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from rich.console import Console
+
+from mesascope import cli
 from mesascope.cli import main
 from mesascope.experiments import store as store_mod
 from mesascope.experiments.store import (
@@ -127,7 +130,9 @@ def test_a_run_round_trips_through_the_store(recorded_run):
 
 
 def test_runs_query_and_compare_commands(recorded_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")  # room for every column of the runs table
+    # Room for every column of the runs table. A wide console, not $COLUMNS: rich fixes the width when the
+    # console is made if $COLUMNS is set then (pytest-xdist's workers start with COLUMNS=80).
+    monkeypatch.setattr(cli, "console", Console(width=250))
     store, out, _ = recorded_run
     rid = run_id_for(out)
     assert main(["runs", "--db", str(store.path)]) == 0
