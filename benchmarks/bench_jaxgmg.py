@@ -141,6 +141,7 @@ def run() -> dict[str, Any]:
     # full-view 2x128 PPO: its FLOPs per step over the best matmul rate at its own shapes.
     roof = bench_roofline.run(ppo_config("fast"), repeats=3, view="full")
     bench_roofline.measure_again(roof)
+    floor = bench_roofline.gradient_floor(ppo_config("fast"), view="full")
     needed = GOAL * rates["jaxgmg 2x128 (fresh levels)"]
     return {
         "name": "jaxgmg",
@@ -148,6 +149,7 @@ def run() -> dict[str, Any]:
         "roofline_full_2x128": {k: roof[k] for k in ("network_shapes_best_gflops", "bound_steps_per_s_at_network_shapes",
                                                      "peak_gflops", "bound_steps_per_s_at_peak")}
         | {"flops_per_step": roof["ppo_flops"]["flops_per_step"]},
+        "gradient_floor_full_2x128": floor,
         "goal": GOAL,
         "ours": OURS,
         "cycles": CYCLES,
@@ -175,6 +177,11 @@ def report(res: dict[str, Any]) -> None:
           f"matmul rate at the network's shapes, {roof['network_shapes_best_gflops']:.0f} GFLOP/s "
           f"(bound {roof['bound_steps_per_s_at_network_shapes'] / 1e3:.0f}k steps/s; "
           f"at the large-matrix peak {roof['bound_steps_per_s_at_peak'] / 1e3:.0f}k)")
+    floor = res.get("gradient_floor_full_2x128")
+    if floor:
+        print(f"  the updates' gradients alone (forward and backward of 3 x 4 minibatches, nothing else) take "
+              f"{floor['us_per_step_best']:.2f} us per step; {GOAL:g}x jaxgmg leaves "
+              f"{1e6 / res['goal_needs_steps_per_s']:.2f} us per step for everything")
 
 
 if __name__ == "__main__":
