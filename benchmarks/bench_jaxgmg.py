@@ -24,7 +24,9 @@ does per update:
 The ratios are mesascope's steps/s over jaxgmg's in the same run: its default against each jaxgmg
 row, and its full-view network against jaxgmg's network of the same shape. Issue 17's goal is 2x at equal
 network size. Last, the roofline of the full-view 2x128 PPO (`bench_roofline`): the float32 FLOP rate the
-goal would need against the best rate this CPU's matmuls reach at the network's shapes.
+goal would need against the best rate this CPU's matmuls reach at the network's shapes, and the
+time per step of the updates' forward and backward passes alone (`bench_roofline.gradient_floor`) against
+the time per step the goal leaves.
 Run alone: `python benchmarks/bench_jaxgmg.py`.
 """
 
