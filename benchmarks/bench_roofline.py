@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from mesascope.optimizers.ppo import PPOConfig, make_train, ppo_config
 from mesascope.scenarios import get_scenario
 
-from _common import fmt_rate, median
+from _common import fmt_rate, median, timed
 
 SCENARIO = "cheese-corner-v0"
 SQUARE = 2048
@@ -202,12 +202,9 @@ def gradient_floor(config: PPOConfig, view: str = "egocentric", repeats: int = 5
 
         return jax.lax.fori_loop(0, reps, body, p)
 
-    jax.block_until_ready(loop(params))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(loop(params))
-        times.append((time.perf_counter() - t0) / reps)
+    run_once = lambda: jax.block_until_ready(loop(params))  # noqa: E731
+    run_once()
+    times = [timed(run_once) / reps for _ in range(repeats)]
     per_iteration = config.update_epochs * config.num_minibatches
     steps = config.num_envs * config.num_steps
     return {"us_per_minibatch_best": min(times) * 1e6, "us_per_minibatch": median(times) * 1e6,
